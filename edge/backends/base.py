@@ -1,0 +1,124 @@
+"""The backend extension point: one small base class, one file per runtime."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from edge.errors import ArtifactError, ConfigError, FrameError
+from edge.manifest import Manifest
+
+log = logging.getLogger("edgecam.backends")
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Runtime settings; ``None`` means the runtime's own default.
+
+    Attributes:
+        threads: intra-op threads (XNNPACK / onnxruntime).
+        xnnpack: LiteRT only: apply the XNNPACK delegate (the default in LiteRT).
+        providers: onnxruntime execution providers in order of preference,
+            e.g. ``("TensorrtExecutionProvider", "CUDAExecutionProvider",
+            "CPUExecutionProvider")``; unavailable ones are skipped with a logged reason.
+    """
+
+    threads: int | None = None
+    xnnpack: bool = True
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigError(f"threads: expected a positive integer or None; received {self.threads!r}")
+        object.__setattr__(self, "providers", tuple(self.providers))
+
+
+class Backend(ABC):
+    """Run one artifact. Inputs are raw RGB NHWC batches (0..255); outputs are keyed by role.
+
+    Subclasses implement :meth:`_load`, :meth:`set_input`, :meth:`invoke_raw`
+    and :meth:`_outputs`; the base class handles input casting and
+    quantisation from the manifest, so every backend sees the same contract.
+    """
+
+    key: ClassVar[str]
+    formats: ClassVar[tuple[str, ...]]
+
+    def __init__(self, manifest: Manifest, options: BackendOptions | None = None) -> None:
+        if manifest.format not in self.formats:
+            raise ConfigError(
+                f"backend {self.key!r} runs formats {list(self.formats)}; manifest {manifest.path} is {manifest.format!r}"
+            )
+        self.manifest = manifest
+        self.options = options or BackendOptions()
+        self._closed = False
+        path = manifest.artifact_path
+        if not path.is_file():
+            raise ArtifactError(f"expected a model file at {path}; none exists")
+        self._load(path)
+
+    # -- subclass API ---------------------------------------------------
+    @abstractmethod
+    def _load(self, path: Path) -> None: ...
+
+    @abstractmethod
+    def set_input(self, batch: np.ndarray) -> None:
+        """Copy an already cast/quantised batch into the runtime's input."""
+
+    @abstractmethod
+    def invoke_raw(self) -> None:
+        """Run the model once on the input last set (the bench's ceiling)."""
+
+    @abstractmethod
+    def _outputs(self) -> dict[str, np.ndarray]:
+        """Raw outputs keyed by role (still quantised where the artifact is)."""
+
+    def _release(self) -> None:  # pragma: no cover - runtimes free on GC
+        pass
+
+    # -- shared logic -----------------------------------------------------
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.manifest.input_size
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        """Cast or quantise a raw 0..255 NHWC batch to the artifact's input dtype."""
+        spec = self.manifest.input
+        images = np.asarray(images)
+        h, w = self.input_size
+        if images.ndim != 4 or images.shape[1:] != (h, w, 3):
+            raise FrameError(f"expected an (N, {h}, {w}, 3) batch; received {images.shape}")
+        if spec.dtype in ("uint8", "int8"):
+            q = spec.quantization
+            if q is None:
+                raise ArtifactError(f"manifest {self.manifest.path}: integer input without quantisation parameters")
+            return q.quantize(images.astype(np.float32), np.dtype(spec.dtype))
+        return images.astype(np.float32, copy=False)
+
+    def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Run a raw 0..255 NHWC batch; return float32 ``scores`` (N, C) and ``features`` (N, h, w, K)."""
+        if self._closed:
+            raise ArtifactError("backend is closed")
+        self.set_input(self.prepare(images))
+        self.invoke_raw()
+        out = {}
+        for role, arr in self._outputs().items():
+            q = self.manifest.output(role).quantization
+            out[role] = q.dequantize(arr) if (q is not None and arr.dtype != np.float32) else arr.astype(np.float32, copy=False)
+        return out
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,99 @@
+"""Class Activation Maps in numpy, so they run on the device.
+
+The template method lives in :class:`BaseCAM`: a subclass supplies only the
+channel weights; the base does the weighted sum, ReLU, normalisation and
+resize. For a global-pooling + dense head the exact CAM is the last conv
+feature map weighted by the dense weights (Zhou et al., 2016), which is what
+:class:`DenseCAM` does with the weights the manifest carries.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from edge.errors import FrameError
+
+
+class BaseCAM(ABC):
+    """Turn a feature map ``(h, w, K)`` into a heatmap for one class."""
+
+    @abstractmethod
+    def channel_weights(self, features: np.ndarray, class_index: int) -> np.ndarray:
+        """Return ``(K,)`` weights for ``class_index``."""
+
+    def raw(self, features: np.ndarray, class_index: int) -> np.ndarray:
+        """Un-normalised map ``(h, w)``: the weighted channel sum (may be negative)."""
+        features = np.asarray(features, dtype=np.float32)
+        if features.ndim == 4 and features.shape[0] == 1:
+            features = features[0]
+        if features.ndim != 3:
+            raise FrameError(f"CAM expects an (h, w, K) feature map; received shape {features.shape}")
+        w = self.channel_weights(features, class_index)
+        if w.shape != (features.shape[-1],):
+            raise FrameError(f"CAM weights: expected ({features.shape[-1]},); received {w.shape}")
+        return features @ w
+
+    def __call__(self, features: np.ndarray, class_index: int = 0, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Heatmap in [0, 1], resized to ``size`` = (height, width) when given."""
+        cam = normalise(self.raw(features, class_index))
+        if size is not None:
+            cam = resize_heatmap(cam, size)
+        return cam
+
+
+class DenseCAM(BaseCAM):
+    """CAM for a global-pooling head followed by a dense layer of weights ``(K, C)``."""
+
+    def __init__(self, weights: np.ndarray, bias: np.ndarray | None = None) -> None:
+        self.weights = np.asarray(weights, dtype=np.float32)
+        self.bias = None if bias is None else np.asarray(bias, dtype=np.float32)
+
+    def channel_weights(self, features: np.ndarray, class_index: int) -> np.ndarray:
+        if not 0 <= class_index < self.weights.shape[1]:
+            raise FrameError(f"class index: expected 0..{self.weights.shape[1] - 1}; received {class_index}")
+        return self.weights[:, class_index]
+
+
+def normalise(cam: np.ndarray) -> np.ndarray:
+    """ReLU then divide by the maximum; an all-non-positive map becomes zeros."""
+    cam = np.maximum(np.asarray(cam, dtype=np.float32), 0.0)
+    peak = float(cam.max()) if cam.size else 0.0
+    if peak <= 0.0:
+        return np.zeros_like(cam)
+    return cam / np.float32(peak)
+
+
+def resize_heatmap(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsample of an (h, w) map to ``size`` = (height, width).
+
+    Uses the half-pixel-centre convention so a feature cell maps onto the
+    centre of the image region it summarises (the same as OpenCV's
+    ``INTER_LINEAR``); OpenCV when present, else the same arithmetic in numpy.
+    """
+    h, w = cam.shape
+    H, W = int(size[0]), int(size[1])
+    try:
+        import cv2
+    except ImportError:  # numpy path below gives the same result, only slower
+        cv2 = None
+    if cv2 is not None:
+        return cv2.resize(np.ascontiguousarray(cam, np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
+    ys = np.clip((np.arange(H, dtype=np.float32) + 0.5) * (h / H) - 0.5, 0, h - 1)
+    xs = np.clip((np.arange(W, dtype=np.float32) + 0.5) * (w / W) - 0.5, 0, w - 1)
+    y0 = np.floor(ys).astype(np.int64)
+    x0 = np.floor(xs).astype(np.int64)
+    y1 = np.minimum(y0 + 1, h - 1)
+    x1 = np.minimum(x0 + 1, w - 1)
+    wy = (ys - y0)[:, None]
+    wx = (xs - x0)[None, :]
+    top = cam[y0][:, x0] * (1 - wx) + cam[y0][:, x1] * wx
+    bottom = cam[y1][:, x0] * (1 - wx) + cam[y1][:, x1] * wx
+    return (top * (1 - wy) + bottom * wy).astype(np.float32)
+
+
+def peak_location(cam: np.ndarray) -> tuple[int, int]:
+    """(x, y) of the heatmap's maximum."""
+    y, x = np.unravel_index(int(np.argmax(cam)), cam.shape)
+    return int(x), int(y)

@@ -1,0 +1,140 @@
+"""The detector: one frame in, scores + heatmap + boxes out, in numpy on the device."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.backends import Backend, BackendOptions, create_backend
+from edge.cam import DenseCAM, normalise, resize_heatmap
+from edge.errors import ConfigError
+from edge.manifest import Manifest, load_manifest
+from edge.preprocess import ResizeMode, check_frame, fit
+from edge.results import Boxes, FrameResult
+
+
+@dataclass(frozen=True)
+class DetectorOptions:
+    """How frames are fitted and boxes found; style only, no data.
+
+    Attributes:
+        resize: ``stretch`` (default) or ``letterbox``.
+        box_threshold: heatmap level in [0, 1] above which pixels form boxes.
+        min_box_area: smallest box in frame pixels.
+        warmup: invokes at load, so the first real frame is not slow.
+    """
+
+    resize: ResizeMode = ResizeMode.STRETCH
+    box_threshold: float = 0.5
+    min_box_area: int = 16
+    warmup: int = 2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "resize", ResizeMode(self.resize))
+        if not 0.0 < self.box_threshold < 1.0:
+            raise ConfigError(f"box_threshold: expected a value in (0, 1); received {self.box_threshold}")
+        if self.min_box_area < 1 or self.warmup < 0:
+            raise ConfigError(f"min_box_area >= 1 and warmup >= 0 expected; received {self.min_box_area}, {self.warmup}")
+
+
+class Detector:
+    """Scores, CAM heatmap and boxes for each frame, from an exported artifact.
+
+    Example:
+        >>> with Detector.from_manifest("runs/demo/export/model_int8.tflite.manifest.json") as det:  # doctest: +SKIP
+        ...     result = det.detect(frame)  # frame: RGB uint8 (H, W, 3)
+        ...     result.scores, result.boxes.xyxy
+    """
+
+    def __init__(self, backend: Backend, options: DetectorOptions | None = None) -> None:
+        self.backend = backend
+        self.manifest: Manifest = backend.manifest
+        self.options = options or DetectorOptions()
+        self.labels = self.manifest.labels
+        self.thresholds = np.asarray(self.manifest.thresholds, np.float32)
+        self.cam = DenseCAM(self.manifest.cam.weights, self.manifest.cam.bias)
+        self._closed = False
+        h, w = self.input_size
+        for _ in range(self.options.warmup):
+            self.backend.infer(np.zeros((1, h, w, 3), np.uint8))
+
+    @classmethod
+    def from_manifest(
+        cls,
+        path: str | Path,
+        backend: str | None = None,
+        threads: int | None = None,
+        providers: tuple[str, ...] | None = None,
+        options: DetectorOptions | None = None,
+    ) -> "Detector":
+        """Load the artifact a manifest describes, after checking its sha256."""
+        manifest = load_manifest(path, verify=True)
+        bopts = BackendOptions(threads=threads, providers=providers or ("CPUExecutionProvider",))
+        return cls(create_backend(manifest, backend, bopts), options)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.backend.input_size
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        """Per-label decision: threshold for binary / multi-label, argmax for multi-class."""
+        if self.manifest.task == "multiclass":
+            top = np.zeros(len(scores), bool)
+            top[int(np.argmax(scores))] = True
+            return top & (scores >= self.thresholds)
+        return scores >= self.thresholds
+
+    def detect(self, frame: np.ndarray) -> FrameResult:
+        """Run one RGB uint8 frame through the model."""
+        return self.detect_batch([frame])[0]
+
+    def detect_batch(self, frames: list[np.ndarray]) -> list[FrameResult]:
+        """Run several frames (e.g. tiles) in one batch."""
+        t0 = time.perf_counter()
+        fitted = [fit(check_frame(f), self.input_size, self.options.resize) for f in frames]
+        batch = np.stack([img for img, _ in fitted])
+        t1 = time.perf_counter()
+        out = self.backend.infer(batch)
+        t2 = time.perf_counter()
+        n = len(frames)
+        share = {"preprocess": (t1 - t0) * 1e3 / n, "infer": (t2 - t1) * 1e3 / n}
+        results = []
+        for i, frame in enumerate(frames):
+            t3 = time.perf_counter()
+            scores = out["scores"][i]
+            positive = self.decide(scores)
+            cls_index = int(np.argmax(scores))
+            heatmap = self._heatmap(out["features"][i], cls_index, frame.shape, fitted[i][1])
+            t4 = time.perf_counter()
+            if positive.any():
+                from edge.boxes import boxes_from_heatmap
+
+                boxes = boxes_from_heatmap(heatmap, self.options.box_threshold, self.options.min_box_area, cls_index)
+            else:
+                boxes = Boxes.empty()
+            t5 = time.perf_counter()
+            timings = dict(share, cam=(t4 - t3) * 1e3, boxes=(t5 - t4) * 1e3)
+            results.append(FrameResult(scores, self.labels, positive, heatmap, boxes, timings))
+        return results
+
+    def _heatmap(self, features: np.ndarray, cls_index: int, frame_shape, placement) -> np.ndarray:
+        cam = normalise(self.cam.raw(features, cls_index))
+        if self.options.resize is ResizeMode.STRETCH:
+            return resize_heatmap(cam, frame_shape[:2])
+        from edge.preprocess import unplace
+
+        return unplace(resize_heatmap(cam, self.input_size), placement, frame_shape[:2])
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.backend.close()
+
+    def __enter__(self) -> "Detector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

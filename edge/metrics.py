@@ -1,0 +1,174 @@
+"""Classification metrics in numpy, so Keras models and exported artifacts are scored by one tool."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.errors import DataError
+
+
+def _check(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.asarray(y_true).reshape(-1).astype(np.int64)
+    y_score = np.asarray(y_score, dtype=np.float64).reshape(-1)
+    if y_true.shape != y_score.shape:
+        raise DataError(f"expected one score per label; received {y_true.shape} labels and {y_score.shape} scores")
+    if not np.isin(y_true, (0, 1)).all():
+        raise DataError("expected binary labels 0/1")
+    return y_true, y_score
+
+
+def roc_curve(y_true, y_score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False-positive rate, true-positive rate and thresholds (descending), ties merged."""
+    y_true, y_score = _check(y_true, y_score)
+    order = np.argsort(-y_score, kind="mergesort")
+    s, t = y_score[order], y_true[order]
+    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tps = np.cumsum(t)[distinct]
+    fps = (distinct + 1) - tps
+    P, N = max(int(t.sum()), 0), max(len(t) - int(t.sum()), 0)
+    tpr = np.r_[0.0, tps / P] if P else np.r_[0.0, np.zeros_like(tps, float)]
+    fpr = np.r_[0.0, fps / N] if N else np.r_[0.0, np.zeros_like(fps, float)]
+    thr = np.r_[np.inf, s[distinct]]
+    return fpr, tpr, thr
+
+
+def roc_auc(y_true, y_score) -> float:
+    """Area under the ROC curve (trapezoids over merged ties); NaN with one class only."""
+    y_true, y_score = _check(y_true, y_score)
+    if y_true.min() == y_true.max():
+        return float("nan")
+    fpr, tpr, _ = roc_curve(y_true, y_score)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def precision_recall_curve(y_true, y_score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    y_true, y_score = _check(y_true, y_score)
+    order = np.argsort(-y_score, kind="mergesort")
+    s, t = y_score[order], y_true[order]
+    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tps = np.cumsum(t)[distinct]
+    fps = (distinct + 1) - tps
+    precision = tps / np.maximum(tps + fps, 1)
+    recall = tps / max(int(t.sum()), 1)
+    return precision, recall, s[distinct]
+
+
+def average_precision(y_true, y_score) -> float:
+    """PR AUC as average precision: sum over thresholds of (R_n - R_{n-1}) * P_n."""
+    y_true, _ = _check(y_true, y_score)
+    if y_true.sum() == 0:
+        return float("nan")
+    precision, recall, _ = precision_recall_curve(y_true, y_score)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def youden_threshold(y_true, y_score) -> float:
+    """Threshold that maximises TPR - FPR (Youden's J)."""
+    fpr, tpr, thr = roc_curve(y_true, y_score)
+    j = tpr - fpr
+    best = int(np.argmax(j[1:])) + 1  # skip the +inf sentinel
+    return float(thr[best])
+
+
+def threshold_for_recall(y_true, y_score, target: float) -> float:
+    """Highest threshold whose recall reaches ``target``."""
+    _, tpr, thr = roc_curve(y_true, y_score)
+    ok = np.nonzero(tpr >= target)[0]
+    return float(thr[ok[0]]) if len(ok) else float(thr[-1])
+
+
+def confusion(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """Confusion matrix, rows = truth, columns = prediction."""
+    m = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(m, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
+    return m
+
+
+def per_class(cm: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
+    out = {}
+    for i, name in enumerate(names):
+        tp = cm[i, i]
+        fp = cm[:, i].sum() - tp
+        fn = cm[i, :].sum() - tp
+        p = tp / (tp + fp) if tp + fp else 0.0
+        r = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        out[name] = {"precision": float(p), "recall": float(r), "f1": float(f1), "support": int(cm[i, :].sum())}
+    return out
+
+
+def binary_report(y_true, y_score, threshold: float | None = None, rule: str = "youden",
+                  names: tuple[str, str] = ("negative", "positive"), target_recall: float = 0.95) -> dict:
+    """Every metric edgecam reports for a binary task, at a threshold chosen by ``rule``.
+
+    ``rule`` is ``youden``, ``recall`` (the highest threshold reaching
+    ``target_recall``) or ``fixed`` (use ``threshold``). A given ``threshold``
+    always wins.
+    """
+    y_true, y_score = _check(y_true, y_score)
+    if threshold is None:
+        if rule == "youden" and y_true.min() != y_true.max():
+            threshold = youden_threshold(y_true, y_score)
+        elif rule == "recall" and y_true.max() == 1:
+            threshold = threshold_for_recall(y_true, y_score, target_recall)
+        else:
+            threshold, rule = 0.5, "fixed"
+    else:
+        rule = "given"
+    y_pred = (y_score >= threshold).astype(np.int64)
+    cm = confusion(y_true, y_pred, 2)
+    recalls = [cm[i, i] / cm[i].sum() for i in range(2) if cm[i].sum()]
+    return {
+        "n": int(len(y_true)),
+        "positives": int(y_true.sum()),
+        "accuracy": float((y_pred == y_true).mean()),
+        "balanced_accuracy": float(np.mean(recalls)),
+        "roc_auc": roc_auc(y_true, y_score),
+        "pr_auc": average_precision(y_true, y_score),
+        "threshold": float(threshold),
+        "threshold_rule": rule,
+        "accuracy_at_0.5": float(((y_score >= 0.5) == y_true).mean()),
+        "confusion": cm.tolist(),
+        "per_class": per_class(cm, list(names)),
+    }
+
+
+def multiclass_report(y_true, probs, names: list[str]) -> dict:
+    """Argmax metrics for a softmax model; one-vs-rest ROC AUC per class."""
+    y_true = np.asarray(y_true, np.int64).reshape(-1)
+    probs = np.asarray(probs, np.float64)
+    y_pred = probs.argmax(1)
+    cm = confusion(y_true, y_pred, len(names))
+    recalls = [cm[i, i] / cm[i].sum() for i in range(len(names)) if cm[i].sum()]
+    aucs = {n: roc_auc(y_true == i, probs[:, i]) for i, n in enumerate(names)}
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float((y_pred == y_true).mean()),
+        "balanced_accuracy": float(np.mean(recalls)),
+        "roc_auc": float(np.nanmean(list(aucs.values()))),
+        "roc_auc_per_class": aucs,
+        "confusion": cm.tolist(),
+        "per_class": per_class(cm, names),
+        "threshold_rule": "argmax",
+    }
+
+
+def multilabel_report(y_true, probs, names: list[str], rule: str = "youden", fallback_argmax: bool = False) -> dict:
+    """Per-class thresholds; optionally "threshold, else argmax" so no image gets no label."""
+    y_true = np.asarray(y_true, np.int64)
+    probs = np.asarray(probs, np.float64)
+    per = {n: binary_report(y_true[:, i], probs[:, i], rule=rule, names=(f"not_{n}", n)) for i, n in enumerate(names)}
+    thr = np.array([per[n]["threshold"] for n in names])
+    pred = probs >= thr
+    if fallback_argmax:
+        empty = ~pred.any(1)
+        pred[empty, probs[empty].argmax(1)] = True
+    return {
+        "n": int(len(y_true)),
+        "exact_match": float((pred == y_true.astype(bool)).all(1).mean()),
+        "balanced_accuracy": float(np.mean([per[n]["balanced_accuracy"] for n in names])),
+        "roc_auc": float(np.nanmean([per[n]["roc_auc"] for n in names])),
+        "thresholds": thr.tolist(),
+        "threshold_rule": rule + ("+argmax" if fallback_argmax else ""),
+        "per_class": per,
+    }

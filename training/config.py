@@ -1,0 +1,94 @@
+"""Training options: one frozen dataclass that rejects unknown keys."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from edge.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; saved as ``config.json`` in the run directory.
+
+    Attributes:
+        data: folder per class (``train`` sub-folder optional), or a CSV for multi-label.
+        val: validation folder; when None, ``val_split`` of ``data`` is held out (stratified).
+        positive: make a multi-class folder one-vs-rest binary with this class positive.
+        input_size, alpha, weights, pooling, dropout: the model (see ``ModelConfig``).
+        epochs: phase 1 (head only on a pretrained backbone; everything from scratch).
+        finetune_epochs, finetune_blocks, finetune_lr: phase 2, last N blocks unfrozen.
+        lr, schedule: phase 1 rate; ``constant`` or ``cyclic`` (triangular).
+        class_weight: ``auto`` (balanced when imbalanced), ``balanced`` or ``none``.
+        monitor: validation metric for early stopping and the best checkpoint.
+        threshold_rule: ``youden`` or ``recall`` (with ``target_recall``) or ``fixed`` (0.5).
+    """
+
+    data: str
+    out: str = "runs/train"
+    val: str | None = None
+    val_split: float = 0.2
+    positive: str | None = None
+    csv: str | None = None
+    input_size: tuple[int, int] = (96, 96)
+    alpha: float = 0.35
+    weights: str | None = None
+    pooling: str = "max"
+    dropout: float = 0.2
+    batch_size: int = 32
+    epochs: int = 5
+    lr: float = 1e-3
+    schedule: str = "constant"
+    finetune_epochs: int = 0
+    finetune_blocks: int = 3
+    finetune_lr: float = 1e-4
+    class_weight: str = "auto"
+    augment: bool = True
+    mixup: float = 0.0
+    patience: int = 5
+    monitor: str = "val_auc"
+    threshold_rule: str = "youden"
+    target_recall: float = 0.95
+    seed: int = 0
+    skip_bad: bool = False
+    max_images: int | None = None
+    verbose: int = 1
+
+    def __post_init__(self) -> None:
+        choices = {
+            "pooling": ("max", "avg"),
+            "schedule": ("constant", "cyclic"),
+            "class_weight": ("auto", "balanced", "none"),
+            "threshold_rule": ("youden", "recall", "fixed"),
+            "monitor": ("val_auc", "val_loss", "val_accuracy"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key}: expected one of {list(allowed)}; received {getattr(self, key)!r}")
+        for key in ("epochs", "finetune_epochs", "finetune_blocks", "patience"):
+            if int(getattr(self, key)) < 0:
+                raise ConfigError(f"{key}: expected >= 0; received {getattr(self, key)}")
+        if self.batch_size < 1 or self.lr <= 0 or self.finetune_lr <= 0:
+            raise ConfigError(f"batch_size >= 1 and positive rates expected; received {self.batch_size}, {self.lr}, {self.finetune_lr}")
+        if not 0 <= self.finetune_blocks <= 17:
+            raise ConfigError(f"finetune_blocks: MobileNetV2 has 17 blocks; received {self.finetune_blocks}")
+        size = self.input_size
+        if isinstance(size, int):
+            size = (size, size)
+        object.__setattr__(self, "input_size", (int(size[0]), int(size[1])))
+        if isinstance(self.weights, str) and self.weights.lower() in ("none", ""):
+            object.__setattr__(self, "weights", None)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown training option(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        return d

@@ -1,0 +1,275 @@
+"""Labelled image sets and the tf.data pipeline that feeds training.
+
+Three sources: a folder per class (optionally turned one-vs-rest with
+``positive``), a CSV with one 0/1 column per class (multi-label), and the
+built-in synthetic scenes (which are written as a folder per class, so they go
+through the same path as a user's data).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import DataError
+from edge.imageio import IMAGE_SUFFIXES, class_folders
+
+log = logging.getLogger("edgecam.training")
+
+
+@dataclass(frozen=True)
+class LabeledImages:
+    """Image paths with a label matrix.
+
+    Attributes:
+        paths: N image paths.
+        targets: (N, C) float32; binary tasks have C = 1 (the positive class).
+        labels: the C label names.
+        task: ``binary``, ``multiclass`` or ``multilabel``.
+        negative_label: name of the negative side of a binary task.
+    """
+
+    paths: tuple[str, ...]
+    targets: np.ndarray
+    labels: tuple[str, ...]
+    task: str
+    negative_label: str | None = None
+
+    def __post_init__(self) -> None:
+        t = np.asarray(self.targets, np.float32)
+        if t.ndim != 2 or len(t) != len(self.paths) or t.shape[1] != len(self.labels):
+            raise DataError(
+                f"expected targets ({len(self.paths)}, {len(self.labels)}); received {t.shape}"
+            )
+        object.__setattr__(self, "targets", t)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def class_index(self) -> np.ndarray:
+        """Integer class per image (binary: 0/1, multi-class: argmax); not for multi-label."""
+        if self.task == "binary":
+            return self.targets[:, 0].astype(np.int64)
+        return self.targets.argmax(1)
+
+    def counts(self) -> dict[str, int]:
+        if self.task == "binary":
+            pos = int(self.targets[:, 0].sum())
+            return {self.negative_label or "negative": len(self) - pos, self.labels[0]: pos}
+        return {n: int(c) for n, c in zip(self.labels, self.targets.sum(0))}
+
+    def subset(self, idx: np.ndarray) -> "LabeledImages":
+        idx = np.asarray(idx)
+        return LabeledImages(tuple(self.paths[i] for i in idx), self.targets[idx], self.labels, self.task, self.negative_label)
+
+
+def from_folder(root: str | Path, positive: str | None = None, task: str | None = None) -> LabeledImages:
+    """Read a folder-per-class tree.
+
+    With ``positive`` the task is one-vs-rest binary. Two classes of which one
+    is named ``no_X`` are binary with ``X`` positive. Otherwise multi-class.
+    """
+    classes = class_folders(root)
+    names = list(classes)
+    if len(names) < 2:
+        raise DataError(f"expected at least two class folders in {root}; found only {names}")
+    if positive is not None:
+        if positive not in classes:
+            raise DataError(f"--positive {positive!r} is not a class folder of {root}; classes are {names}")
+        negative = next((n for n in names if n == f"no_{positive}"), None) if len(names) == 2 else None
+        negative = negative or ("rest" if len(names) > 2 else next(n for n in names if n != positive))
+    elif len(names) == 2 and task in (None, "binary"):
+        no = [n for n in names if n.startswith("no_")]
+        positive = no[0][3:] if no and no[0][3:] in names else names[1]
+        negative = next(n for n in names if n != positive)
+    else:
+        paths, idx = [], []
+        for i, n in enumerate(names):
+            paths += [str(p) for p in classes[n]]
+            idx += [i] * len(classes[n])
+        targets = np.eye(len(names), dtype=np.float32)[idx]
+        return LabeledImages(tuple(paths), targets, tuple(names), "multiclass")
+    paths, y = [], []
+    for n in names:
+        paths += [str(p) for p in classes[n]]
+        y += [1.0 if n == positive else 0.0] * len(classes[n])
+    return LabeledImages(tuple(paths), np.asarray(y, np.float32)[:, None], (positive,), "binary", negative)
+
+
+def from_csv(csv_path: str | Path, image_root: str | Path | None = None) -> LabeledImages:
+    """Multi-label CSV: a ``path`` column then one 0/1 column per class."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"expected a label CSV at {csv_path}; it does not exist")
+    root = Path(image_root) if image_root else csv_path.parent
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    if len(rows) < 2 or rows[0][0] != "path" or len(rows[0]) < 3:
+        raise DataError(f"expected a header 'path,<class>,<class>,...' and rows in {csv_path}; received {rows[:1]}")
+    names = tuple(rows[0][1:])
+    paths, t = [], []
+    for lineno, row in enumerate(rows[1:], start=2):
+        if len(row) != len(rows[0]):
+            raise DataError(f"{csv_path}:{lineno}: expected {len(rows[0])} fields; received {len(row)}")
+        try:
+            vals = [float(v) for v in row[1:]]
+        except ValueError as exc:
+            raise DataError(f"{csv_path}:{lineno}: expected 0/1 values; received {row[1:]}") from exc
+        if any(v not in (0.0, 1.0) for v in vals):
+            raise DataError(f"{csv_path}:{lineno}: expected 0/1 values; received {row[1:]}")
+        p = root / row[0]
+        if not p.is_file():
+            raise DataError(f"{csv_path}:{lineno}: image {p} does not exist")
+        paths.append(str(p))
+        t.append(vals)
+    return LabeledImages(tuple(paths), np.asarray(t, np.float32), names, "multilabel")
+
+
+def stratified_split(data: LabeledImages, val_fraction: float, seed: int = 0) -> tuple[LabeledImages, LabeledImages]:
+    """Split keeping each class's share (by class index; multi-label by first positive label)."""
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"val split: expected a fraction in (0, 1); received {val_fraction}")
+    rng = np.random.default_rng(seed)
+    key = data.targets.argmax(1) if data.task == "multilabel" else data.class_index
+    train_idx, val_idx = [], []
+    for k in np.unique(key):
+        idx = np.nonzero(key == k)[0]
+        rng.shuffle(idx)
+        n_val = max(1, int(round(len(idx) * val_fraction)))
+        val_idx += list(idx[:n_val])
+        train_idx += list(idx[n_val:])
+    return data.subset(np.sort(train_idx)), data.subset(np.sort(val_idx))
+
+
+def check_images(paths: tuple[str, ...] | list[str], skip_bad: bool = False, workers: int = 4) -> list[str]:
+    """Decode every image once; return the good paths.
+
+    Corrupt or unreadable files are listed in the error (all of them, so one
+    run finds them all). With ``skip_bad`` they are logged and dropped.
+    """
+    import cv2
+
+    def ok(p: str) -> bool:
+        try:
+            data = np.fromfile(p, np.uint8)
+        except OSError:
+            return False
+        return data.size > 0 and cv2.imdecode(data, cv2.IMREAD_REDUCED_COLOR_2) is not None
+
+    with ThreadPoolExecutor(workers) as pool:
+        good = list(pool.map(ok, paths))
+    bad = [p for p, g in zip(paths, good) if not g]
+    if bad and not skip_bad:
+        listed = "\n  ".join(bad[:20]) + ("\n  …" if len(bad) > 20 else "")
+        raise DataError(
+            f"expected decodable images; {len(bad)} of {len(paths)} are corrupt or unreadable:\n  {listed}\n"
+            "Fix or remove them, or pass --skip-bad to skip them."
+        )
+    if bad:
+        log.warning("skipping %d corrupt image(s): %s", len(bad), ", ".join(bad[:5]))
+    return [p for p, g in zip(paths, good) if g]
+
+
+def drop_bad(data: LabeledImages, skip_bad: bool) -> LabeledImages:
+    good = set(check_images(data.paths, skip_bad))
+    if len(good) == len(data):
+        return data
+    return data.subset(np.array([i for i, p in enumerate(data.paths) if p in good]))
+
+
+def class_weights(data: LabeledImages, mode: str = "balanced") -> dict[int, float] | None:
+    """Keras ``class_weight`` from counts: ``n / (k * count_k)`` ("balanced").
+
+    Binary tasks get weights for 0 and 1; multi-class one per class; multi-label
+    is left to per-class thresholds (Keras cannot weight multi-hot targets).
+    """
+    if mode == "none" or data.task == "multilabel":
+        return None
+    idx = data.class_index
+    k = 2 if data.task == "binary" else len(data.labels)
+    counts = np.bincount(idx, minlength=k).astype(np.float64)
+    if (counts == 0).any():
+        raise DataError(f"class weights: every class needs images; counts are {counts.astype(int).tolist()}")
+    w = len(idx) / (k * counts)
+    return {i: float(v) for i, v in enumerate(w)}
+
+
+def is_imbalanced(data: LabeledImages, ratio: float = 1.5) -> bool:
+    if data.task == "multilabel":
+        return False
+    counts = np.bincount(data.class_index)
+    counts = counts[counts > 0]
+    return bool(counts.max() / counts.min() >= ratio)
+
+
+def load_rgb(paths: list[str], size: tuple[int, int]) -> np.ndarray:
+    """Decode and resize images to (N, h, w, 3) uint8 with OpenCV (the runtime's resize)."""
+    from edge.imageio import read_image
+    from edge.preprocess import fit
+
+    return np.stack([fit(read_image(p), size)[0] for p in paths]) if paths else np.zeros((0, *size, 3), np.uint8)
+
+
+def augmentation(strength: float = 1.0):
+    """Keras preprocessing layers; active only when called with ``training=True``."""
+    import keras
+
+    s = float(strength)
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal_and_vertical"),
+            keras.layers.RandomRotation(0.5 * s, fill_mode="reflect"),
+            keras.layers.RandomTranslation(0.1 * s, 0.1 * s, fill_mode="reflect"),
+            keras.layers.RandomZoom((-0.15 * s, 0.15 * s), fill_mode="reflect"),
+            keras.layers.RandomContrast(0.2 * s),
+            keras.layers.RandomBrightness(0.15 * s, value_range=(0.0, 255.0)),
+        ],
+        name="augment",
+    )
+
+
+def tf_dataset(data: LabeledImages, size: tuple[int, int], batch_size: int, training: bool, seed: int = 0,
+               augment: bool = True, mixup: float = 0.0, cache: bool = True):
+    """tf.data pipeline: parallel decode, resize, cache, (augment, mixup), batch, prefetch."""
+    import tensorflow as tf
+
+    AUTOTUNE = tf.data.AUTOTUNE
+    ds = tf.data.Dataset.from_tensor_slices((list(data.paths), data.targets))
+
+    def decode(path, y):
+        img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        img = tf.image.resize(img, size, method="area", antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.float32), y
+
+    ds = ds.map(decode, num_parallel_calls=AUTOTUNE)
+    if cache:
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(min(len(data), 4096), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=False)
+    if training and augment:
+        aug = augmentation()
+        ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=AUTOTUNE)
+    if training and mixup > 0:
+        ds = ds.map(lambda x, y: _mixup(x, y, mixup, seed), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
+
+
+def _mixup(x, y, alpha: float, seed: int):
+    import tensorflow as tf
+
+    n = tf.shape(x)[0]
+    # Beta(alpha, alpha) as a ratio of two Gamma draws.
+    g1 = tf.random.gamma([n], alpha)
+    g2 = tf.random.gamma([n], alpha)
+    lam = g1 / (g1 + g2)
+    perm = tf.random.shuffle(tf.range(n))
+    lx = tf.reshape(lam, [-1, 1, 1, 1])
+    ly = tf.reshape(lam, [-1, 1])
+    return x * lx + tf.gather(x, perm) * (1 - lx), y * ly + tf.gather(y, perm) * (1 - ly)

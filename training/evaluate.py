@@ -1,0 +1,105 @@
+"""Evaluation with one set of metrics for Keras models and exported artifacts alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge import metrics as M
+from training.data import LabeledImages, load_rgb
+
+
+def report(task: str, targets: np.ndarray, probs: np.ndarray, labels, negative_label=None,
+           rule: str = "youden", target_recall: float = 0.95, thresholds=None, fallback_argmax: bool = False) -> dict:
+    """Metrics for ``probs`` (N, C) against ``targets`` (N, C), with the thresholds used.
+
+    ``thresholds`` given (e.g. from training) are applied as they are; otherwise
+    they are chosen on this data by ``rule``.
+    """
+    labels = list(labels)
+    if task == "binary":
+        r = M.binary_report(targets[:, 0], probs[:, 0], None if thresholds is None else thresholds[0], rule,
+                            (negative_label or "negative", labels[0]), target_recall)
+        r["thresholds"] = [r["threshold"]]
+    elif task == "multiclass":
+        r = M.multiclass_report(targets.argmax(1), probs, labels)
+        r["thresholds"] = [0.0] * len(labels)
+    else:
+        r = M.multilabel_report(targets, probs, labels, rule, fallback_argmax)
+    return r
+
+
+def predict_keras(model, images: np.ndarray, task: str, batch_size: int = 64, tta: bool = False) -> np.ndarray:
+    """Probabilities from a logits model on raw 0..255 images; ``tta`` averages flips."""
+    import tensorflow as tf
+
+    def run(x):
+        logits = model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0)
+        return tf.nn.softmax(logits).numpy() if task == "multiclass" else tf.sigmoid(logits).numpy()
+
+    probs = run(images)
+    if tta:
+        probs = (probs + run(images[:, :, ::-1]) + run(images[:, ::-1])) / 3.0
+    return probs
+
+
+def evaluate_keras(model, data: LabeledImages, size, task: str, rule: str = "youden", target_recall: float = 0.95,
+                   thresholds=None, tta: bool = False) -> dict:
+    images = load_rgb(list(data.paths), tuple(size))
+    probs = predict_keras(model, images, task, tta=tta)
+    return report(task, data.targets, probs, data.labels, data.negative_label, rule, target_recall, thresholds)
+
+
+def predict_artifact(manifest_path: str | Path, images: np.ndarray, batch_size: int = 16, tta: bool = False,
+                     backend: str | None = None) -> np.ndarray:
+    """Probabilities from an exported artifact through the edge runtime's backend."""
+    from edge.backends import create_backend
+    from edge.manifest import load_manifest
+
+    manifest = load_manifest(manifest_path)
+    with create_backend(manifest, backend) as be:
+        def run(x):
+            return np.concatenate([be.infer(x[i : i + batch_size])["scores"] for i in range(0, len(x), batch_size)])
+
+        probs = run(images)
+        if tta:
+            probs = (probs + run(images[:, :, ::-1].copy()) + run(images[:, ::-1].copy())) / 3.0
+    return probs
+
+
+def evaluate_path(model_path: str | Path, data_dir: str | Path, positive: str | None = None, tta: bool = False,
+                  use_training_thresholds: bool = True) -> dict:
+    """``edgecam evaluate``: a ``model.keras`` / run directory or an artifact's manifest, on a labelled folder."""
+    from training.data import from_folder
+
+    model_path = Path(model_path)
+    is_keras = model_path.is_dir() and (model_path / "model.keras").exists() or model_path.suffix == ".keras"
+    if is_keras:
+        from training.train import load_run
+
+        model, info = load_run(model_path)
+        size = tuple(info["input_size"])
+        task, labels, negative = info["task"], info["labels"], info.get("negative_label")
+        thr = info.get("thresholds") if use_training_thresholds else None
+    else:
+        from edge.manifest import load_manifest
+
+        m = load_manifest(model_path)
+        size, task, labels, negative = m.input_size, m.task, list(m.labels), m.negative_label
+        thr = list(m.thresholds) if use_training_thresholds else None
+    data = from_folder(data_dir, positive if positive is not None else (labels[0] if task == "binary" else None))
+    if list(data.labels) != list(labels):
+        from edge.errors import DataError
+
+        raise DataError(f"the model's labels are {labels}; {data_dir} gives {list(data.labels)} (use --positive)")
+    images = load_rgb(list(data.paths), size)
+    if is_keras:
+        probs = predict_keras(model, images, task, tta=tta)
+    else:
+        probs = predict_artifact(model_path, images, tta=tta)
+    r = report(task, data.targets, probs, labels, negative, thresholds=thr)
+    r["model"] = str(model_path)
+    r["data"] = str(data_dir)
+    r["tta"] = tta
+    return r
