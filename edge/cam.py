@@ -93,7 +93,32 @@ def resize_heatmap(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return (top * (1 - wy) + bottom * wy).astype(np.float32)
 
 
-def peak_location(cam: np.ndarray) -> tuple[int, int]:
-    """(x, y) of the heatmap's maximum."""
-    y, x = np.unravel_index(int(np.argmax(cam)), cam.shape)
-    return int(x), int(y)
+def peak_location(cam: np.ndarray, size: tuple[int, int] | None = None) -> tuple[float, float]:
+    """(x, y) of the maximum of a feature-grid CAM, to sub-cell precision, in ``size`` pixels.
+
+    A feature cell of MobileNetV2 covers 32 input pixels, so the plain argmax
+    can only say which cell; a parabola through the peak cell and its two
+    neighbours, along each axis, estimates where between them the maximum
+    lies (the usual sub-pixel peak interpolation). Coordinates map to
+    ``size`` = (height, width) with the half-pixel-centre convention of
+    :func:`resize_heatmap`; without ``size`` they stay in cells.
+    """
+    cam = np.asarray(cam, dtype=np.float64)
+    gy, gx = np.unravel_index(int(np.argmax(cam)), cam.shape)
+    x = gx + _parabola_offset(cam[gy, :], gx)
+    y = gy + _parabola_offset(cam[:, gx], gy)
+    if size is None:
+        return float(x), float(y)
+    h, w = cam.shape
+    H, W = size
+    return float((x + 0.5) * W / w - 0.5), float((y + 0.5) * H / h - 0.5)
+
+
+def _parabola_offset(line: np.ndarray, i: int) -> float:
+    if i == 0 or i == len(line) - 1:
+        return 0.0
+    left, mid, right = line[i - 1], line[i], line[i + 1]
+    curvature = left - 2 * mid + right
+    if curvature >= 0:  # flat or not a maximum: stay on the cell centre
+        return 0.0
+    return float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5))

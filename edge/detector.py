@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.backends import Backend, BackendOptions, create_backend
-from edge.cam import DenseCAM, normalise, resize_heatmap
+from edge.cam import DenseCAM, normalise, peak_location, resize_heatmap
 from edge.errors import ConfigError
 from edge.manifest import Manifest, load_manifest
 from edge.preprocess import ResizeMode, check_frame, fit
@@ -69,10 +69,15 @@ class Detector:
         threads: int | None = None,
         providers: tuple[str, ...] | None = None,
         options: DetectorOptions | None = None,
+        input_size: tuple[int, int] | None = None,
     ) -> "Detector":
-        """Load the artifact a manifest describes, after checking its sha256."""
+        """Load the artifact a manifest describes, after checking its sha256.
+
+        ``input_size`` (h, w) overrides the manifest's size; artifacts exported
+        by edgecam have free height and width, so any size runs.
+        """
         manifest = load_manifest(path, verify=True)
-        bopts = BackendOptions(threads=threads, providers=providers or ("CPUExecutionProvider",))
+        bopts = BackendOptions(threads=threads, providers=providers or ("CPUExecutionProvider",), input_size=input_size)
         return cls(create_backend(manifest, backend, bopts), options)
 
     @property
@@ -107,7 +112,7 @@ class Detector:
             scores = out["scores"][i]
             positive = self.decide(scores)
             cls_index = int(np.argmax(scores))
-            heatmap = self._heatmap(out["features"][i], cls_index, frame.shape, fitted[i][1])
+            heatmap, peak = self._heatmap(out["features"][i], cls_index, frame.shape, fitted[i][1])
             t4 = time.perf_counter()
             if positive.any():
                 from edge.boxes import boxes_from_heatmap
@@ -117,16 +122,21 @@ class Detector:
                 boxes = Boxes.empty()
             t5 = time.perf_counter()
             timings = dict(share, cam=(t4 - t3) * 1e3, boxes=(t5 - t4) * 1e3)
-            results.append(FrameResult(scores, self.labels, positive, heatmap, boxes, timings))
+            results.append(FrameResult(scores, self.labels, positive, heatmap, boxes, timings, peak))
         return results
 
-    def _heatmap(self, features: np.ndarray, cls_index: int, frame_shape, placement) -> np.ndarray:
-        cam = normalise(self.cam.raw(features, cls_index))
+    def _heatmap(self, features: np.ndarray, cls_index: int, frame_shape, placement):
+        """Heatmap at frame size and the CAM peak (x, y) in frame pixels."""
+        raw = self.cam.raw(features, cls_index)
+        cam = normalise(raw)
         if self.options.resize is ResizeMode.STRETCH:
-            return resize_heatmap(cam, frame_shape[:2])
+            return resize_heatmap(cam, frame_shape[:2]), peak_location(raw, frame_shape[:2])
         from edge.preprocess import unplace
 
-        return unplace(resize_heatmap(cam, self.input_size), placement, frame_shape[:2])
+        x, y = peak_location(raw, self.input_size)
+        p = placement
+        peak = ((x - p.pad_left + 0.5) / p.scale_x - 0.5, (y - p.pad_top + 0.5) / p.scale_y - 0.5)
+        return unplace(resize_heatmap(cam, self.input_size), placement, frame_shape[:2]), peak
 
     def close(self) -> None:
         if not self._closed:

@@ -62,6 +62,7 @@ class FrameResult:
         heatmap: ``(H, W)`` float32 in [0, 1] at frame size, the CAM of the top class.
         boxes: boxes found on the heatmap.
         timings_ms: per-stage wall time in milliseconds (``preprocess``, ``infer``, ``cam``, ``boxes``).
+        peak: (x, y) in frame pixels of the CAM's maximum, to sub-cell precision.
     """
 
     scores: np.ndarray
@@ -70,6 +71,7 @@ class FrameResult:
     heatmap: np.ndarray
     boxes: Boxes
     timings_ms: dict[str, float] = field(default_factory=dict)
+    peak: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
@@ -98,5 +100,6 @@ class FrameResult:
             "scores": {l: round(float(s), 5) for l, s in zip(self.labels, self.scores)},
             "positive": [l for l, p in zip(self.labels, self.positive) if p],
             "boxes": self.boxes.to_list(),
+            "peak": None if self.peak is None else [round(float(v), 1) for v in self.peak],
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
         }

@@ -146,6 +146,7 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
                 else:
                     extra["calibration"]["io"] = options.io
             extra["source_run"] = str(Path(run).resolve())
+            extra["train_input_size"] = list(train_size)
             extra.update(options.extra)
             written.append(_write_pair(out / fmt.filename, content, info, key, inp, outs, size, w, b, pooling, extra))
     finally:

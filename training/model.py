@@ -111,6 +111,13 @@ def build_backbone(cfg: ModelConfig):
             ) from exc
         raise
     backbone.name = BACKBONE
+    if weights is None:
+        # Keras' MobileNetV2 uses batch-norm momentum 0.999, tuned for long
+        # ImageNet runs; from scratch on a few hundred steps the moving
+        # statistics would lag far behind the weights and wreck validation.
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = 0.9
     return backbone
 
 

@@ -26,13 +26,21 @@ class BackendOptions:
         providers: onnxruntime execution providers in order of preference,
             e.g. ``("TensorrtExecutionProvider", "CUDAExecutionProvider",
             "CPUExecutionProvider")``; unavailable ones are skipped with a logged reason.
+        input_size: (h, w) to run at instead of the manifest's; needs an
+            artifact with free height and width (edgecam exports them so).
     """
 
     threads: int | None = None
     xnnpack: bool = True
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    input_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.input_size is not None:
+            h, w = self.input_size
+            if h < 32 or w < 32:
+                raise ConfigError(f"input_size: expected at least 32x32; received {self.input_size}")
+            object.__setattr__(self, "input_size", (int(h), int(w)))
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"threads: expected a positive integer or None; received {self.threads!r}")
         object.__setattr__(self, "providers", tuple(self.providers))
@@ -57,6 +65,11 @@ class Backend(ABC):
         self.manifest = manifest
         self.options = options or BackendOptions()
         self._closed = False
+        shape = manifest.input.shape
+        if self.options.input_size and len(shape) == 4 and shape[1] > 0 and tuple(shape[1:3]) != self.options.input_size:
+            raise ConfigError(
+                f"input_size {self.options.input_size}: artifact {manifest.artifact} has a fixed input {shape[1:3]}"
+            )
         path = manifest.artifact_path
         if not path.is_file():
             raise ArtifactError(f"expected a model file at {path}; none exists")
@@ -84,15 +97,17 @@ class Backend(ABC):
     # -- shared logic -----------------------------------------------------
     @property
     def input_size(self) -> tuple[int, int]:
-        return self.manifest.input_size
+        return self.options.input_size or self.manifest.input_size
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
         """Cast or quantise a raw 0..255 NHWC batch to the artifact's input dtype."""
         spec = self.manifest.input
         images = np.asarray(images)
         h, w = self.input_size
-        if images.ndim != 4 or images.shape[1:] != (h, w, 3):
-            raise FrameError(f"expected an (N, {h}, {w}, 3) batch; received {images.shape}")
+        free = len(spec.shape) == 4 and spec.shape[1] < 0 and spec.shape[2] < 0
+        if images.ndim != 4 or images.shape[3] != 3 or (not free and images.shape[1:3] != (h, w)):
+            want = "(N, H, W, 3)" if free else f"(N, {h}, {w}, 3)"
+            raise FrameError(f"expected an {want} batch of RGB images; received {images.shape}")
         if spec.dtype in ("uint8", "int8"):
             q = spec.quantization
             if q is None:

@@ -76,14 +76,16 @@ class LiteRTBackend(Backend):
         if shape != want:
             self.interpreter.resize_tensor_input(self._in_index, list(want), strict=False)
         self.interpreter.allocate_tensors()
-        self._batch = 1
+        self._shape = want
         log.debug("litert: %s via %s, threads=%s", path.name, self.runtime, self.options.threads)
 
     def set_input(self, batch: np.ndarray) -> None:
-        if batch.shape[0] != self._batch:
+        if batch.shape != self._shape:
+            # Batches (tiles) and other sizes reuse the same artifact: its height
+            # and width are free; re-planning happens only when the shape changes.
             self.interpreter.resize_tensor_input(self._in_index, list(batch.shape), strict=False)
             self.interpreter.allocate_tensors()
-            self._batch = batch.shape[0]
+            self._shape = batch.shape
         self.interpreter.set_tensor(self._in_index, batch)
 
     def invoke_raw(self) -> None:

@@ -1,0 +1,41 @@
+# Two commands do all the set-up from a fresh clone:
+#   make demo   creates .venv, installs edgecam[all], runs `edgecam demo`
+#   make test   creates .venv if missing, installs edgecam[all,dev], runs the tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast edge-check arm64-check bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamps re-run the install whenever pyproject.toml changes.
+$(VENV)/.installed-all: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --editable '.[all]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-all
+	$(BIN)/pip install --quiet --editable '.[all,dev]'
+	touch $@
+
+demo: $(VENV)/.installed-all
+	$(BIN)/edgecam demo
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
+
+# The unit tests only (no training or export): seconds, for the edit loop.
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# aarch64 (Raspberry Pi / Jetson) proof under qemu: needs root; see devices/ci/arm64-check.sh.
+arm64-check: $(VENV)/.installed-all
+	EDGECAM_PYTHON=$(abspath $(BIN)/python) bash devices/ci/arm64-check.sh
+
+bench: $(VENV)/.installed-all
+	$(BIN)/edgecam bench runs/demo/export --keras runs/demo/train/model.keras
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,171 @@
+"""The ``edgecam`` command. Each subcommand imports its package only when called,
+so ``edgecam run`` works where only ``edgecam[edge]`` (no TensorFlow) is installed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from edge.errors import EdgecamError
+
+COMMANDS = {
+    "demo": "generate maritime scenes, train, export, verify and run the runtime over a clip",
+    "train": "fine-tune MobileNetV2 on a folder per class, a CSV or the synthetic scenes",
+    "evaluate": "metrics of a model.keras or an exported artifact on a labelled folder",
+    "export": "convert a trained run to TFLite / ONNX artifacts, each with a manifest",
+    "verify": "parity report of every artifact against its Keras model; gates for CI",
+    "run": "run an artifact frame by frame on a video, camera, stream, folder or the synthetic clip",
+    "bench": "latency / throughput of artifacts side by side on this machine",
+    "devices": "list device profiles (Raspberry Pi, Jetson, x86)",
+}
+DELEGATED = {"bench": ("edge.bench", "main"), "devices": ("devices", "cli_main")}
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(p) for p in text.lower().replace("x", ",").split(",") if p]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SIZE or HxW (e.g. 96 or 352x640); received {text!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected SIZE or HxW (e.g. 96 or 352x640); received {text!r}")
+    return parts[0], parts[1]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgecam", description="Explainable image classifiers from training to a camera on a small device.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sp = {name: sub.add_parser(name, help=text, description=text) for name, text in COMMANDS.items()}
+
+    d = sp["demo"]
+    d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--weights", default="none", help="'none' (default), 'imagenet' or PATH to a MobileNetV2 no-top .h5")
+    d.add_argument("--epochs", type=int, default=None, help="training epochs (default: 12, or 1 with --quick)")
+    d.add_argument("--frames", type=int, default=None, help="clip length (default 300)")
+    d.add_argument("--quick", action="store_true", help="tiny configuration for tests: few images, small input, short clip")
+
+    t = sp["train"]
+    t.add_argument("data", help="folder with one sub-folder per class (or train/ and val/ inside), or image root for --csv")
+    t.add_argument("--val", help="validation folder (default: --val-split of DATA, stratified)")
+    t.add_argument("--val-split", type=float, default=0.2)
+    t.add_argument("--positive", help="one-vs-rest: this class is positive, the rest negative")
+    t.add_argument("--csv", help="multi-label CSV: path,<class>,<class>... with 0/1 values")
+    t.add_argument("--out", default="runs/train")
+    t.add_argument("--input-size", type=_size, default=(96, 96), help="SIZE or HxW (default 96)")
+    t.add_argument("--alpha", type=float, default=0.35, help="MobileNetV2 width (default 0.35; the shared ImageNet file is 1.0)")
+    t.add_argument("--weights", default="imagenet", help="imagenet (default; downloads), none, or PATH to a no-top .h5")
+    t.add_argument("--pooling", choices=("max", "avg"), default="max")
+    t.add_argument("--dropout", type=float, default=0.2)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--epochs", type=int, default=5, help="phase 1 epochs (head only when pretrained)")
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--schedule", choices=("constant", "cyclic"), default="constant")
+    t.add_argument("--finetune-epochs", type=int, default=0, help="phase 2 epochs with the last blocks unfrozen")
+    t.add_argument("--finetune-blocks", type=int, default=3)
+    t.add_argument("--finetune-lr", type=float, default=1e-4)
+    t.add_argument("--class-weight", choices=("auto", "balanced", "none"), default="auto")
+    t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
+    t.add_argument("--patience", type=int, default=5)
+    t.add_argument("--monitor", choices=("val_auc", "val_loss", "val_accuracy"), default="val_auc")
+    t.add_argument("--threshold-rule", choices=("youden", "recall", "fixed"), default="youden")
+    t.add_argument("--target-recall", type=float, default=0.95)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--skip-bad", action="store_true", help="skip corrupt images (listed) instead of stopping")
+    t.add_argument("--max-images", type=int, help="use at most N training images (quick runs)")
+    t.add_argument("--sanity", action="store_true", help="first check that the model can overfit one batch")
+    t.add_argument("--find-lr", action="store_true", help="run the LR range test, write the plot, and stop")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    t.add_argument("--strategy", choices=("auto", "none", "mirrored", "multiworker"), default="auto")
+
+    e = sp["evaluate"]
+    e.add_argument("model", help="run directory, model.keras, or an artifact's manifest")
+    e.add_argument("data", help="labelled folder (one sub-folder per class)")
+    e.add_argument("--positive")
+    e.add_argument("--tta", action="store_true", help="average over flips")
+    e.add_argument("--json", action="store_true")
+
+    x = sp["export"]
+    x.add_argument("run", help="training run directory (with model.keras and run.json)")
+    x.add_argument("--formats", default="tflite-int8,onnx-fp32", help="comma list of tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, onnx-fp32, onnx-int8, or all")
+    x.add_argument("--calib", help="folder of real images for int8 calibration")
+    x.add_argument("--calib-size", type=int, default=300)
+    x.add_argument("--out", help="output folder (default RUN/export)")
+    x.add_argument("--io", choices=("uint8", "int8", "float"), default="uint8", help="tflite-int8 input/output type")
+    x.add_argument("--opset", type=int, default=17)
+    x.add_argument("--onnx-calibration", choices=("minmax", "entropy", "percentile"), default="minmax")
+    x.add_argument("--no-per-channel", action="store_true")
+    x.add_argument("--input-size", type=_size, help="size the manifest declares for the runtime (default: training size)")
+
+    v = sp["verify"]
+    v.add_argument("dir", help="export folder with *.manifest.json")
+    v.add_argument("--data", required=True, help="labelled validation folder")
+    v.add_argument("--positive")
+    v.add_argument("--gate", help="JSON file of per-format gates")
+    v.add_argument("--model", help="Keras run directory (default: the one named in the manifests)")
+    v.add_argument("--limit", type=int, help="at most N images")
+    v.add_argument("--json", action="store_true")
+
+    r = sp["run"]
+    r.add_argument("model", help="an artifact's manifest (or the artifact beside it)")
+    r.add_argument("--source", default="synthetic", help="video file, camera index or /dev/videoN, rtsp:// or http:// URL, GStreamer pipeline, picamera2, folder or glob of stills, synthetic[:SEED]")
+    r.add_argument("--out", default="runs/run")
+    r.add_argument("--device", help="device profile (edgecam devices); explicit flags override it")
+    r.add_argument("--backend", choices=("litert", "onnxruntime"))
+    r.add_argument("--threads", type=int)
+    r.add_argument("--input-size", type=_size, help="HxW the model runs at (default: manifest, or the device profile)")
+    r.add_argument("--resize", choices=("stretch", "letterbox"))
+    r.add_argument("--tile", action="store_true", help="overlapping tiles for frames much larger than the model input")
+    r.add_argument("--live", metavar="HOST:PORT", help="serve a live view, e.g. 127.0.0.1:8080")
+    r.add_argument("--allow-remote", action="store_true", help="allow --live on a non-loopback address")
+    r.add_argument("--mode", choices=("latest", "all"), help="latest (default for live sources) or all (default for files)")
+    r.add_argument("--stride", type=int, default=1, help="process every Nth frame")
+    r.add_argument("--max-frames", type=int)
+    r.add_argument("--box-threshold", type=float, default=0.5)
+    r.add_argument("--enter", type=float, default=None, help="event start threshold on the smoothed score")
+    r.add_argument("--leave", type=float, default=None, help="event end threshold")
+    r.add_argument("--min-frames", type=int, default=3)
+    r.add_argument("--no-video", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    verbose = "-v" in argv or "--verbose" in argv
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("tensorflow", "tf2onnx", "absl", "h5py", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    argv = [a for a in argv if a not in ("-v", "--verbose")]
+    try:
+        if argv and argv[0] in DELEGATED:
+            import importlib
+
+            module, func = DELEGATED[argv[0]]
+            return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
+        args = build_parser().parse_args(argv)
+        if not args.command:
+            build_parser().print_help()
+            return 2
+        from edge import commands
+
+        return int(getattr(commands, f"cmd_{args.command}")(args) or 0)
+    except EdgecamError as exc:
+        print(f"edgecam: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

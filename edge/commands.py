@@ -1,0 +1,169 @@
+"""Implementations of the ``edgecam`` subcommands; each imports what it needs when called."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from edge.cli import print_json
+from edge.errors import ConfigError, ManifestError
+
+log = logging.getLogger("edgecam")
+
+
+def cmd_demo(a) -> int:
+    from training.demo import DemoOptions, run_demo
+
+    opts = DemoOptions(out=a.out, seed=a.seed, weights=a.weights, epochs=a.epochs, frames=a.frames, quick=a.quick)
+    run_demo(opts)
+    return 0
+
+
+def cmd_train(a) -> int:
+    from training.config import TrainConfig
+
+    cfg = TrainConfig(
+        data=a.data, out=a.out, val=a.val, val_split=a.val_split, positive=a.positive, csv=a.csv,
+        input_size=a.input_size, alpha=a.alpha, weights=a.weights, pooling=a.pooling, dropout=a.dropout,
+        batch_size=a.batch_size, epochs=a.epochs, lr=a.lr, schedule=a.schedule, finetune_epochs=a.finetune_epochs,
+        finetune_blocks=a.finetune_blocks, finetune_lr=a.finetune_lr, class_weight=a.class_weight,
+        augment=not a.no_augment, mixup=a.mixup, patience=a.patience, monitor=a.monitor,
+        threshold_rule=a.threshold_rule, target_recall=a.target_recall, seed=a.seed, skip_bad=a.skip_bad,
+        max_images=a.max_images,
+    )
+    if a.find_lr or a.sanity:
+        from training.checks import find_lr, sanity
+
+        if a.sanity:
+            print(json.dumps(sanity(cfg)))
+        if a.find_lr:
+            result = find_lr(cfg)
+            print(f"suggested learning rate: {result['suggested_lr']:.3g} (plot: {Path(cfg.out) / 'plots' / 'lr_finder.png'})")
+            return 0
+    from training.train import distribution_strategy, train
+
+    result = train(cfg, strategy=distribution_strategy(a.strategy), resume=a.resume)
+    m = result.metrics
+    print(f"run: {result.run_dir}  ({result.seconds:.0f} s)")
+    for k in ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "threshold", "threshold_rule"):
+        if k in m:
+            print(f"  {k:<18} {m[k]:.4f}" if isinstance(m[k], float) else f"  {k:<18} {m[k]}")
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from training.evaluate import evaluate_path
+
+    r = evaluate_path(a.model, a.data, a.positive, a.tta)
+    if a.json:
+        print_json(r)
+        return 0
+    print(f"{r['model']} on {r['data']} ({r['n']} images{', TTA' if a.tta else ''})")
+    for k in ("accuracy", "exact_match", "balanced_accuracy", "roc_auc", "pr_auc", "threshold", "threshold_rule"):
+        if k in r:
+            v = r[k]
+            print(f"  {k:<18} {v:.4f}" if isinstance(v, float) else f"  {k:<18} {v}")
+    for name, pc in r.get("per_class", {}).items():
+        if "precision" in pc:
+            print(f"  {name:<18} P {pc['precision']:.3f}  R {pc['recall']:.3f}  F1 {pc['f1']:.3f}  n {pc['support']}")
+    return 0
+
+
+def cmd_export(a) -> int:
+    from export.exporter import ExportOptions, export_run
+
+    opts = ExportOptions(
+        formats=tuple(f.strip() for f in a.formats.split(",") if f.strip()), calib=a.calib, calib_size=a.calib_size,
+        io=a.io, opset=a.opset, onnx_calibration=a.onnx_calibration, per_channel=not a.no_per_channel,
+        input_size=a.input_size,
+    )
+    out = a.out or str(Path(a.run) / "export")
+    for m in export_run(a.run, out, opts):
+        print(m)
+    return 0
+
+
+def cmd_verify(a) -> int:
+    from export.verify import verify
+
+    r = verify(a.dir, a.data, a.positive, a.gate, a.model, a.limit)
+    if a.json:
+        print_json(r)
+    else:
+        from export.verify import to_markdown
+
+        print(to_markdown(r))
+        print(f"report: {Path(a.dir) / 'parity.md'}, {Path(a.dir) / 'parity.json'}")
+    failed = [f"{row['format']}: {'; '.join(row['failures'])}" for row in r["artifacts"] if row["failures"]]
+    if failed:
+        print("verify: FAILED\n  " + "\n  ".join(failed))
+        return 1
+    print("verify: all artifacts pass their gates")
+    return 0
+
+
+def pick_manifest(model: str, preferred: list[str]) -> Path:
+    """A manifest path from MODEL (manifest, artifact, or export folder; in a folder the first preferred format)."""
+    from edge.manifest import find_manifests, load_manifest
+
+    found = find_manifests(model)
+    if len(found) == 1:
+        return found[0]
+    by_format = {load_manifest(p, verify=False).format: p for p in found}
+    for fmt in preferred:
+        if fmt in by_format:
+            return by_format[fmt]
+    raise ManifestError(f"{model} holds {sorted(by_format)}; expected one of {preferred} (pass the manifest you want)")
+
+
+def scaled_size(manifest_size: tuple[int, int], short_side: int) -> tuple[int, int]:
+    """Keep the manifest's aspect ratio, set the short side, round to multiples of 32 (MobileNetV2's stride)."""
+    h, w = manifest_size
+    s = short_side / min(h, w)
+    return max(32, int(round(h * s / 32)) * 32), max(32, int(round(w * s / 32)) * 32)
+
+
+def cmd_run(a) -> int:
+    from devices import resolve_run_settings
+    from edge.detector import Detector, DetectorOptions
+    from edge.events import HysteresisOptions
+    from edge.manifest import load_manifest
+    from edge.pipeline import RunOptions, run
+    from edge.sources import CaptureMode, open_source
+    from edge.tiling import TileSpec
+
+    s = resolve_run_settings(a.device, backend=a.backend, threads=a.threads, source=a.source,
+                             capture_mode=a.mode)
+    preferred = [f.value for f in ([s.artifact_format] if s.artifact_format else [])]
+    preferred += ["tflite-int8", "tflite-fp32", "onnx-fp32", "onnx-int8", "tflite-fp16", "tflite-dynamic"]
+    manifest_path = pick_manifest(a.model, preferred)
+    manifest = load_manifest(manifest_path)
+    if a.input_size:
+        size = a.input_size
+    elif s.input_size:
+        size = scaled_size(manifest.input_size, s.input_size)
+    else:
+        size = manifest.input_size
+    backend = a.backend or (s.backend.value if s.backend and s.backend.value in ("litert", "onnxruntime") and
+                            manifest.format.startswith("tflite" if s.backend.value == "litert" else "onnx") else None)
+    det_opts = DetectorOptions(resize=a.resize or "stretch", box_threshold=a.box_threshold)
+    providers = tuple(s.execution_providers) or None
+    source = open_source(s.source or "synthetic")
+    mode = CaptureMode(s.capture_mode.value) if s.capture_mode else (CaptureMode.LATEST if source.is_live else CaptureMode.ALL)
+    if a.mode:
+        mode = CaptureMode(a.mode)
+    thr = float(manifest.thresholds[0])
+    enter = a.enter if a.enter is not None else thr
+    leave = a.leave if a.leave is not None else max(0.0, enter * 0.6)
+    with Detector.from_manifest(manifest_path, backend=backend, threads=s.threads, providers=providers,
+                                options=det_opts, input_size=size) as det:
+        opts = RunOptions(
+            out_dir=Path(a.out), mode=mode, stride=a.stride, tile=TileSpec(tile=tuple(size)) if a.tile else None,
+            threshold=a.box_threshold, hysteresis=HysteresisOptions(enter=enter, leave=leave, min_frames=a.min_frames),
+            live=a.live, allow_remote=a.allow_remote, write_video=not a.no_video, max_frames=a.max_frames,
+        )
+        print(f"edgecam run: {manifest.format} via {det.backend.key} at {size[0]}x{size[1]}, source {source!r}, mode {mode.value}")
+        summary = run(det, source, opts)
+    print_json({k: summary[k] for k in summary if k in ("frames", "dropped", "corrupt", "reconnects", "seconds", "fps", "events", "p50_ms", "p95_ms")})
+    return 0

@@ -1,0 +1,236 @@
+"""Turn a noisy per-frame score into events: "a ship was in view from t0 to t1".
+
+Per-frame classifier scores flicker. An exponential moving average damps the
+noise, and two thresholds (enter above ``enter`` for ``min_frames`` frames,
+leave below ``leave``) stop a score hovering near one threshold from opening
+and closing an event on every frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Mapping
+
+from edge.errors import ConfigError, FrameError
+
+__all__ = ["ScoreSmoother", "HysteresisOptions", "EventKind", "Event", "EventUpdate", "EventTracker"]
+
+
+def _check_alpha(alpha: float) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha <= 1.0:
+        raise ConfigError(f"smoothing alpha must be a number in (0, 1]; received {alpha!r}")
+    return float(alpha)
+
+
+def _check_score(score: float) -> float:
+    value = float(score)
+    if not math.isfinite(value):
+        raise FrameError(f"expected a finite score; received {score!r}")
+    return value
+
+
+class ScoreSmoother:
+    """Exponential moving average; the first value passes through unchanged.
+
+    Starting from the first value instead of 0 avoids a slow ramp-up that would
+    delay the first event after start.
+
+    Args:
+        alpha: weight of the newest value in (0, 1]; 1 disables smoothing.
+
+    Example:
+        >>> s = ScoreSmoother(0.5)
+        >>> [s.update(x) for x in (1.0, 0.0, 0.0)]
+        [1.0, 0.5, 0.25]
+    """
+
+    def __init__(self, alpha: float = 0.5) -> None:
+        self.alpha = _check_alpha(alpha)
+        self.value: float | None = None
+
+    def update(self, score: float) -> float:
+        """Fold in one score and return the smoothed value."""
+        x = _check_score(score)
+        self.value = x if self.value is None else self.alpha * x + (1.0 - self.alpha) * self.value
+        return self.value
+
+    def reset(self) -> None:
+        """Forget the history; the next value passes through."""
+        self.value = None
+
+
+@dataclass(frozen=True)
+class HysteresisOptions:
+    """Thresholds of the event state machine.
+
+    Attributes:
+        enter: smoothed score at or above which an event may start, in (0, 1].
+        leave: smoothed score below which an open event ends, in [0, enter).
+        min_frames: consecutive frames at or above ``enter`` needed to start (>= 1).
+
+    Example:
+        >>> HysteresisOptions.from_dict({"enter": 0.7, "leave": 0.3}).min_frames
+        3
+    """
+
+    enter: float = 0.6
+    leave: float = 0.4
+    min_frames: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("enter", "leave"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise ConfigError(f"HysteresisOptions.{name} must be a number in [0, 1]; received {v!r}")
+        if not self.leave < self.enter:
+            raise ConfigError(
+                f"HysteresisOptions needs leave < enter so a score near one threshold cannot flicker; "
+                f"received enter={self.enter!r}, leave={self.leave!r}"
+            )
+        if isinstance(self.min_frames, bool) or not isinstance(self.min_frames, int) or self.min_frames < 1:
+            raise ConfigError(f"HysteresisOptions.min_frames must be an int >= 1; received {self.min_frames!r}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "HysteresisOptions":
+        """Build from a mapping, rejecting unknown keys by name."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"HysteresisOptions accepts keys {sorted(known)}; received unknown {unknown}")
+        return cls(**dict(data))
+
+
+class EventKind(Enum):
+    """Whether an update opens or closes an event."""
+
+    START = "start"
+    END = "end"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One period in which the tracked score stayed high.
+
+    Attributes:
+        id: 1, 2, ... in order of start.
+        label: label given with the frame that started the event.
+        start_frame: index of the first frame of the run that opened the event.
+        start_t: time of that frame (the caller's clock, seconds).
+        end_frame: index of the frame at which the event ended (first one below
+            ``leave``, or the last frame seen on close); None while open.
+        end_t: time of ``end_frame``; None while open.
+        peak_score: highest raw score seen from ``start_frame`` on.
+    """
+
+    id: int
+    label: str
+    start_frame: int
+    start_t: float
+    end_frame: int | None = None
+    end_t: float | None = None
+    peak_score: float = 0.0
+
+    def to_record(self) -> dict:
+        """JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class EventUpdate:
+    """An event opened or closed on this frame."""
+
+    kind: EventKind
+    event: Event
+
+    def to_record(self) -> dict:
+        """JSON-ready dict: ``{"kind": "start"|"end", **event}``."""
+        return {"kind": self.kind.value, **self.event.to_record()}
+
+
+class EventTracker:
+    """Hysteresis state machine over a smoothed score.
+
+    Args:
+        options: thresholds; defaults to ``HysteresisOptions()``.
+        smoother_alpha: EMA weight of the newest score in (0, 1].
+        label: event label used when ``update`` is given none.
+
+    Example:
+        >>> tracker = EventTracker(HysteresisOptions(0.6, 0.4, 2), smoother_alpha=1.0)
+        >>> [u.kind.value for i, s in enumerate([0.1, 0.9, 0.9, 0.5, 0.2]) if (u := tracker.update(i, i / 10, s))]
+        ['start', 'end']
+    """
+
+    def __init__(self, options: HysteresisOptions | None = None, smoother_alpha: float = 0.5, label: str = "positive") -> None:
+        self.options = options if options is not None else HysteresisOptions()
+        if not isinstance(self.options, HysteresisOptions):
+            raise ConfigError(f"expected HysteresisOptions; received {type(self.options).__name__}")
+        self._smoother = ScoreSmoother(smoother_alpha)
+        self._label = str(label)
+        self._next_id = 1
+        self._open: Event | None = None
+        self._run = 0  # consecutive frames at or above enter while idle
+        self._candidate: Event | None = None  # where the current run began
+        self._last: tuple[int, float] | None = None
+
+    @property
+    def smoothed(self) -> float:
+        """The latest smoothed score (0.0 before the first update)."""
+        return 0.0 if self._smoother.value is None else self._smoother.value
+
+    @property
+    def active(self) -> Event | None:
+        """The open event, if any."""
+        return self._open
+
+    def update(self, frame_index: int, t: float, score: float, label: str | None = None) -> EventUpdate | None:
+        """Feed one frame's score; return an update when an event starts or ends.
+
+        Args:
+            frame_index: frame number, increasing.
+            t: frame time in seconds (any monotonic clock).
+            score: raw score of the tracked class, in [0, 1].
+            label: label for an event that starts on this run; the tracker's default otherwise.
+
+        Raises:
+            FrameError: the score is NaN or infinite.
+        """
+        raw = _check_score(score)
+        smoothed = self._smoother.update(raw)
+        self._last = (int(frame_index), float(t))
+        opts = self.options
+
+        if self._open is not None:
+            if smoothed < opts.leave:
+                ended = dataclasses.replace(self._open, end_frame=int(frame_index), end_t=float(t))
+                self._open = None
+                return EventUpdate(EventKind.END, ended)
+            if raw > self._open.peak_score:
+                self._open = dataclasses.replace(self._open, peak_score=raw)
+            return None
+
+        if smoothed < opts.enter:
+            self._run, self._candidate = 0, None
+            return None
+        if self._candidate is None:
+            self._candidate = Event(0, label or self._label, int(frame_index), float(t), peak_score=raw)
+        elif raw > self._candidate.peak_score:
+            self._candidate = dataclasses.replace(self._candidate, peak_score=raw)
+        self._run += 1
+        if self._run < opts.min_frames:
+            return None
+        self._open = dataclasses.replace(self._candidate, id=self._next_id)
+        self._next_id += 1
+        self._run, self._candidate = 0, None
+        return EventUpdate(EventKind.START, self._open)
+
+    def close(self) -> EventUpdate | None:
+        """End an open event at the last frame seen (end of stream); None if none is open."""
+        if self._open is None or self._last is None:
+            return None
+        ended = dataclasses.replace(self._open, end_frame=self._last[0], end_t=self._last[1])
+        self._open = None
+        return EventUpdate(EventKind.END, ended)

@@ -1,0 +1,376 @@
+"""The frame loop: capture -> detect -> events -> sinks -> live view, with a clean stop.
+
+One bad frame costs one frame (counted), never the run. SIGINT/SIGTERM set a
+stop event, so a ``systemctl stop`` or Ctrl-C still finalises the video, closes
+the JSON lines and writes ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from edge.annotate import default_annotator
+from edge.atomic import write_json
+from edge.errors import ConfigError
+from edge.events import EventKind, EventTracker, HysteresisOptions
+from edge.live import LiveServer
+from edge.results import FrameResult
+from edge.sinks import EventSink, JsonlSink, Sink, VideoSink
+from edge.sources import BackoffOptions, CapturedFrame, CaptureMode, FrameSource, ThreadedCapture
+from edge.stats import LatencyStats
+from edge.tiling import TileSpec, detect_tiled
+
+__all__ = ["RunOptions", "FrameDetector", "run"]
+
+log = logging.getLogger(__name__)
+
+OnFrame = Callable[[CapturedFrame, FrameResult, dict], None]
+
+
+class FrameDetector(Protocol):
+    """What ``run`` needs from a detector (edge.detector.Detector fits)."""
+
+    labels: Sequence[str]
+
+    def detect(self, frame: np.ndarray) -> FrameResult: ...
+
+    def detect_batch(self, frames: list[np.ndarray]) -> list[FrameResult]: ...
+
+
+def _parse_live(address: str) -> tuple[str, int]:
+    m = re.fullmatch(r"(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:]*)):?(?P<port>\d+)", address.strip())
+    if not m:
+        raise ConfigError(f"RunOptions.live expects 'PORT', 'HOST:PORT' or '[IPv6]:PORT'; received {address!r}")
+    host = m.group("v6") or m.group("host") or "127.0.0.1"
+    return host, int(m.group("port"))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run captures, decides and records.
+
+    Attributes:
+        out_dir: folder for ``frames.jsonl``, ``video.mp4``, ``events/`` and ``summary.json``.
+        mode: ``LATEST`` (live: skip to the newest frame) or ``ALL`` (files: every frame).
+        stride: process every ``stride``-th source frame.
+        tile: tile the frame (large frames, small ships), or None for one inference per frame.
+        threshold: heatmap threshold for boxes when tiling, in (0, 1].
+        hysteresis: event thresholds.
+        smoother_alpha: EMA weight of the newest score for events.
+        event_label: label whose score drives events; None = top positive label (0 when none).
+        live: ``"PORT"`` / ``"HOST:PORT"`` for the live view, or None.
+        allow_remote: allow the live view on a non-loopback address.
+        write_video: write the annotated ``video.mp4``.
+        video_fps: frame rate of the video; None = the source's / stride, else 15.
+        max_frames: stop after this many processed frames; None = until the source ends.
+        target_fps: cap the processed frame rate (see ThreadedCapture); None = no cap.
+        queue_size: capture queue bound in ALL mode.
+        reconnect: backoff for live sources.
+
+    Example:
+        >>> RunOptions.from_dict({"out_dir": "runs/x", "mode": "all", "hysteresis": {"enter": 0.7}}).mode
+        <CaptureMode.ALL: 'all'>
+    """
+
+    out_dir: Path = Path("runs/live")
+    mode: CaptureMode = CaptureMode.LATEST
+    stride: int = 1
+    tile: TileSpec | None = None
+    threshold: float = 0.5
+    hysteresis: HysteresisOptions = HysteresisOptions()
+    smoother_alpha: float = 0.5
+    event_label: str | None = None
+    live: str | None = None
+    allow_remote: bool = False
+    write_video: bool = True
+    video_fps: float | None = None
+    max_frames: int | None = None
+    target_fps: float | None = None
+    queue_size: int = 4
+    reconnect: BackoffOptions = BackoffOptions()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        try:
+            object.__setattr__(self, "mode", CaptureMode(self.mode))
+        except ValueError:
+            raise ConfigError(f"RunOptions.mode expects one of {[m.value for m in CaptureMode]}; received {self.mode!r}") from None
+        for name, value in (("stride", self.stride), ("queue_size", self.queue_size), ("max_frames", self.max_frames)):
+            if value is None and name == "max_frames":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"RunOptions.{name} must be an int >= 1{' or None' if name == 'max_frames' else ''}; received {value!r}")
+        checks = (
+            ("tile", self.tile is None or isinstance(self.tile, TileSpec), "a TileSpec or None"),
+            ("threshold", isinstance(self.threshold, (int, float)) and 0.0 < self.threshold <= 1.0, "a number in (0, 1]"),
+            ("hysteresis", isinstance(self.hysteresis, HysteresisOptions), "HysteresisOptions"),
+            ("smoother_alpha", isinstance(self.smoother_alpha, (int, float)) and 0.0 < self.smoother_alpha <= 1.0, "a number in (0, 1]"),
+            ("reconnect", isinstance(self.reconnect, BackoffOptions), "BackoffOptions"),
+            ("video_fps", self.video_fps is None or (isinstance(self.video_fps, (int, float)) and self.video_fps > 0), "None or > 0"),
+            ("target_fps", self.target_fps is None or (isinstance(self.target_fps, (int, float)) and self.target_fps > 0), "None or > 0"),
+        )
+        for name, ok, expected in checks:
+            if not ok:
+                raise ConfigError(f"RunOptions.{name} must be {expected}; received {getattr(self, name)!r}")
+        if self.live is not None:
+            host, port = _parse_live(str(self.live))
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"RunOptions.live port must be in [0, 65535]; received {self.live!r}")
+
+    @property
+    def live_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of the live view, or None."""
+        return None if self.live is None else _parse_live(str(self.live))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunOptions":
+        """Build from plain data (JSON/CLI), rejecting unknown keys and converting nested options."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"RunOptions accepts keys {sorted(known)}; received unknown {unknown}")
+        values = dict(data)
+        if isinstance(values.get("hysteresis"), Mapping):
+            values["hysteresis"] = HysteresisOptions.from_dict(values["hysteresis"])
+        if isinstance(values.get("tile"), Mapping):
+            values["tile"] = TileSpec(**values["tile"])
+        if isinstance(values.get("reconnect"), Mapping):
+            values["reconnect"] = BackoffOptions(**values["reconnect"])
+        return cls(**values)
+
+
+def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
+    """Route SIGINT/SIGTERM to ``stop``; return a function restoring the old handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signal.signal only works on the main thread
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second signal means: stop now, do not wait for the frame
+        log.warning("received %s; finishing the current frame and closing outputs", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError) as exc:
+            log.debug("cannot install a handler for %s: %s", sig, exc)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
+
+
+def _tracked_score(result: FrameResult, event_label: str | None) -> tuple[float, str | None]:
+    if event_label is not None:
+        return float(result.scores[result.labels.index(event_label)]), event_label
+    positive = np.flatnonzero(result.positive)
+    if len(positive) == 0:
+        return 0.0, None
+    best = int(positive[np.argmax(result.scores[positive])])
+    return float(result.scores[best]), result.labels[best]
+
+
+class _Loop:
+    """State of one run; ``run`` below is the public entry point."""
+
+    def __init__(self, detector: FrameDetector, options: RunOptions, on_frame: OnFrame | None) -> None:
+        self.detector, self.options, self.on_frame = detector, options, on_frame
+        self.tracker = EventTracker(options.hysteresis, options.smoother_alpha, label=options.event_label or "positive")
+        self.latency = LatencyStats()
+        self.annotator = default_annotator()
+        self.sinks: dict[str, Sink] = {}
+        self.live: LiveServer | None = None
+        self.events_sink: EventSink | None = None
+        self.counts = {"frames": 0, "errors": 0, "sink_errors": 0, "events": 0}
+        self.started = time.monotonic()
+        self.fps = 0.0
+        self._last_t: float | None = None
+
+    def process(self, item: CapturedFrame, capture: ThreadedCapture) -> None:
+        opts = self.options
+        t0 = time.monotonic()
+        if opts.tile is not None:
+            result = detect_tiled(self.detector, item.frame, opts.tile, opts.threshold)
+        else:
+            result = self.detector.detect(item.frame)
+        t1 = time.monotonic()
+        self.latency.add("detect", (t1 - t0) * 1000.0)
+        self.latency.add_many(result.timings_ms)
+
+        score, label = _tracked_score(result, opts.event_label)
+        t_rel = round(item.t_monotonic - self.started, 4)
+        update = self.tracker.update(item.index, t_rel, score, label)
+        record = {"frame": item.index, "t": t_rel, **result.to_record(), "smoothed": round(self.tracker.smoothed, 5)}
+        if update is not None:
+            record["event"] = update.to_record()
+            self.counts["events"] += int(update.kind is EventKind.START)
+
+        # annotation costs milliseconds on a Pi: only draw when someone will see it
+        wants_picture = opts.write_video or self.live is not None or (update is not None and update.kind is EventKind.START)
+        shown = self.annotator.annotate(item.frame, result) if wants_picture else item.frame
+        t2 = time.monotonic()
+        for name, sink in self.sinks.items():
+            try:
+                sink.write(shown, result, record)
+            except Exception:
+                self.counts["sink_errors"] += 1
+                log.exception("sink %s failed on frame %d", name, item.index)
+        t3 = time.monotonic()
+        self.latency.add("annotate", (t2 - t1) * 1000.0)
+        self.latency.add("sinks", (t3 - t2) * 1000.0)
+        self.counts["frames"] += 1
+        if self._last_t is not None and t3 > self._last_t:
+            inst = 1.0 / (t3 - self._last_t)
+            self.fps = inst if self.fps == 0.0 else 0.9 * self.fps + 0.1 * inst
+        self._last_t = t3
+
+        if self.live is not None:
+            cap = capture.stats()
+            self.live.publish(shown, {
+                "frame": item.index, "frames": self.counts["frames"], "fps": round(self.fps, 2),
+                "scores": record["scores"], "positive": record["positive"], "smoothed": record["smoothed"],
+                "event_open": self.tracker.active is not None, "events": self.counts["events"],
+                "dropped": cap["dropped"], "corrupt": cap["corrupt"], "reconnects": cap["reconnects"],
+                "detect_ms": round((t1 - t0) * 1000.0, 2),
+            })
+        if self.on_frame is not None:
+            self.on_frame(item, result, record)
+
+    def summary(self, capture: ThreadedCapture, ended_by: str) -> dict[str, Any]:
+        seconds = time.monotonic() - self.started
+        cap = capture.stats()
+        latency = self.latency.summary()
+        return {
+            "frames": self.counts["frames"],
+            "dropped": cap["dropped"],
+            "corrupt": cap["corrupt"],
+            "reconnects": cap["reconnects"],
+            "errors": self.counts["errors"],
+            "sink_errors": self.counts["sink_errors"],
+            "events": self.counts["events"],
+            "seconds": round(seconds, 3),
+            "fps": round(self.counts["frames"] / seconds, 3) if seconds > 0 else 0.0,
+            "p50_ms": {stage: s["p50"] for stage, s in latency.items()},
+            "p95_ms": {stage: s["p95"] for stage, s in latency.items()},
+            "latency_ms": latency,
+            "ended_by": ended_by,
+            "source_error": cap["error"],
+            "capture": cap,
+        }
+
+
+def run(
+    detector: FrameDetector,
+    source: FrameSource,
+    options: RunOptions | None = None,
+    stop_event: threading.Event | None = None,
+    on_frame: OnFrame | None = None,
+) -> dict[str, Any]:
+    """Run the detector over a source until it ends, ``max_frames``, ``stop_event`` or a signal.
+
+    Writes into ``options.out_dir``: ``frames.jsonl`` (one record per frame:
+    frame, t, scores, positive, boxes, timings_ms, smoothed, and event when one
+    starts or ends), ``video.mp4`` (annotated, if ``write_video``),
+    ``events/events.jsonl`` with a snapshot per event, and ``summary.json``
+    (written atomically last). The detector is not closed: the caller owns it.
+
+    Args:
+        detector: ``detect`` (and ``detect_batch`` when tiling) plus ``labels``.
+        source: the frame source; opened and closed here.
+        options: run options; defaults to ``RunOptions()``.
+        stop_event: set it from another thread to stop; SIGINT/SIGTERM set it too
+            when ``run`` is called on the main thread.
+        on_frame: called as ``on_frame(captured, result, record)`` after each frame.
+
+    Returns:
+        The summary dict also written to ``summary.json``: frames, dropped,
+        corrupt, reconnects, errors, events, seconds, fps, p50_ms/p95_ms per
+        stage, latency_ms, and ended_by (``source ended``, ``source failed``,
+        ``stopped``, ``max_frames`` or ``error``).
+
+    Raises:
+        ConfigError: ``event_label`` is not one of the detector's labels.
+        SourceError: the source cannot be opened at all.
+
+    Example:
+        >>> summary = run(detector, open_source("synthetic"), RunOptions(out_dir="runs/demo", mode="all"))  # doctest: +SKIP
+        >>> summary["frames"], summary["p95_ms"]["detect"]  # doctest: +SKIP
+    """
+    options = options if options is not None else RunOptions()
+    labels = tuple(getattr(detector, "labels", ()) or ())
+    if options.event_label is not None and labels and options.event_label not in labels:
+        raise ConfigError(f"RunOptions.event_label must be one of the detector labels {list(labels)}; received {options.event_label!r}")
+    stop = stop_event if stop_event is not None else threading.Event()
+    out = options.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    loop = _Loop(detector, options, on_frame)
+    capture = ThreadedCapture(source, options.mode, options.queue_size, options.reconnect, options.stride, options.target_fps)
+    restore_signals = _install_signal_handlers(stop)
+    ended_by = "error"  # replaced below on every orderly way out of the loop
+    try:
+        loop.sinks["frames"] = JsonlSink(out / "frames.jsonl")
+        loop.events_sink = loop.sinks["events"] = EventSink(out / "events")
+        if options.live_address is not None:
+            host, port = options.live_address
+            loop.live = LiveServer(host, port, allow_remote=options.allow_remote)
+        capture.start()
+        if options.write_video:
+            fps = options.video_fps or options.target_fps or ((source.fps or 15.0) / options.stride)
+            loop.sinks["video"] = VideoSink(out / "video.mp4", fps=fps)
+        while True:
+            if stop.is_set():
+                ended_by = "stopped"
+                break
+            if options.max_frames is not None and loop.counts["frames"] >= options.max_frames:
+                ended_by = "max_frames"
+                break
+            item = capture.get(timeout=0.1)
+            if item is None:
+                if capture.done:
+                    ended_by = "source failed" if capture.error is not None else "source ended"
+                    break
+                continue
+            try:
+                loop.process(item, capture)
+            except Exception:
+                loop.counts["errors"] += 1
+                # the first errors with a traceback, then a reminder now and then: a broken model must not flood the log
+                if loop.counts["errors"] <= 5 or loop.counts["errors"] % 100 == 0:
+                    log.exception("frame %d failed (%d errors so far); continuing", item.index, loop.counts["errors"])
+    finally:
+        capture.close()
+        final = loop.tracker.close()
+        if final is not None and loop.events_sink is not None:
+            try:
+                loop.events_sink.record_event(final.to_record())
+            except Exception:
+                log.exception("could not record the end of event %d", final.event.id)
+        for name, sink in loop.sinks.items():
+            try:
+                sink.close()
+            except Exception:
+                log.exception("closing sink %s failed", name)
+        if loop.live is not None:
+            loop.live.close()
+        restore_signals()
+        summary = loop.summary(capture, ended_by)
+        try:
+            write_json(out / "summary.json", summary)
+        except Exception:
+            log.exception("could not write %s", out / "summary.json")
+    log.info("run ended (%s): %d frames in %.1f s", ended_by, summary["frames"], summary["seconds"])
+    return summary

@@ -1,0 +1,675 @@
+"""Frame sources (files, cameras, streams, Pi cameras, folders, synthetic) and threaded capture.
+
+Every source yields RGB uint8 ``(H, W, 3)`` frames; the BGR of OpenCV stays
+inside this module. A corrupt frame raises :class:`FrameError` and the capture
+loop skips it; a live source that fails is reopened with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import logging
+import math
+import queue
+import re
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from edge.errors import ConfigError, FrameError, SourceError
+
+__all__ = [
+    "FrameSource", "VideoFileSource", "CameraSource", "StreamSource", "GStreamerSource",
+    "Picamera2Source", "ImageFolderSource", "SyntheticSource", "UnreadableImageError",
+    "open_source", "check_frame", "CaptureMode", "BackoffOptions", "CapturedFrame", "ThreadedCapture",
+]
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+ACCEPTED_FORMS = (
+    "'synthetic' or 'synthetic:SEED', a camera index like '0', '/dev/videoN', an 'rtsp://', 'http://' "
+    "or 'https://' URL, a GStreamer pipeline containing '!', 'picamera2', an image folder, "
+    "a glob like 'frames/*.jpg', or a video file path"
+)
+
+
+class UnreadableImageError(FrameError):
+    """An image file in a folder source cannot be read or decoded; capture skips it."""
+
+
+def check_frame(frame: Any, where: str = "") -> np.ndarray:
+    """Return ``frame`` if it is a non-empty RGB uint8 ``(H, W, 3)`` array, else raise FrameError."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or frame.size == 0:
+        got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+        raise FrameError(f"expected an RGB uint8 (H, W, 3) frame{where}; received {got}")
+    return frame
+
+
+def _cv2() -> Any:
+    import cv2  # imported on use: a Picamera2-only device can run without OpenCV capture
+
+    return cv2
+
+
+def _bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
+    cv2 = _cv2()
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    if frame.ndim == 3 and frame.shape[2] == 3:
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+    return frame  # left as is so check_frame names the odd shape
+
+
+class FrameSource(ABC):
+    """Base of every frame source: ``open()``, ``read()``, ``close()``.
+
+    Subclasses implement ``_open`` and ``_read`` (and ``_close`` if they hold
+    something); the base makes ``open``/``close`` idempotent, allows reopening
+    after ``close`` (reconnects), and validates every frame.
+
+    Attributes:
+        is_live: True for cameras and streams (reconnect on failure), False for
+            files (end of data is the end).
+        fps: nominal frame rate if the source knows it, else None.
+
+    Example:
+        >>> with open_source("synthetic:3") as src:  # doctest: +SKIP
+        ...     frame = src.read()
+    """
+
+    is_live: bool = False
+    fps: float | None = None
+    _is_open: bool = False
+
+    def open(self) -> None:
+        """Open the source; a no-op when already open. Raises SourceError on failure."""
+        if not self._is_open:
+            self._open()
+            self._is_open = True
+
+    def read(self) -> np.ndarray | None:
+        """The next RGB frame, or None at the end of the stream (or a dropped stream)."""
+        if not self._is_open:
+            raise SourceError(f"{self!r} is not open; call open() or use it as a context manager")
+        frame = self._read()
+        return None if frame is None else check_frame(frame, f" from {self!r}")
+
+    def close(self) -> None:
+        """Release the device or file; safe to call twice."""
+        if self._is_open:
+            self._is_open = False
+            self._close()
+
+    @abstractmethod
+    def _open(self) -> None: ...
+
+    @abstractmethod
+    def _read(self) -> np.ndarray | None: ...
+
+    def _close(self) -> None:
+        pass
+
+    def __enter__(self) -> "FrameSource":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _CvCaptureSource(FrameSource):
+    """A source read through ``cv2.VideoCapture``."""
+
+    _cap: Any = None
+
+    def _capture(self, cv2: Any) -> Any:
+        raise NotImplementedError
+
+    def _open_hint(self) -> str:
+        return ""
+
+    def _open(self) -> None:
+        cv2 = _cv2()
+        cap = self._capture(cv2)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open {self!r}{self._open_hint()}")
+        if self.is_live:
+            # drivers queue several frames; a deep buffer means showing the past
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if math.isfinite(fps) and 0 < fps < 1000 else None
+        self._cap = cap
+
+    def _read(self) -> np.ndarray | None:
+        ok, frame = self._cap.read()
+        return _bgr_to_rgb(frame) if ok and frame is not None else None
+
+    def _close(self) -> None:
+        self._cap.release()
+        self._cap = None
+
+
+class VideoFileSource(_CvCaptureSource):
+    """A video file read to its end (not live: no reconnect)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise SourceError(f"expected an existing video file; received {str(path)!r} (not found)")
+
+    def _capture(self, cv2: Any) -> Any:
+        return cv2.VideoCapture(str(self.path))
+
+    def _open_hint(self) -> str:
+        return ": OpenCV cannot decode it (unknown codec or corrupt file)"
+
+    def __repr__(self) -> str:
+        return f"VideoFileSource({str(self.path)!r})"
+
+
+class CameraSource(_CvCaptureSource):
+    """A local camera by index (``0``) or V4L2 device path (``/dev/video0``).
+
+    Args:
+        device: camera index or ``/dev/videoN``.
+        size: requested ``(width, height)``, or None for the driver default.
+    """
+
+    is_live = True
+
+    def __init__(self, device: int | str = 0, size: tuple[int, int] | None = None) -> None:
+        if not (isinstance(device, int) and not isinstance(device, bool) and device >= 0) and not (
+            isinstance(device, str) and re.fullmatch(r"/dev/video\d+", device)
+        ):
+            raise SourceError(f"expected a camera index >= 0 or '/dev/videoN'; received {device!r}")
+        if size is not None and (len(size) != 2 or min(size) < 1):
+            raise ConfigError(f"expected size (width, height) of positive ints or None; received {size!r}")
+        self.device, self.size = device, size
+
+    def _capture(self, cv2: Any) -> Any:
+        if isinstance(self.device, str):
+            # V4L2 numbers /dev/videoN as index N; some OpenCV builds cannot open V4L2 by path
+            cap = cv2.VideoCapture(int(self.device[len("/dev/video"):]), cv2.CAP_V4L2)
+        else:
+            cap = cv2.VideoCapture(self.device)
+        if self.size and cap.isOpened():
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+        return cap
+
+    def _open_hint(self) -> str:
+        return ": no such camera, or it is in use by another process"
+
+    def __repr__(self) -> str:
+        return f"CameraSource({self.device!r})"
+
+
+class StreamSource(_CvCaptureSource):
+    """A network stream (``rtsp://``, ``rtsps://``, ``http://``, ``https://``) through FFmpeg.
+
+    Args:
+        url: stream address.
+        timeout_s: open and read timeout, so a dead camera fails instead of hanging.
+    """
+
+    is_live = True
+
+    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+        if not isinstance(url, str) or not re.match(r"(rtsps?|https?)://.+", url, re.IGNORECASE):
+            raise SourceError(f"expected an rtsp://, rtsps://, http:// or https:// URL; received {url!r}")
+        if not timeout_s > 0:
+            raise ConfigError(f"expected timeout_s > 0; received {timeout_s!r}")
+        self.url, self.timeout_s = url, float(timeout_s)
+
+    def _capture(self, cv2: Any) -> Any:
+        ms = int(self.timeout_s * 1000)
+        return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+
+    def __repr__(self) -> str:
+        # credentials in rtsp://user:pass@host must not reach the logs
+        return f"StreamSource({re.sub(r'//[^@/]*@', '//***@', self.url)!r})"
+
+
+class GStreamerSource(_CvCaptureSource):
+    """A GStreamer pipeline ending in ``appsink`` (Jetson CSI cameras via ``nvarguscamerasrc``).
+
+    Example:
+        >>> GStreamerSource("nvarguscamerasrc ! nvvidconv ! video/x-raw,format=BGRx ! "
+        ...                 "videoconvert ! video/x-raw,format=BGR ! appsink drop=1")  # doctest: +SKIP
+    """
+
+    is_live = True
+
+    def __init__(self, pipeline: str) -> None:
+        if not isinstance(pipeline, str) or "!" not in pipeline or "appsink" not in pipeline:
+            raise SourceError(f"expected a GStreamer pipeline with '!' ending in appsink; received {pipeline!r}")
+        self.pipeline = pipeline
+
+    def _capture(self, cv2: Any) -> Any:
+        return cv2.VideoCapture(self.pipeline, cv2.CAP_GSTREAMER)
+
+    def _open_hint(self) -> str:
+        return " (is OpenCV built with GStreamer? pip wheels are not: check cv2.getBuildInformation())"
+
+    def __repr__(self) -> str:
+        return f"GStreamerSource({self.pipeline!r})"
+
+
+class Picamera2Source(FrameSource):
+    """A Raspberry Pi camera through picamera2 (imported only when opened).
+
+    Args:
+        size: ``(width, height)`` of the main stream.
+    """
+
+    is_live = True
+
+    def __init__(self, size: tuple[int, int] = (640, 480)) -> None:
+        self.size = (int(size[0]), int(size[1]))
+        self._cam: Any = None
+
+    def _open(self) -> None:
+        try:
+            from picamera2 import Picamera2  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise SourceError(
+                "Picamera2Source needs the picamera2 package, which is not installed "
+                "(on Raspberry Pi OS: sudo apt install python3-picamera2, and create the venv "
+                f"with --system-site-packages); received ImportError: {exc}"
+            ) from exc
+        try:
+            cam = Picamera2()
+            # libcamera names formats by register order: "RGB888" is B, G, R in memory
+            cam.configure(cam.create_video_configuration(main={"size": self.size, "format": "RGB888"}))
+            cam.start()
+        except Exception as exc:
+            raise SourceError(f"cannot start the Pi camera at {self.size}: {exc}") from exc
+        self._cam = cam
+
+    def _read(self) -> np.ndarray | None:
+        return _bgr_to_rgb(self._cam.capture_array("main"))
+
+    def _close(self) -> None:
+        try:
+            self._cam.stop()
+        finally:
+            self._cam.close()
+            self._cam = None
+
+    def __repr__(self) -> str:
+        return f"Picamera2Source(size={self.size})"
+
+
+class ImageFolderSource(FrameSource):
+    """Images of a folder (or matching a glob), in name order.
+
+    An unreadable image raises :class:`UnreadableImageError` and the next
+    ``read`` moves on to the following file.
+    """
+
+    def __init__(self, folder_or_glob: str | Path) -> None:
+        spec = str(folder_or_glob)
+        if Path(spec).is_dir():
+            paths = [p for p in Path(spec).iterdir() if p.suffix.lower() in IMAGE_EXTS]
+        elif Path(spec).is_file():
+            paths = [Path(spec)]  # taken literally: a name may contain glob characters
+        else:
+            paths = [Path(p) for p in glob.glob(spec) if Path(p).is_file()]
+        self.paths = sorted(paths, key=lambda p: p.name)
+        if not self.paths:
+            raise SourceError(f"expected a folder or glob with images ({', '.join(sorted(IMAGE_EXTS))}); received {spec!r} (no images)")
+        self.spec, self._next = spec, 0
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _open(self) -> None:
+        self._next = 0
+
+    def _read(self) -> np.ndarray | None:
+        if self._next >= len(self.paths):
+            return None
+        path = self.paths[self._next]
+        self._next += 1
+        try:
+            # imdecode from bytes also handles non-ASCII paths, which cv2.imread does not everywhere
+            image = _cv2().imdecode(np.fromfile(path, np.uint8), 1)
+        except (OSError, ValueError) as exc:
+            raise UnreadableImageError(f"cannot read image {str(path)!r}: {exc}") from exc
+        if image is None:
+            raise UnreadableImageError(f"cannot decode image {str(path)!r}; expected a readable {path.suffix} file")
+        return _bgr_to_rgb(image)
+
+    def __repr__(self) -> str:
+        return f"ImageFolderSource({self.spec!r})"
+
+
+class SyntheticSource(FrameSource):
+    """Frames of :class:`edge.synthetic.SceneClip`; ``true_boxes`` are those of the last frame read."""
+
+    def __init__(self, seed: int = 0, n_frames: int = 300, width: int = 640, height: int = 360, fps: float = 15.0) -> None:
+        for name, v in (("seed", seed), ("n_frames", n_frames), ("width", width), ("height", height)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "seed" else 1):
+                raise ConfigError(f"SyntheticSource.{name} must be an int >= {0 if name == 'seed' else 1}; received {v!r}")
+        self.seed, self.n_frames, self.width, self.height, self.fps = seed, n_frames, width, height, float(fps)
+        self.true_boxes = np.zeros((0, 4), np.float32)
+        self._frames: Iterator[Any] | None = None
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+    def _open(self) -> None:
+        try:
+            synthetic = importlib.import_module("edge.synthetic")
+        except ImportError as exc:
+            raise SourceError(f"SyntheticSource needs edge.synthetic; received ImportError: {exc}") from exc
+        clip = synthetic.SceneClip(seed=self.seed, n_frames=self.n_frames, width=self.width, height=self.height, fps=self.fps)
+        self._frames = iter(clip.frames())
+
+    def _read(self) -> np.ndarray | None:
+        try:
+            frame, boxes = next(self._frames)  # type: ignore[arg-type]
+        except StopIteration:
+            return None
+        self.true_boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        return frame
+
+    def __repr__(self) -> str:
+        return f"SyntheticSource(seed={self.seed}, n_frames={self.n_frames})"
+
+
+def open_source(spec: str) -> FrameSource:
+    """Build (not yet open) the source a string names.
+
+    Accepted forms, checked in this order: ``synthetic`` / ``synthetic:SEED``,
+    a camera index (``0``), ``/dev/videoN``, an ``rtsp(s)://`` or ``http(s)://``
+    URL, a GStreamer pipeline (contains ``!``), ``picamera2``, an image folder,
+    a glob, an image file, a video file.
+
+    Raises:
+        SourceError: the string matches no form, or names a missing path.
+
+    Example:
+        >>> open_source("synthetic:7")
+        SyntheticSource(seed=7, n_frames=300)
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise SourceError(f"expected a source string: {ACCEPTED_FORMS}; received {spec!r}")
+    s = spec.strip()
+    low = s.lower()
+    if low == "synthetic":
+        return SyntheticSource()
+    if low.startswith("synthetic:"):
+        seed = s.split(":", 1)[1]
+        if not seed.isdigit():
+            raise SourceError(f"expected 'synthetic:SEED' with an integer seed >= 0; received {spec!r}")
+        return SyntheticSource(seed=int(seed))
+    if s.isdigit():
+        return CameraSource(int(s))
+    if re.fullmatch(r"/dev/video\d+", s):
+        return CameraSource(s)
+    if re.match(r"(rtsps?|https?)://", low):
+        return StreamSource(s)
+    if "!" in s:
+        return GStreamerSource(s)
+    if low == "picamera2":
+        return Picamera2Source()
+    path = Path(s).expanduser()
+    if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_EXTS):
+        return ImageFolderSource(path)
+    if path.is_file():
+        return VideoFileSource(path)
+    if any(c in s for c in "*?["):
+        return ImageFolderSource(s)
+    raise SourceError(f"expected {ACCEPTED_FORMS}; received {spec!r}, which is none of these (no such file or folder)")
+
+
+# --------------------------------------------------------------------------- capture
+
+
+class CaptureMode(Enum):
+    """LATEST: keep only the newest frame (live view, bounded latency). ALL: process every frame."""
+
+    LATEST = "latest"
+    ALL = "all"
+
+
+@dataclass(frozen=True)
+class BackoffOptions:
+    """Reconnect delays: ``initial``, then times ``factor`` up to ``max`` seconds.
+
+    Attributes:
+        max_attempts: give up after this many failed reopenings; None retries forever.
+    """
+
+    initial: float = 0.5
+    max: float = 30.0
+    factor: float = 2.0
+    max_attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (0 < self.initial <= self.max) or self.factor < 1:
+            raise ConfigError(f"BackoffOptions needs 0 < initial <= max and factor >= 1; received {self!r}")
+        if self.max_attempts is not None and (not isinstance(self.max_attempts, int) or self.max_attempts < 1):
+            raise ConfigError(f"BackoffOptions.max_attempts must be None or an int >= 1; received {self.max_attempts!r}")
+
+    def delays(self) -> Iterator[float]:
+        """Delays before each reopening attempt."""
+        delay, attempt = self.initial, 0
+        while self.max_attempts is None or attempt < self.max_attempts:
+            yield delay
+            delay, attempt = min(delay * self.factor, self.max), attempt + 1
+
+
+@dataclass(frozen=True)
+class CapturedFrame:
+    """A frame with its position in the source and ``time.monotonic()`` at capture."""
+
+    index: int
+    t_monotonic: float
+    frame: np.ndarray
+
+
+class ThreadedCapture:
+    """Read a source on its own thread so slow inference never stalls the camera.
+
+    Args:
+        source: the frame source; opened by ``start`` (errors surface in the caller).
+        mode: LATEST keeps one newest frame and counts replaced ones as
+            ``dropped``; ALL blocks the reader on a bounded queue so none drop.
+        queue_size: queue bound in ALL mode (LATEST always holds one).
+        reconnect: backoff for reopening a failed live source.
+        stride: keep every ``stride``-th source frame.
+        target_fps: most frames per second handed on; live sources skip early
+            frames, files are paced (replayed in real time at that rate).
+
+    Example:
+        >>> with ThreadedCapture(open_source("synthetic"), CaptureMode.ALL) as cap:  # doctest: +SKIP
+        ...     while (item := cap.get(timeout=1.0)) is not None:
+        ...         print(item.index, item.frame.shape)
+    """
+
+    def __init__(self, source: FrameSource, mode: CaptureMode | str = CaptureMode.LATEST, queue_size: int = 4,
+                 reconnect: BackoffOptions | None = None, stride: int = 1, target_fps: float | None = None) -> None:
+        try:
+            self.mode = CaptureMode(mode)
+        except ValueError:
+            raise ConfigError(f"expected a capture mode in {[m.value for m in CaptureMode]}; received {mode!r}") from None
+        for name, v in (("queue_size", queue_size), ("stride", stride)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"ThreadedCapture.{name} must be an int >= 1; received {v!r}")
+        if target_fps is not None and not (isinstance(target_fps, (int, float)) and 0 < target_fps < math.inf):
+            raise ConfigError(f"ThreadedCapture.target_fps must be None or > 0; received {target_fps!r}")
+        self.source, self.stride, self.target_fps = source, stride, target_fps
+        self.backoff = reconnect if reconnect is not None else BackoffOptions()
+        self._queue: queue.Queue[CapturedFrame] = queue.Queue(1 if self.mode is CaptureMode.LATEST else queue_size)
+        self._stop = threading.Event()
+        self._finished = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._counts = dict.fromkeys(("read", "delivered", "dropped", "corrupt", "skipped", "reconnects", "reconnect_failures"), 0)
+        self.error: BaseException | None = None
+
+    # ---- consumer side
+    def start(self) -> "ThreadedCapture":
+        """Open the source and start the capture thread (once)."""
+        if self._thread is None:
+            self.source.open()
+            self._thread = threading.Thread(target=self._run, name=f"capture:{self.source!r}", daemon=True)
+            self._thread.start()
+        return self
+
+    def get(self, timeout: float | None = None) -> CapturedFrame | None:
+        """The next frame; None after ``timeout`` seconds or once the source is exhausted (see ``done``)."""
+        if self._thread is None:
+            raise SourceError("ThreadedCapture is not started; call start() or use it as a context manager")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            # short slices so the end of the stream is noticed without waiting out the timeout
+            wait = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
+            try:
+                item = self._queue.get(timeout=wait)
+                self._counts["delivered"] += 1
+                return item
+            except queue.Empty:
+                if self.done or (deadline is not None and time.monotonic() >= deadline):
+                    return None
+
+    @property
+    def done(self) -> bool:
+        """True once capture has ended (end of file, give-up or stop) and the queue is empty."""
+        return self._finished.is_set() and self._queue.empty()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: read, delivered, dropped, corrupt, skipped, reconnects, reconnect_failures, queued, error."""
+        return {**self._counts, "queued": self._queue.qsize(), "mode": self.mode.value,
+                "error": None if self.error is None else str(self.error)}
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the capture thread to stop and wait for it up to ``timeout`` seconds."""
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("capture thread for %r still blocked in read after %.1f s; leaving it (daemon)", self.source, timeout)
+
+    def close(self) -> None:
+        """Stop capture and close the source; safe to call twice."""
+        self.stop()
+        if self._thread is None or not self._thread.is_alive():
+            self.source.close()
+
+    def __enter__(self) -> "ThreadedCapture":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- producer side
+    def _run(self) -> None:
+        src, counts = self.source, self._counts
+        position = 0
+        period = 1.0 / self.target_fps if self.target_fps else 0.0
+        due = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                try:
+                    frame = src.read()
+                except FrameError as exc:
+                    position += 1
+                    counts["corrupt"] += 1
+                    log.warning("skipping corrupt frame %d of %r: %s", position - 1, src, exc)
+                    continue
+                except Exception as exc:  # a driver error: reopen a live source, end a file
+                    if not src.is_live:
+                        self.error = exc
+                        log.error("%r failed: %s", src, exc)
+                        break
+                    if not self._reconnect(f"read raised {type(exc).__name__}: {exc}"):
+                        break
+                    continue
+                if frame is None:
+                    if not src.is_live or not self._reconnect("stream returned no frame"):
+                        break
+                    continue
+                index, position = position, position + 1
+                counts["read"] += 1
+                if index % self.stride:
+                    counts["skipped"] += 1
+                    continue
+                if period:
+                    now = time.monotonic()
+                    if src.is_live:
+                        # a fifth of a period of slack absorbs camera jitter without raising the rate
+                        if now + 0.2 * period < due:
+                            counts["skipped"] += 1
+                            continue
+                        due = max(due, now - period) + period
+                    else:
+                        if due > now and self._stop.wait(due - now):
+                            break
+                        due = max(due, now) + period
+                self._put(CapturedFrame(index, time.monotonic(), frame))
+        except BaseException as exc:  # never die silently on a thread
+            self.error = exc
+            log.exception("capture thread of %r crashed", src)
+        finally:
+            try:
+                src.close()
+            except Exception as exc:
+                log.warning("closing %r failed: %s", src, exc)
+            self._finished.set()
+
+    def _put(self, item: CapturedFrame) -> None:
+        if self.mode is CaptureMode.LATEST:
+            while True:
+                try:
+                    self._queue.put_nowait(item)
+                    return
+                except queue.Full:
+                    try:
+                        self._queue.get_nowait()
+                        self._counts["dropped"] += 1
+                    except queue.Empty:
+                        pass  # the consumer took it meanwhile
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _reconnect(self, reason: str) -> bool:
+        src = self.source
+        log.warning("%r: %s; reconnecting", src, reason)
+        try:
+            src.close()
+        except Exception as exc:
+            log.debug("closing %r before reconnect failed: %s", src, exc)
+        attempts = 0
+        for delay in self.backoff.delays():
+            if self._stop.wait(delay):
+                return False
+            attempts += 1
+            try:
+                src.open()
+            except Exception as exc:
+                self._counts["reconnect_failures"] += 1
+                log.warning("reconnect attempt %d to %r failed: %s", attempts, src, exc)
+                continue
+            self._counts["reconnects"] += 1
+            log.info("reconnected to %r after %d attempt(s)", src, attempts)
+            return True
+        self.error = SourceError(f"{src!r} failed ({reason}) and could not be reopened after {attempts} attempts")
+        log.error("%s", self.error)
+        return False

@@ -1,0 +1,125 @@
+"""Per-stage latency statistics with memory that does not grow with run length.
+
+A camera runs for weeks; keeping every duration would leak. Each stage keeps
+the last ``capacity`` durations in a fixed numpy ring buffer, so percentiles
+describe recent behaviour and memory is ``stages x capacity x 8`` bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Iterator, Mapping
+
+import numpy as np
+
+from edge.errors import ConfigError
+
+__all__ = ["LatencyStats"]
+
+
+class _Ring:
+    """Fixed-size float64 ring buffer plus a total count."""
+
+    def __init__(self, capacity: int) -> None:
+        self.buf = np.empty(capacity, np.float64)
+        self.pos = 0
+        self.count = 0
+
+    def add(self, value: float) -> None:
+        self.buf[self.pos] = value
+        self.pos = (self.pos + 1) % len(self.buf)
+        self.count += 1
+
+    def values(self) -> np.ndarray:
+        """Kept values, oldest first."""
+        if self.count < len(self.buf):
+            return self.buf[: self.count].copy()
+        return np.concatenate([self.buf[self.pos :], self.buf[: self.pos]])
+
+
+class LatencyStats:
+    """Collect durations per stage; report p50/p95/p99/mean over a recent window.
+
+    Args:
+        capacity: durations kept per stage (the window), >= 1.
+
+    Example:
+        >>> stats = LatencyStats(capacity=100)
+        >>> for ms in range(1, 101):
+        ...     stats.add("infer", ms)
+        >>> stats.summary()["infer"]["p50"], stats.summary()["infer"]["count"]
+        (50.5, 100)
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ConfigError(f"LatencyStats capacity must be an int >= 1; received {capacity!r}")
+        self.capacity = capacity
+        self._rings: dict[str, _Ring] = {}
+
+    @property
+    def stages(self) -> list[str]:
+        """Stage names in the order they were first seen."""
+        return list(self._rings)
+
+    def add(self, stage: str, ms: float) -> None:
+        """Record one duration in milliseconds; non-finite or negative values are rejected."""
+        value = float(ms)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"expected a finite duration >= 0 ms for stage {stage!r}; received {ms!r}")
+        ring = self._rings.get(stage)
+        if ring is None:
+            ring = self._rings[stage] = _Ring(self.capacity)
+        ring.add(value)
+
+    def add_many(self, timings_ms: Mapping[str, float]) -> None:
+        """Record one duration per stage, e.g. ``FrameResult.timings_ms``."""
+        for stage, ms in timings_ms.items():
+            self.add(stage, ms)
+
+    @contextlib.contextmanager
+    def timer(self, stage: str) -> Iterator[None]:
+        """Context manager that records the wall time of its body under ``stage``."""
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.add(stage, (time.monotonic() - start) * 1000.0)
+
+    def window(self, stage: str) -> np.ndarray:
+        """The kept durations of a stage, oldest first (at most ``capacity``)."""
+        ring = self._rings.get(stage)
+        return np.zeros(0) if ring is None else ring.values()
+
+    def count(self, stage: str) -> int:
+        """All durations ever recorded for a stage, including those out of the window."""
+        ring = self._rings.get(stage)
+        return 0 if ring is None else ring.count
+
+    def percentile(self, stage: str, q: float) -> float:
+        """The ``q``-th percentile (0..100, linear interpolation as numpy) of the window; NaN if empty."""
+        values = self.window(stage)
+        return float(np.percentile(values, q)) if len(values) else float("nan")
+
+    def nbytes(self) -> int:
+        """Bytes held by the buffers; fixed once every stage has been seen."""
+        return sum(r.buf.nbytes for r in self._rings.values())
+
+    def summary(self, digits: int = 3) -> dict[str, dict[str, float]]:
+        """``{stage: {count, window, mean, p50, p95, p99, max}}``, statistics over the window."""
+        out: dict[str, dict[str, float]] = {}
+        for stage, ring in self._rings.items():
+            values = ring.values()
+            p50, p95, p99 = np.percentile(values, [50, 95, 99])
+            out[stage] = {
+                "count": ring.count,
+                "window": len(values),
+                "mean": round(float(values.mean()), digits),
+                "p50": round(float(p50), digits),
+                "p95": round(float(p95), digits),
+                "p99": round(float(p99), digits),
+                "max": round(float(values.max()), digits),
+            }
+        return out
