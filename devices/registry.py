@@ -1,0 +1,510 @@
+"""Device profiles: what to run on a Raspberry Pi, a Jetson or an x86 box, and why.
+
+A profile is a JSON file in ``devices/profiles/`` (pure data, shipped as package
+data) checked against :class:`DeviceProfile` when it is loaded. Nothing here
+installs anything or touches the network: a profile *names* a requirements file,
+a person or a provisioning script installs it.
+
+Example:
+    >>> from devices import load_profile, resolve_run_settings
+    >>> p = load_profile("rpi4")
+    >>> p.backend.value, p.artifact_format.value, p.threads
+    ('litert', 'tflite-int8', 4)
+    >>> resolve_run_settings(p, threads=2, source=None).threads
+    2
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+from edge.errors import ConfigError
+
+SCHEMA_VERSION = 1
+
+
+class Backend(str, enum.Enum):
+    """Inference runtime a profile selects."""
+
+    LITERT = "litert"
+    ONNXRUNTIME = "onnxruntime"
+
+
+class ArtifactFormat(str, enum.Enum):
+    """Exported artifact kinds; the prefix says which backend can run it."""
+
+    TFLITE_INT8 = "tflite-int8"
+    TFLITE_FP32 = "tflite-fp32"
+    TFLITE_FP16 = "tflite-fp16"
+    TFLITE_DYNAMIC = "tflite-dynamic"
+    ONNX_FP32 = "onnx-fp32"
+    ONNX_INT8 = "onnx-int8"
+
+    @property
+    def backend(self) -> Backend:
+        return Backend.LITERT if self.value.startswith("tflite-") else Backend.ONNXRUNTIME
+
+
+class CaptureMode(str, enum.Enum):
+    """How the run loop takes frames from its source.
+
+    The values are those of ``edge.sources.CaptureMode``. ``latest``: a capture
+    thread keeps only the newest frame and the model takes whatever is newest
+    when it is free (live cameras: latency stays bounded, frames are dropped
+    when inference is slower than the camera). ``all``: every frame is
+    processed in order (files, tests, offline work).
+    """
+
+    LATEST = "latest"
+    ALL = "all"
+
+
+class Arch(str, enum.Enum):
+    AARCH64 = "aarch64"
+    X86_64 = "x86_64"
+
+
+ONNX_PROVIDERS = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "CPUExecutionProvider",
+)
+
+
+def _enum(cls: type[enum.Enum]):
+    def parse(key: str, value: Any, where: str) -> enum.Enum:
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(repr(m.value) for m in cls)
+            raise ConfigError(f"{where}: key {key!r} expected one of {choices}; received {value!r}") from None
+
+    return parse
+
+
+def _text(key: str, value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: key {key!r} expected a non-empty string; received {value!r}")
+    return value
+
+
+def _int_range(lo: int, hi: int):
+    def parse(key: str, value: Any, where: str) -> int:
+        # bool is an int subclass: "threads": true must not pass as 1
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ConfigError(f"{where}: key {key!r} expected an integer from {lo} to {hi}; received {value!r}")
+        return value
+
+    return parse
+
+
+def _formats(key: str, value: Any, where: str) -> tuple[ArtifactFormat, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where}: key {key!r} expected a list of artifact formats; received {value!r}")
+    return tuple(_enum(ArtifactFormat)(key, v, where) for v in value)
+
+
+def _providers(key: str, value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: key {key!r} expected a list of onnxruntime provider names; received {value!r}")
+    unknown = [v for v in value if v not in ONNX_PROVIDERS]
+    if unknown:
+        raise ConfigError(
+            f"{where}: key {key!r} expected names from {', '.join(ONNX_PROVIDERS)}; received {unknown!r}"
+        )
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where}: key {key!r} expected each provider once; received {list(value)!r}")
+    return tuple(value)
+
+
+def _requirements(key: str, value: Any, where: str) -> str:
+    text = _text(key, value, where)
+    parts = text.split("/")
+    if len(parts) != 2 or parts[0] != "requirements" or not parts[1].endswith(".txt") or parts[1] == ".txt":
+        raise ConfigError(
+            f"{where}: key {key!r} expected a path of the form 'requirements/<name>.txt' "
+            f"inside the devices package; received {value!r}"
+        )
+    return text
+
+
+def _schema(key: str, value: Any, where: str) -> int:
+    if value != SCHEMA_VERSION or isinstance(value, bool):
+        raise ConfigError(f"{where}: key {key!r} expected {SCHEMA_VERSION}; received {value!r}")
+    return value
+
+
+def _notes(key: str, value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{where}: key {key!r} expected a list of non-empty strings; received {value!r}")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """One device: hardware facts, the runtime and artifact to use on it, and why.
+
+    Built from a JSON object with exactly these keys (``notes`` may be left out).
+    Every value is checked on creation; a bad one raises :class:`ConfigError`
+    naming the key, what was expected and what was received.
+
+    Attributes:
+        schema_version: version of this layout, currently 1.
+        name: short id used on the command line (``--device rpi5``).
+        description: one line for people.
+        arch: ``aarch64`` or ``x86_64``.
+        cpu: CPU core type, e.g. ``Cortex-A72``.
+        cores: CPU cores on the board.
+        os: the operating system the profile was written for.
+        python: the Python version that OS ships.
+        backend: ``litert`` or ``onnxruntime``.
+        artifact_format: the exported artifact to prefer.
+        fallback_formats: what to use, in order, when the preferred one is missing.
+        rationale: why this backend and format, with the numbers behind it.
+        execution_providers: onnxruntime providers in priority order (empty for litert).
+        threads: CPU threads for the interpreter (1 .. cores).
+        input_size: side of the square model input, in pixels.
+        capture_mode: default :class:`CaptureMode` for live sources.
+        capture_width, capture_height, capture_fps: what to ask the camera for.
+        camera_source: default source: ``picamera2``, a GStreamer pipeline, or a device index.
+        requirements: pinned requirements for the device, relative to the ``devices`` package.
+        notes: what works and what does not, in plain words.
+    """
+
+    schema_version: int
+    name: str
+    description: str
+    arch: Arch
+    cpu: str
+    cores: int
+    os: str
+    python: str
+    backend: Backend
+    artifact_format: ArtifactFormat
+    fallback_formats: tuple[ArtifactFormat, ...]
+    rationale: str
+    execution_providers: tuple[str, ...]
+    threads: int
+    input_size: int
+    capture_mode: CaptureMode
+    capture_width: int
+    capture_height: int
+    capture_fps: int
+    camera_source: str
+    requirements: str
+    notes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        where = f"device profile {self.name!r}" if isinstance(self.name, str) else "device profile"
+        for f in fields(self):
+            value = _PARSERS[f.name](f.name, getattr(self, f.name), where)
+            object.__setattr__(self, f.name, value)
+        self._check_consistency(where)
+
+    def _check_consistency(self, where: str) -> None:
+        if self.threads > self.cores:
+            raise ConfigError(
+                f"{where}: key 'threads' expected at most the {self.cores} cores of the device; received {self.threads}"
+            )
+        for key, fmt in [("artifact_format", self.artifact_format)] + [("fallback_formats", f) for f in self.fallback_formats]:
+            if fmt.backend is not self.backend:
+                raise ConfigError(
+                    f"{where}: key {key!r} expected a format the {self.backend.value} backend runs; received {fmt.value!r}"
+                )
+        if self.artifact_format in self.fallback_formats:
+            raise ConfigError(
+                f"{where}: key 'fallback_formats' expected formats other than the preferred "
+                f"{self.artifact_format.value!r}; received {[f.value for f in self.fallback_formats]!r}"
+            )
+        if self.backend is Backend.ONNXRUNTIME and not self.execution_providers:
+            raise ConfigError(f"{where}: key 'execution_providers' expected at least one provider for onnxruntime; received []")
+        if self.backend is Backend.LITERT and self.execution_providers:
+            raise ConfigError(
+                f"{where}: key 'execution_providers' expected [] for the litert backend; "
+                f"received {list(self.execution_providers)!r}"
+            )
+        if self.execution_providers and self.execution_providers[-1] != "CPUExecutionProvider":
+            raise ConfigError(
+                f"{where}: key 'execution_providers' expected 'CPUExecutionProvider' last as the fallback; "
+                f"received {list(self.execution_providers)!r}"
+            )
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<dict>") -> "DeviceProfile":
+        """Build a profile from a parsed JSON object, refusing unknown and missing keys."""
+        where = f"device profile {source}"
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a JSON object; received {type(data).__name__}")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; expected only keys from {', '.join(known)}")
+        required = [f.name for f in fields(cls) if f.name != "notes"]
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise ConfigError(f"{where}: missing key {missing[0]!r}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; ``DeviceProfile.from_dict(p.to_dict()) == p``."""
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, enum.Enum):
+                out[key] = value.value
+            elif isinstance(value, tuple):
+                out[key] = [v.value if isinstance(v, enum.Enum) else v for v in value]
+        return out
+
+    def requirements_text(self) -> str:
+        """Contents of the device's requirements file (read from the installed package)."""
+        return resources.files("devices").joinpath(self.requirements).read_text(encoding="utf-8")
+
+
+_PARSERS = {
+    "schema_version": _schema,
+    "name": _text,
+    "description": _text,
+    "arch": _enum(Arch),
+    "cpu": _text,
+    "cores": _int_range(1, 256),
+    "os": _text,
+    "python": _text,
+    "backend": _enum(Backend),
+    "artifact_format": _enum(ArtifactFormat),
+    "fallback_formats": _formats,
+    "rationale": _text,
+    "execution_providers": _providers,
+    "threads": _int_range(1, 256),
+    "input_size": _int_range(32, 1024),
+    "capture_mode": _enum(CaptureMode),
+    "capture_width": _int_range(16, 8192),
+    "capture_height": _int_range(16, 8192),
+    "capture_fps": _int_range(1, 240),
+    "camera_source": _text,
+    "requirements": _requirements,
+    "notes": _notes,
+}
+
+
+def list_profiles() -> list[str]:
+    """Names of the shipped profiles, sorted."""
+    folder = resources.files("devices.profiles")
+    return sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def load_profile(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
+    """Load a shipped profile by name, or any profile JSON file by path.
+
+    A value containing a path separator or ending in ``.json`` is a path;
+    anything else is the name of a shipped profile (no fuzzy matching).
+
+    Example:
+        >>> load_profile("rpi5").cpu
+        'Cortex-A76'
+    """
+    text_arg = os.fspath(name_or_path)
+    if isinstance(name_or_path, Path) or text_arg.endswith(".json") or os.sep in text_arg:
+        path = Path(text_arg)
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"device profile {str(path)!r}: cannot be read ({exc.strerror})") from None
+        return _parse(raw, str(path))
+    names = list_profiles()
+    if text_arg not in names:
+        raise ConfigError(f"unknown device profile {text_arg!r}; expected one of {', '.join(names)} or a path to a .json file")
+    raw = resources.files("devices.profiles").joinpath(f"{text_arg}.json").read_text(encoding="utf-8")
+    return _parse(raw, repr(text_arg))
+
+
+def _parse(raw: str, source: str) -> DeviceProfile:
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"device profile {source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    return DeviceProfile.from_dict(data, source)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What ``edgecam run`` uses after merging a profile with explicit flags.
+
+    ``origin`` maps each setting to where its value came from: ``"flag"``,
+    ``"profile:<name>"``, ``"default"`` or ``"unset"``.
+    """
+
+    backend: Backend | None
+    artifact_format: ArtifactFormat | None
+    execution_providers: tuple[str, ...]
+    threads: int | None
+    input_size: int | None
+    capture_mode: CaptureMode | None
+    capture_width: int | None
+    capture_height: int | None
+    capture_fps: int | None
+    source: str | None
+    origin: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+# setting name -> profile attribute it defaults to
+_SETTING_FROM_PROFILE = {
+    "backend": "backend",
+    "artifact_format": "artifact_format",
+    "execution_providers": "execution_providers",
+    "threads": "threads",
+    "input_size": "input_size",
+    "capture_mode": "capture_mode",
+    "capture_width": "capture_width",
+    "capture_height": "capture_height",
+    "capture_fps": "capture_fps",
+    "source": "camera_source",
+}
+
+
+def resolve_run_settings(profile: DeviceProfile | str | None, **explicit_flags: Any) -> RunSettings:
+    """Merge a device profile with flags given on the command line.
+
+    The rule:
+
+    1. A flag whose value is not ``None`` wins; ``None`` means "not given", so
+       a CLI can pass every flag through unconditionally.
+    2. Otherwise the profile's value is used (``source`` defaults to the
+       profile's ``camera_source``).
+    3. If a flag switches ``backend`` away from the profile's, the profile's
+       backend-specific values no longer fit and are not inherited:
+       ``artifact_format`` becomes the first of the profile's preferred and
+       fallback formats that the new backend runs (else ``onnx-fp32`` /
+       ``tflite-fp32``), and ``execution_providers`` becomes
+       ``("CPUExecutionProvider",)`` for onnxruntime and ``()`` for litert.
+    4. Without a profile (``None``) only flags count; the rest stays ``None``.
+
+    Flags are validated like profile values (``threads=0`` raises), an unknown
+    flag name raises, and ``threads`` above the profile's core count raises.
+
+    Args:
+        profile: a :class:`DeviceProfile`, the name of a shipped one, or None.
+        **explicit_flags: any of ``backend, artifact_format, execution_providers,
+            threads, input_size, capture_mode, capture_width, capture_height,
+            capture_fps, source``.
+
+    Example:
+        >>> s = resolve_run_settings("rpi5", threads=2, backend=None)
+        >>> s.threads, s.origin["threads"], s.backend.value, s.origin["backend"]
+        (2, 'flag', 'litert', 'profile:rpi5')
+    """
+    if isinstance(profile, str):
+        profile = load_profile(profile)
+    unknown = sorted(set(explicit_flags) - set(_SETTING_FROM_PROFILE))
+    if unknown:
+        raise ConfigError(
+            f"run settings: unknown flag {unknown[0]!r}; expected one of {', '.join(_SETTING_FROM_PROFILE)}"
+        )
+    where = "run settings (flag)"
+    flags: dict[str, Any] = {}
+    for key, value in explicit_flags.items():
+        if value is None:
+            continue
+        if key == "source":
+            flags[key] = _text(key, str(value), where)
+        else:
+            flags[key] = _PARSERS[_SETTING_FROM_PROFILE[key]](key, value, where)
+
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for key, attr in _SETTING_FROM_PROFILE.items():
+        if key in flags:
+            values[key], origin[key] = flags[key], "flag"
+        elif profile is not None:
+            values[key], origin[key] = getattr(profile, attr), f"profile:{profile.name}"
+        else:
+            values[key], origin[key] = (() if key == "execution_providers" else None), "unset"
+
+    if profile is not None and values["backend"] is not profile.backend:
+        backend = values["backend"]
+        if "artifact_format" not in flags:
+            candidates = (profile.artifact_format, *profile.fallback_formats)
+            fitting = [f for f in candidates if f.backend is backend]
+            default = ArtifactFormat.ONNX_FP32 if backend is Backend.ONNXRUNTIME else ArtifactFormat.TFLITE_FP32
+            values["artifact_format"] = fitting[0] if fitting else default
+            origin["artifact_format"] = f"profile:{profile.name}" if fitting else "default"
+        if "execution_providers" not in flags:
+            values["execution_providers"] = ("CPUExecutionProvider",) if backend is Backend.ONNXRUNTIME else ()
+            origin["execution_providers"] = "default"
+
+    if values["backend"] is not None and values["artifact_format"] is not None:
+        if values["artifact_format"].backend is not values["backend"]:
+            raise ConfigError(
+                f"{where}: artifact_format expected a format the {values['backend'].value} backend runs; "
+                f"received {values['artifact_format'].value!r}"
+            )
+    if values["backend"] is Backend.LITERT and values["execution_providers"]:
+        raise ConfigError(
+            f"{where}: execution_providers expected none with the litert backend; "
+            f"received {list(values['execution_providers'])!r}"
+        )
+    if profile is not None and values["threads"] is not None and values["threads"] > profile.cores:
+        raise ConfigError(
+            f"{where}: threads expected at most the {profile.cores} cores of {profile.name}; received {values['threads']}"
+        )
+    return RunSettings(**values, origin=origin)
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def format_profiles_table(profiles: Sequence[DeviceProfile] | None = None) -> str:
+    """Plain-text table of profiles (all shipped ones by default), for ``edgecam devices``."""
+    if profiles is None:
+        profiles = [load_profile(n) for n in list_profiles()]
+    header = ("NAME", "ARCH", "CPU", "CORES", "BACKEND", "FORMAT", "THREADS", "INPUT", "CAPTURE", "SOURCE")
+    rows = [header]
+    for p in profiles:
+        rows.append((
+            p.name,
+            p.arch.value,
+            p.cpu,
+            str(p.cores),
+            p.backend.value,
+            p.artifact_format.value,
+            str(p.threads),
+            f"{p.input_size}x{p.input_size}",
+            f"{p.capture_mode.value} {p.capture_width}x{p.capture_height}@{p.capture_fps}",
+            _short(p.camera_source, 32),
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cli_main(argv: Sequence[str] | None = None) -> int:
+    """``edgecam devices [NAME] [--json]``: list profiles, or show one as JSON.
+
+    Returns the process exit code (0 ok, 2 unknown or invalid profile).
+    """
+    parser = argparse.ArgumentParser(prog="edgecam devices", description="List device profiles or show one.")
+    parser.add_argument("name", nargs="?", help="profile name or path to a profile .json; shows it as JSON")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    args = parser.parse_args(argv)
+    try:
+        if args.name:
+            print(json.dumps(load_profile(args.name).to_dict(), indent=2))
+        elif args.json:
+            print(json.dumps([load_profile(n).to_dict() for n in list_profiles()], indent=2))
+        else:
+            print(format_profiles_table())
+    except ConfigError as exc:
+        print(f"edgecam devices: {exc}", file=sys.stderr)
+        return 2
+    return 0

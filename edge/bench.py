@@ -1,0 +1,547 @@
+"""``edgecam bench``: how fast each artifact runs here, and what the pipeline costs on top.
+
+For every artifact (a manifest) the bench measures, in one process and one run:
+
+* load time (interpreter/session creation) and the first, cold frame;
+* **raw**: ``backend.invoke_raw()`` repeated on a prepared input, the ceiling;
+* **pipeline**: ``detector.detect(frame)`` over frames taken from a source
+  (capture -> preprocess -> infer -> CAM -> boxes), what a camera loop gets;
+* with ``--keras model.keras`` (and only then is TensorFlow imported): the
+  naive way, the Keras model called on single frames, for the ratio
+  edgecam/Keras.
+
+Each result carries the machine it was measured on. Statistics live in pure
+functions (:func:`time_loop`, :meth:`LatencySummary.from_durations`) that take
+a clock, so they are tested with a fake clock, not with ``sleep``.
+
+Example:
+    >>> report = bench([Path("export/model_int8.tflite.manifest.json")], frames=50)  # doctest: +SKIP
+    >>> print(report.to_markdown())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from edge.atomic import write_json, write_text
+from edge.errors import ConfigError, EdgecamError, SourceError
+
+Clock = Callable[[], float]
+MANIFEST_SUFFIX = ".manifest.json"
+# how many distinct synthetic frames are pre-generated and cycled through
+SYNTHETIC_POOL = 32
+FLAGS_OF_INTEREST = ("asimddp", "dotprod", "i8mm", "bf16", "sve", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+# Arm "CPU part" numbers (MIDR) of the cores edgecam profiles mention
+ARM_PARTS = {"0xd03": "Cortex-A53", "0xd07": "Cortex-A57", "0xd08": "Cortex-A72", "0xd0b": "Cortex-A76",
+             "0xd05": "Cortex-A55", "0xd42": "Cortex-A78AE", "0xd0c": "Neoverse-N1"}
+
+
+# --------------------------------------------------------------------------- statistics (pure)
+
+
+def time_loop(step: Callable[[], object], n: int, clock: Clock = time.perf_counter) -> tuple[list[float], float]:
+    """Run ``step`` ``n`` times; return each iteration's seconds and the total wall seconds.
+
+    One clock reading per iteration: iteration ``i`` lasts from the end of
+    ``i - 1`` to the end of ``i``, so loop overhead is counted and the
+    durations add up to the wall time exactly.
+    """
+    if n < 1:
+        raise ConfigError(f"bench: expected at least 1 iteration; received {n}")
+    durations = []
+    start = prev = clock()
+    for _ in range(n):
+        step()
+        now = clock()
+        durations.append(now - prev)
+        prev = now
+    return durations, prev - start
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """Latency percentiles (linear interpolation, as numpy's default) and throughput of one loop."""
+
+    n: int
+    mean_ms: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    min_ms: float
+    max_ms: float
+    fps: float
+
+    @classmethod
+    def from_durations(cls, durations_s: Sequence[float], wall_s: float | None = None) -> "LatencySummary":
+        """Summarise per-iteration durations (seconds); throughput is ``n / wall_s`` (default: their sum)."""
+        d = np.asarray(durations_s, dtype=np.float64) * 1e3
+        if d.ndim != 1 or len(d) == 0 or not np.all(np.isfinite(d)) or np.any(d < 0):
+            raise ValueError(f"expected a non-empty 1-D list of finite durations >= 0; received {np.shape(durations_s)}")
+        wall = float(d.sum() / 1e3) if wall_s is None else float(wall_s)
+        p50, p95, p99 = np.percentile(d, [50, 95, 99])
+        return cls(
+            n=len(d),
+            mean_ms=float(d.mean()),
+            p50_ms=float(p50),
+            p95_ms=float(p95),
+            p99_ms=float(p99),
+            min_ms=float(d.min()),
+            max_ms=float(d.max()),
+            fps=len(d) / wall if wall > 0 else float("inf"),
+        )
+
+
+def stage_medians(timings: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Median per stage over per-frame ``timings_ms`` dicts (stages missing in a frame are skipped)."""
+    stages: dict[str, list[float]] = {}
+    for t in timings:
+        for stage, ms in t.items():
+            stages.setdefault(stage, []).append(float(ms))
+    return {stage: float(np.median(v)) for stage, v in stages.items()}
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return numerator / denominator
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def parse_cpuinfo(text: str) -> tuple[str | None, list[str]]:
+    """CPU model and flags of interest from ``/proc/cpuinfo`` text (x86 or Arm)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    model = fields.get("model name") or fields.get("Model")
+    part = fields.get("CPU part", "").lower()
+    if part:
+        core = ARM_PARTS.get(part, f"Arm part {part}")
+        model = f"{model} ({core})" if model else core
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    return model, [f for f in FLAGS_OF_INTEREST if f in flags]
+
+
+def _version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """Where a result was measured: CPU, cores, SIMD flags that matter for int8, library versions."""
+    try:
+        model, flags = parse_cpuinfo(Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        model, flags = None, []
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    return {
+        "cpu": model or platform.processor() or platform.machine(),
+        "arch": platform.machine(),
+        "cores": os.cpu_count(),
+        "cores_usable": usable,
+        "flags": flags,
+        "os": platform.platform(terse=True),
+        "python": platform.python_version(),
+        "versions": {d: _version(d) for d in ("numpy", "ai-edge-litert", "tflite-runtime", "onnxruntime",
+                                              "onnxruntime-gpu", "opencv-python-headless", "edgecam")},
+    }
+
+
+def peak_rss_mib() -> float:
+    """Process high-water mark of resident memory, in MiB (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+# --------------------------------------------------------------------------- adapter over the detector
+
+
+class BenchTarget(Protocol):
+    """What the bench needs from a loaded artifact; :class:`DetectorTarget` adapts the real Detector."""
+
+    name: str
+    format: str
+    backend_key: str
+    artifact_path: Path
+
+    def detect(self, frame: np.ndarray) -> Any: ...
+
+    def invoke_raw(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class DetectorTarget:
+    """The one place the bench touches ``edge.detector.Detector``.
+
+    The Detector warms up at load by default; the bench loads with
+    ``warmup=0`` so that load time and the cold first frame are measured apart.
+    ``invoke_raw`` re-runs the input the last ``detect`` set.
+    """
+
+    def __init__(self, detector: Any, manifest_path: Path) -> None:
+        self._det = detector
+        self.name = manifest_path.name
+        self.format = str(detector.manifest.format)
+        self.backend_key = str(getattr(detector.backend, "key", type(detector.backend).__name__))
+        self.artifact_path = Path(detector.manifest.artifact_path)
+
+    @classmethod
+    def open(cls, manifest_path: Path, threads: int | None) -> "DetectorTarget":
+        from edge.detector import Detector, DetectorOptions
+
+        det = Detector.from_manifest(manifest_path, threads=threads, options=DetectorOptions(warmup=0))
+        return cls(det, Path(manifest_path))
+
+    def detect(self, frame: np.ndarray) -> Any:
+        return self._det.detect(frame)
+
+    def invoke_raw(self) -> None:
+        self._det.backend.invoke_raw()
+
+    def close(self) -> None:
+        self._det.close()
+
+
+Opener = Callable[[Path, "int | None"], BenchTarget]
+
+
+# --------------------------------------------------------------------------- frames
+
+
+class FrameFeed:
+    """Frames for the pipeline loop: an in-memory pool (synthetic, or given) or a live source read per call."""
+
+    def __init__(self, source: str | Sequence[np.ndarray] | None, pool: int = SYNTHETIC_POOL) -> None:
+        self.description: str
+        self._pool: list[np.ndarray] = []
+        self._src = None
+        self._i = 0
+        if source is not None and not isinstance(source, str):
+            self._pool = [np.asarray(f) for f in source]
+            self.description = f"{len(self._pool)} frames given in memory"
+        else:
+            from edge.sources import open_source
+
+            spec = source or "synthetic"
+            src = open_source(spec)
+            if spec.lower().startswith("synthetic"):
+                # pre-generated: the loop then pays for taking a frame, not for drawing one
+                with src:
+                    while len(self._pool) < pool and (frame := src.read()) is not None:
+                        self._pool.append(frame)
+                self.description = f"{spec} ({len(self._pool)} frames pre-generated in memory)"
+            else:
+                src.open()
+                self._src = src
+                self.description = spec
+        if self._src is None and not self._pool:
+            raise SourceError(f"bench: the source {source!r} gave no frames")
+
+    def next(self) -> np.ndarray:
+        if self._src is None:
+            frame = self._pool[self._i % len(self._pool)]
+            self._i += 1
+            return frame
+        frame = self._src.read()
+        if frame is None and not getattr(self._src, "is_live", False):
+            self._src.close()  # end of a file: start it again
+            self._src.open()
+            frame = self._src.read()
+        if frame is None:
+            raise SourceError(f"bench: {self.description!r} stopped giving frames")
+        return frame
+
+    def close(self) -> None:
+        if self._src is not None:
+            self._src.close()
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class ArtifactResult:
+    name: str
+    format: str | None = None
+    backend: str | None = None
+    artifact_path: str | None = None
+    file_size_bytes: int | None = None
+    load_ms: float | None = None
+    warmup_ms: float | None = None
+    raw: LatencySummary | None = None
+    pipeline: LatencySummary | None = None
+    stages_p50_ms: dict[str, float] = field(default_factory=dict)
+    peak_rss_mib: float | None = None
+    pipeline_over_raw: float | None = None
+    edgecam_over_keras: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class KerasResult:
+    model: str
+    call: LatencySummary | None = None
+    predict: LatencySummary | None = None
+    load_ms: float | None = None
+    skipped: str | None = None
+
+
+@dataclass
+class BenchReport:
+    """Everything one ``edgecam bench`` run measured, and where."""
+
+    machine: dict[str, Any]
+    settings: dict[str, Any]
+    artifacts: list[ArtifactResult]
+    keras: KerasResult | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        def num(v: float | None, fmt: str = ".2f") -> str:
+            return "-" if v is None else format(v, fmt)
+
+        def lat(s: LatencySummary | None) -> str:
+            return "-" if s is None else f"{s.p50_ms:.2f} / {s.p95_ms:.2f} / {s.p99_ms:.2f}"
+
+        m = self.machine
+        v = {k: val for k, val in m["versions"].items() if val}
+        lines = [
+            f"Machine: {m['cpu']} ({m['arch']}, {m['cores']} cores, {m['cores_usable']} usable; "
+            f"flags: {', '.join(m['flags']) or 'none of interest'}), Python {m['python']}, "
+            + ", ".join(f"{k} {val}" for k, val in v.items()),
+            f"Settings: {self.settings['frames']} frames, threads {self.settings['threads'] or 'runtime default'}, "
+            f"source {self.settings['source']}",
+            "",
+            "| artifact | backend | size MiB | load ms | first frame ms | raw p50/p95/p99 ms | raw fps "
+            "| pipeline p50/p95/p99 ms | pipeline fps | pipeline/raw | edgecam/Keras | peak RSS MiB |",
+            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        ]
+        for a in self.artifacts:
+            if a.error:
+                lines.append(f"| {a.name} | {a.backend or '-'} | error: {a.error} |" + " |" * 9)
+                continue
+            size = None if a.file_size_bytes is None else a.file_size_bytes / 2**20
+            lines.append(
+                f"| {a.name} | {a.backend} | {num(size)} | {num(a.load_ms, '.1f')} | {num(a.warmup_ms, '.1f')} "
+                f"| {lat(a.raw)} | {num(a.raw and a.raw.fps, '.1f')} | {lat(a.pipeline)} "
+                f"| {num(a.pipeline and a.pipeline.fps, '.1f')} | {num(a.pipeline_over_raw)} "
+                f"| {num(a.edgecam_over_keras)} | {num(a.peak_rss_mib, '.0f')} |"
+            )
+        for a in self.artifacts:
+            if a.stages_p50_ms:
+                stages = ", ".join(f"{k} {val:.2f}" for k, val in a.stages_p50_ms.items())
+                lines.append(f"\nPipeline stages of {a.name} (p50 ms): {stages}")
+        if self.keras is not None:
+            k = self.keras
+            if k.skipped:
+                lines.append(f"\nKeras ({k.model}): skipped, {k.skipped}")
+            else:
+                lines.append(f"\nKeras ({k.model}), single frames: model(x, training=False) p50/p95/p99 ms "
+                             f"{lat(k.call)}, {num(k.call and k.call.fps, '.1f')} fps; model.predict(x) "
+                             f"{lat(k.predict)}, {num(k.predict and k.predict.fps, '.1f')} fps")
+        lines.append("\npipeline/raw and edgecam/Keras are ratios of p50 latency (below 1: faster). "
+                     "Peak RSS is the process high-water mark after that artifact, so it includes "
+                     "what was loaded before it.")
+        return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | None, *,
+                   opener: Opener | None = None, clock: Clock = time.perf_counter,
+                   warmup: int = 3) -> ArtifactResult:
+    """Load one artifact, time its cold frame, then its raw loop and its pipeline loop."""
+    opener = opener or DetectorTarget.open  # looked up per call so tests can patch it
+    t0 = clock()
+    target = opener(manifest, threads)
+    load_s = clock() - t0
+    try:
+        result = ArtifactResult(name=target.name, format=target.format, backend=target.backend_key,
+                                artifact_path=str(target.artifact_path), load_ms=load_s * 1e3)
+        try:
+            result.file_size_bytes = target.artifact_path.stat().st_size
+        except OSError:
+            result.file_size_bytes = None
+        t0 = clock()
+        target.detect(feed.next())  # cold: first allocation, caches; also sets the input invoke_raw reuses
+        result.warmup_ms = (clock() - t0) * 1e3
+        for _ in range(warmup):
+            target.detect(feed.next())
+
+        durations, wall = time_loop(target.invoke_raw, frames, clock)
+        result.raw = LatencySummary.from_durations(durations, wall)
+
+        timings: list[dict[str, float]] = []
+
+        def pipeline_step() -> None:
+            c0 = clock()
+            frame = feed.next()
+            c1 = clock()
+            out = target.detect(frame)
+            timings.append({"capture": (c1 - c0) * 1e3, **dict(getattr(out, "timings_ms", {}) or {})})
+
+        durations, wall = time_loop(pipeline_step, frames, clock)
+        result.pipeline = LatencySummary.from_durations(durations, wall)
+        result.stages_p50_ms = stage_medians(timings)
+        result.pipeline_over_raw = ratio(result.pipeline.p50_ms, result.raw.p50_ms)
+        result.peak_rss_mib = peak_rss_mib()
+        return result
+    finally:
+        target.close()
+
+
+def bench_keras(model_path: Path, feed: FrameFeed, frames: int, clock: Clock = time.perf_counter) -> KerasResult:
+    """The naive baseline: the Keras model on single frames. Imports TensorFlow (only here)."""
+    result = KerasResult(model=str(model_path))
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        result.skipped = f"TensorFlow is not importable ({exc})"
+        return result
+    import cv2
+
+    t0 = clock()
+    model = tf.keras.models.load_model(model_path, compile=False)
+    result.load_ms = (clock() - t0) * 1e3
+    _, h, w, _ = model.input_shape
+
+    def batch() -> np.ndarray:
+        # same contract as the artifacts: RGB 0..255, resized to the model input
+        return cv2.resize(feed.next(), (w, h), interpolation=cv2.INTER_AREA)[None].astype(np.float32)
+
+    for _ in range(3):
+        model(batch(), training=False)
+        model.predict(batch(), verbose=0)
+    durations, wall = time_loop(lambda: model(batch(), training=False), frames, clock)
+    result.call = LatencySummary.from_durations(durations, wall)
+    durations, wall = time_loop(lambda: model.predict(batch(), verbose=0), frames, clock)
+    result.predict = LatencySummary.from_durations(durations, wall)
+    return result
+
+
+def resolve_artifacts(paths: Sequence[str | Path]) -> list[Path]:
+    """Manifest paths from CLI arguments: a manifest, an artifact with a manifest beside it, or a folder of them."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(p.glob(f"*{MANIFEST_SUFFIX}"))
+            if not found:
+                raise ConfigError(f"bench: expected '*{MANIFEST_SUFFIX}' manifests in folder {p}; found none")
+            out.extend(found)
+        elif p.is_file() and p.name.endswith(".json"):
+            out.append(p)
+        elif p.is_file() and Path(f"{p}{MANIFEST_SUFFIX}").is_file():
+            out.append(Path(f"{p}{MANIFEST_SUFFIX}"))
+        else:
+            raise ConfigError(
+                f"bench: expected a manifest (*{MANIFEST_SUFFIX}), an artifact with its manifest beside it, "
+                f"or a folder of manifests; received {str(p)!r}"
+                + ("" if p.exists() else " (no such file or folder)")
+            )
+    return list(dict.fromkeys(out))
+
+
+def bench(
+    artifacts: Sequence[Path],
+    frames: int = 200,
+    threads: int | None = None,
+    source: str | Sequence[np.ndarray] | None = None,
+    keras_model: Path | None = None,
+    *,
+    opener: Opener | None = None,
+    clock: Clock = time.perf_counter,
+    warmup: int = 3,
+) -> BenchReport:
+    """Benchmark manifests side by side: raw invoke loop, full pipeline, and optionally Keras.
+
+    Args:
+        artifacts: manifest paths (see :func:`resolve_artifacts` for CLI forms).
+        frames: timed iterations per loop.
+        threads: interpreter threads (None: the runtime's default).
+        source: None for synthetic frames pre-generated in memory, a source
+            string as accepted by ``edge.sources.open_source``, or a list of
+            RGB uint8 frames.
+        keras_model: a ``model.keras`` to compare with; TensorFlow is imported only then.
+        opener, clock, warmup: injection points for tests, and untimed frames after the cold one.
+
+    An artifact that fails to load is reported with its error; the others still run.
+    """
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ConfigError(f"bench: frames expected an integer >= 1; received {frames!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"bench: threads expected an integer >= 1 or None; received {threads!r}")
+    feed = FrameFeed(source)
+    try:
+        keras = bench_keras(Path(keras_model), feed, frames, clock) if keras_model is not None else None
+        results = []
+        for manifest in artifacts:
+            try:
+                results.append(bench_artifact(Path(manifest), feed, frames, threads, opener=opener, clock=clock,
+                                              warmup=warmup))
+            except EdgecamError as exc:
+                results.append(ArtifactResult(name=Path(manifest).name, error=f"{type(exc).__name__}: {exc}"))
+    finally:
+        feed.close()
+    if keras is not None and keras.call is not None:
+        for r in results:
+            r.edgecam_over_keras = ratio(r.pipeline and r.pipeline.p50_ms, keras.call.p50_ms)
+    settings = {"frames": frames, "threads": threads, "source": feed.description, "warmup": warmup}
+    return BenchReport(machine_info(), settings, results, keras)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``edgecam bench ARTIFACT_OR_DIR... [--frames N] [--threads T] [--source SRC] [--keras PATH] [--json] [--out DIR]``."""
+    parser = argparse.ArgumentParser(prog="edgecam bench", description="Time artifacts: raw invoke, full pipeline, Keras.")
+    parser.add_argument("artifacts", nargs="+", help="manifest, artifact with its manifest beside it, or folder of manifests")
+    parser.add_argument("--frames", type=int, default=200, help="timed iterations per loop (default 200)")
+    parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: runtime's choice)")
+    parser.add_argument("--source", default=None, help="frame source (default: synthetic frames in memory)")
+    parser.add_argument("--keras", type=Path, default=None, metavar="PATH", help="model.keras to compare with (imports TensorFlow)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="also write bench.json and bench.md there")
+    args = parser.parse_args(argv)
+    try:
+        report = bench(resolve_artifacts(args.artifacts), args.frames, args.threads, args.source, args.keras)
+    except EdgecamError as exc:
+        print(f"edgecam bench: {exc}", file=sys.stderr)
+        return 2
+    data = report.to_dict()
+    markdown = report.to_markdown()
+    if args.out is not None:
+        write_json(args.out / "bench.json", data)
+        write_text(args.out / "bench.md", markdown)
+    if args.json:
+        import json
+
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(markdown, end="")
+    if report.keras is not None and report.keras.skipped:
+        print(f"edgecam bench: Keras comparison skipped: {report.keras.skipped}", file=sys.stderr)
+    return 1 if any(a.error for a in report.artifacts) else 0
+
