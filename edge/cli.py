@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--csv", help="multi-label CSV: path,<class>,<class>... with 0/1 values")
     t.add_argument("--out", default="runs/train")
     t.add_argument("--input-size", type=_size, default=(96, 96), help="SIZE or HxW (default 96)")
-    t.add_argument("--alpha", type=float, default=0.35, help="MobileNetV2 width (default 0.35; the shared ImageNet file is 1.0)")
+    t.add_argument("--alpha", type=float, default=None,
+                   help="MobileNetV2 width (default: read from a weights file name such as ..._1.0_224_no_top.h5, else 0.35)")
     t.add_argument("--weights", default="imagenet", help="imagenet (default; downloads), none, or PATH to a no-top .h5")
     t.add_argument("--pooling", choices=("max", "avg"), default="max")
     t.add_argument("--dropout", type=float, default=0.2)

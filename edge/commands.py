@@ -20,9 +20,20 @@ def cmd_demo(a) -> int:
     return 0
 
 
+def alpha_for(alpha: float | None, weights: str | None) -> float:
+    """An explicit --alpha, else the width in a Keras weights file name (``..._1.0_224_no_top.h5``), else 0.35."""
+    import re
+
+    if alpha is not None:
+        return alpha
+    m = re.search(r"_(\d\.\d+)_\d+_no_top", Path(weights or "").name)
+    return float(m.group(1)) if m else 0.35
+
+
 def cmd_train(a) -> int:
     from training.config import TrainConfig
 
+    a.alpha = alpha_for(a.alpha, a.weights)
     cfg = TrainConfig(
         data=a.data, out=a.out, val=a.val, val_split=a.val_split, positive=a.positive, csv=a.csv,
         input_size=a.input_size, alpha=a.alpha, weights=a.weights, pooling=a.pooling, dropout=a.dropout,

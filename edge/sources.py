@@ -3,26 +3,23 @@
 Every source yields RGB uint8 ``(H, W, 3)`` frames; the BGR of OpenCV stays
 inside this module. A corrupt frame raises :class:`FrameError` and the capture
 loop skips it; a live source that fails is reopened with exponential backoff.
+The capture half lives in :mod:`edge.capture` and is re-exported here.
 """
 
 from __future__ import annotations
 
 import glob
 import importlib
-import logging
 import math
-import queue
 import re
-import threading
-import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+# edge.capture imports FrameSource only for type checking, so this is no import cycle
+from edge.capture import BackoffOptions, CapturedFrame, CaptureMode, ThreadedCapture
 from edge.errors import ConfigError, FrameError, SourceError
 
 __all__ = [
@@ -30,8 +27,6 @@ __all__ = [
     "Picamera2Source", "ImageFolderSource", "SyntheticSource", "UnreadableImageError",
     "open_source", "check_frame", "CaptureMode", "BackoffOptions", "CapturedFrame", "ThreadedCapture",
 ]
-
-log = logging.getLogger(__name__)
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 ACCEPTED_FORMS = (
@@ -433,243 +428,3 @@ def open_source(spec: str) -> FrameSource:
     if any(c in s for c in "*?["):
         return ImageFolderSource(s)
     raise SourceError(f"expected {ACCEPTED_FORMS}; received {spec!r}, which is none of these (no such file or folder)")
-
-
-# --------------------------------------------------------------------------- capture
-
-
-class CaptureMode(Enum):
-    """LATEST: keep only the newest frame (live view, bounded latency). ALL: process every frame."""
-
-    LATEST = "latest"
-    ALL = "all"
-
-
-@dataclass(frozen=True)
-class BackoffOptions:
-    """Reconnect delays: ``initial``, then times ``factor`` up to ``max`` seconds.
-
-    Attributes:
-        max_attempts: give up after this many failed reopenings; None retries forever.
-    """
-
-    initial: float = 0.5
-    max: float = 30.0
-    factor: float = 2.0
-    max_attempts: int | None = None
-
-    def __post_init__(self) -> None:
-        if not (0 < self.initial <= self.max) or self.factor < 1:
-            raise ConfigError(f"BackoffOptions needs 0 < initial <= max and factor >= 1; received {self!r}")
-        if self.max_attempts is not None and (not isinstance(self.max_attempts, int) or self.max_attempts < 1):
-            raise ConfigError(f"BackoffOptions.max_attempts must be None or an int >= 1; received {self.max_attempts!r}")
-
-    def delays(self) -> Iterator[float]:
-        """Delays before each reopening attempt."""
-        delay, attempt = self.initial, 0
-        while self.max_attempts is None or attempt < self.max_attempts:
-            yield delay
-            delay, attempt = min(delay * self.factor, self.max), attempt + 1
-
-
-@dataclass(frozen=True)
-class CapturedFrame:
-    """A frame with its position in the source and ``time.monotonic()`` at capture."""
-
-    index: int
-    t_monotonic: float
-    frame: np.ndarray
-
-
-class ThreadedCapture:
-    """Read a source on its own thread so slow inference never stalls the camera.
-
-    Args:
-        source: the frame source; opened by ``start`` (errors surface in the caller).
-        mode: LATEST keeps one newest frame and counts replaced ones as
-            ``dropped``; ALL blocks the reader on a bounded queue so none drop.
-        queue_size: queue bound in ALL mode (LATEST always holds one).
-        reconnect: backoff for reopening a failed live source.
-        stride: keep every ``stride``-th source frame.
-        target_fps: most frames per second handed on; live sources skip early
-            frames, files are paced (replayed in real time at that rate).
-
-    Example:
-        >>> with ThreadedCapture(open_source("synthetic"), CaptureMode.ALL) as cap:  # doctest: +SKIP
-        ...     while (item := cap.get(timeout=1.0)) is not None:
-        ...         print(item.index, item.frame.shape)
-    """
-
-    def __init__(self, source: FrameSource, mode: CaptureMode | str = CaptureMode.LATEST, queue_size: int = 4,
-                 reconnect: BackoffOptions | None = None, stride: int = 1, target_fps: float | None = None) -> None:
-        try:
-            self.mode = CaptureMode(mode)
-        except ValueError:
-            raise ConfigError(f"expected a capture mode in {[m.value for m in CaptureMode]}; received {mode!r}") from None
-        for name, v in (("queue_size", queue_size), ("stride", stride)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"ThreadedCapture.{name} must be an int >= 1; received {v!r}")
-        if target_fps is not None and not (isinstance(target_fps, (int, float)) and 0 < target_fps < math.inf):
-            raise ConfigError(f"ThreadedCapture.target_fps must be None or > 0; received {target_fps!r}")
-        self.source, self.stride, self.target_fps = source, stride, target_fps
-        self.backoff = reconnect if reconnect is not None else BackoffOptions()
-        self._queue: queue.Queue[CapturedFrame] = queue.Queue(1 if self.mode is CaptureMode.LATEST else queue_size)
-        self._stop = threading.Event()
-        self._finished = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._counts = dict.fromkeys(("read", "delivered", "dropped", "corrupt", "skipped", "reconnects", "reconnect_failures"), 0)
-        self.error: BaseException | None = None
-
-    # ---- consumer side
-    def start(self) -> "ThreadedCapture":
-        """Open the source and start the capture thread (once)."""
-        if self._thread is None:
-            self.source.open()
-            self._thread = threading.Thread(target=self._run, name=f"capture:{self.source!r}", daemon=True)
-            self._thread.start()
-        return self
-
-    def get(self, timeout: float | None = None) -> CapturedFrame | None:
-        """The next frame; None after ``timeout`` seconds or once the source is exhausted (see ``done``)."""
-        if self._thread is None:
-            raise SourceError("ThreadedCapture is not started; call start() or use it as a context manager")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            # short slices so the end of the stream is noticed without waiting out the timeout
-            wait = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
-            try:
-                item = self._queue.get(timeout=wait)
-                self._counts["delivered"] += 1
-                return item
-            except queue.Empty:
-                if self.done or (deadline is not None and time.monotonic() >= deadline):
-                    return None
-
-    @property
-    def done(self) -> bool:
-        """True once capture has ended (end of file, give-up or stop) and the queue is empty."""
-        return self._finished.is_set() and self._queue.empty()
-
-    def stats(self) -> dict[str, Any]:
-        """Counters: read, delivered, dropped, corrupt, skipped, reconnects, reconnect_failures, queued, error."""
-        return {**self._counts, "queued": self._queue.qsize(), "mode": self.mode.value,
-                "error": None if self.error is None else str(self.error)}
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the capture thread to stop and wait for it up to ``timeout`` seconds."""
-        self._stop.set()
-        if self._thread is not None and self._thread.is_alive():
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("capture thread for %r still blocked in read after %.1f s; leaving it (daemon)", self.source, timeout)
-
-    def close(self) -> None:
-        """Stop capture and close the source; safe to call twice."""
-        self.stop()
-        if self._thread is None or not self._thread.is_alive():
-            self.source.close()
-
-    def __enter__(self) -> "ThreadedCapture":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # ---- producer side
-    def _run(self) -> None:
-        src, counts = self.source, self._counts
-        position = 0
-        period = 1.0 / self.target_fps if self.target_fps else 0.0
-        due = time.monotonic()
-        try:
-            while not self._stop.is_set():
-                try:
-                    frame = src.read()
-                except FrameError as exc:
-                    position += 1
-                    counts["corrupt"] += 1
-                    log.warning("skipping corrupt frame %d of %r: %s", position - 1, src, exc)
-                    continue
-                except Exception as exc:  # a driver error: reopen a live source, end a file
-                    if not src.is_live:
-                        self.error = exc
-                        log.error("%r failed: %s", src, exc)
-                        break
-                    if not self._reconnect(f"read raised {type(exc).__name__}: {exc}"):
-                        break
-                    continue
-                if frame is None:
-                    if not src.is_live or not self._reconnect("stream returned no frame"):
-                        break
-                    continue
-                index, position = position, position + 1
-                counts["read"] += 1
-                if index % self.stride:
-                    counts["skipped"] += 1
-                    continue
-                if period:
-                    now = time.monotonic()
-                    if src.is_live:
-                        # a fifth of a period of slack absorbs camera jitter without raising the rate
-                        if now + 0.2 * period < due:
-                            counts["skipped"] += 1
-                            continue
-                        due = max(due, now - period) + period
-                    else:
-                        if due > now and self._stop.wait(due - now):
-                            break
-                        due = max(due, now) + period
-                self._put(CapturedFrame(index, time.monotonic(), frame))
-        except BaseException as exc:  # never die silently on a thread
-            self.error = exc
-            log.exception("capture thread of %r crashed", src)
-        finally:
-            try:
-                src.close()
-            except Exception as exc:
-                log.warning("closing %r failed: %s", src, exc)
-            self._finished.set()
-
-    def _put(self, item: CapturedFrame) -> None:
-        if self.mode is CaptureMode.LATEST:
-            while True:
-                try:
-                    self._queue.put_nowait(item)
-                    return
-                except queue.Full:
-                    try:
-                        self._queue.get_nowait()
-                        self._counts["dropped"] += 1
-                    except queue.Empty:
-                        pass  # the consumer took it meanwhile
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _reconnect(self, reason: str) -> bool:
-        src = self.source
-        log.warning("%r: %s; reconnecting", src, reason)
-        try:
-            src.close()
-        except Exception as exc:
-            log.debug("closing %r before reconnect failed: %s", src, exc)
-        attempts = 0
-        for delay in self.backoff.delays():
-            if self._stop.wait(delay):
-                return False
-            attempts += 1
-            try:
-                src.open()
-            except Exception as exc:
-                self._counts["reconnect_failures"] += 1
-                log.warning("reconnect attempt %d to %r failed: %s", attempts, src, exc)
-                continue
-            self._counts["reconnects"] += 1
-            log.info("reconnected to %r after %d attempt(s)", src, attempts)
-            return True
-        self.error = SourceError(f"{src!r} failed ({reason}) and could not be reopened after {attempts} attempts")
-        log.error("%s", self.error)
-        return False
