@@ -207,10 +207,11 @@ class DetectorTarget:
         self.artifact_path = Path(detector.manifest.artifact_path)
 
     @classmethod
-    def open(cls, manifest_path: Path, threads: int | None) -> "DetectorTarget":
+    def open(cls, manifest_path: Path, threads: int | None, input_size: tuple[int, int] | None = None) -> "DetectorTarget":
         from edge.detector import Detector, DetectorOptions
 
-        det = Detector.from_manifest(manifest_path, threads=threads, options=DetectorOptions(warmup=0))
+        det = Detector.from_manifest(manifest_path, threads=threads, options=DetectorOptions(warmup=0),
+                                     input_size=input_size)
         return cls(det, Path(manifest_path))
 
     def detect(self, frame: np.ndarray) -> Any:
@@ -414,8 +415,14 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
         target.close()
 
 
-def bench_keras(model_path: Path, feed: FrameFeed, frames: int, clock: Clock = time.perf_counter) -> KerasResult:
-    """The naive baseline: the Keras model on single frames. Imports TensorFlow (only here)."""
+def bench_keras(model_path: Path, feed: FrameFeed, frames: int, clock: Clock = time.perf_counter,
+                input_size: tuple[int, int] | None = None) -> KerasResult:
+    """The naive baseline: the Keras model on single frames. Imports TensorFlow (only here).
+
+    With ``input_size`` the trained weights are rewired at that size with the
+    same two outputs as the artifacts (scores and feature map), so both sides
+    do the same work per frame.
+    """
     result = KerasResult(model=str(model_path))
     try:
         import tensorflow as tf
@@ -426,6 +433,14 @@ def bench_keras(model_path: Path, feed: FrameFeed, frames: int, clock: Clock = t
 
     t0 = clock()
     model = tf.keras.models.load_model(model_path, compile=False)
+    if input_size is not None:
+        import json as _json
+
+        from training.model import inference_model
+
+        info_path = Path(model_path).with_name("run.json")
+        task = _json.loads(info_path.read_text())["task"] if info_path.is_file() else "binary"
+        model = inference_model(model, task, input_size=tuple(input_size))
     result.load_ms = (clock() - t0) * 1e3
     _, h, w, _ = model.input_shape
 
@@ -476,6 +491,7 @@ def bench(
     opener: Opener | None = None,
     clock: Clock = time.perf_counter,
     warmup: int = 3,
+    input_size: tuple[int, int] | None = None,
 ) -> BenchReport:
     """Benchmark manifests side by side: raw invoke loop, full pipeline, and optionally Keras.
 
@@ -488,6 +504,7 @@ def bench(
             RGB uint8 frames.
         keras_model: a ``model.keras`` to compare with; TensorFlow is imported only then.
         opener, clock, warmup: injection points for tests, and untimed frames after the cold one.
+        input_size: (h, w) to run every artifact (and the Keras model) at, instead of the manifest's.
 
     An artifact that fails to load is reported with its error; the others still run.
     """
@@ -496,8 +513,12 @@ def bench(
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"bench: threads expected an integer >= 1 or None; received {threads!r}")
     feed = FrameFeed(source)
+    if opener is None and input_size is not None:
+        import functools
+
+        opener = functools.partial(DetectorTarget.open, input_size=tuple(input_size))
     try:
-        keras = bench_keras(Path(keras_model), feed, frames, clock) if keras_model is not None else None
+        keras = bench_keras(Path(keras_model), feed, frames, clock, input_size) if keras_model is not None else None
         results = []
         for manifest in artifacts:
             try:
@@ -510,7 +531,8 @@ def bench(
     if keras is not None and keras.call is not None:
         for r in results:
             r.edgecam_over_keras = ratio(r.pipeline and r.pipeline.p50_ms, keras.call.p50_ms)
-    settings = {"frames": frames, "threads": threads, "source": feed.description, "warmup": warmup}
+    settings = {"frames": frames, "threads": threads, "source": feed.description, "warmup": warmup,
+                "input_size": list(input_size) if input_size else "manifest"}
     return BenchReport(machine_info(), settings, results, keras)
 
 
@@ -522,11 +544,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: runtime's choice)")
     parser.add_argument("--source", default=None, help="frame source (default: synthetic frames in memory)")
     parser.add_argument("--keras", type=Path, default=None, metavar="PATH", help="model.keras to compare with (imports TensorFlow)")
+    parser.add_argument("--input-size", default=None, metavar="HxW", help="run every artifact at this size (e.g. 224 or 352x640)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="also write bench.json and bench.md there")
     args = parser.parse_args(argv)
     try:
-        report = bench(resolve_artifacts(args.artifacts), args.frames, args.threads, args.source, args.keras)
+        size = None
+        if args.input_size:
+            from edge.cli import _size
+
+            try:
+                size = _size(args.input_size)
+            except argparse.ArgumentTypeError as exc:
+                raise ConfigError(f"bench --input-size: {exc}") from None
+        report = bench(resolve_artifacts(args.artifacts), args.frames, args.threads, args.source, args.keras,
+                       input_size=size)
     except EdgecamError as exc:
         print(f"edgecam bench: {exc}", file=sys.stderr)
         return 2

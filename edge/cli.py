@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--finetune-blocks", type=int, default=3)
     t.add_argument("--finetune-lr", type=float, default=1e-4)
     t.add_argument("--class-weight", choices=("auto", "balanced", "none"), default="auto")
-    t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--augment", choices=("aerial", "upright", "none"), default="aerial",
+                   help="aerial: top-down views, any rotation (default); upright: side views; none")
     t.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
     t.add_argument("--patience", type=int, default=5)
     t.add_argument("--monitor", choices=("val_auc", "val_loss", "val_accuracy"), default="val_auc")

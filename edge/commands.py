@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 from edge.cli import print_json
@@ -39,9 +40,9 @@ def cmd_train(a) -> int:
         input_size=a.input_size, alpha=a.alpha, weights=a.weights, pooling=a.pooling, dropout=a.dropout,
         batch_size=a.batch_size, epochs=a.epochs, lr=a.lr, schedule=a.schedule, finetune_epochs=a.finetune_epochs,
         finetune_blocks=a.finetune_blocks, finetune_lr=a.finetune_lr, class_weight=a.class_weight,
-        augment=not a.no_augment, mixup=a.mixup, patience=a.patience, monitor=a.monitor,
+        augment=a.augment, mixup=a.mixup, patience=a.patience, monitor=a.monitor,
         threshold_rule=a.threshold_rule, target_recall=a.target_recall, seed=a.seed, skip_bad=a.skip_bad,
-        max_images=a.max_images,
+        max_images=a.max_images, verbose=1 if sys.stdout.isatty() else 2,
     )
     if a.find_lr or a.sanity:
         from training.checks import find_lr, sanity

@@ -21,6 +21,7 @@ class TrainConfig:
         finetune_epochs, finetune_blocks, finetune_lr: phase 2, last N blocks unfrozen.
         lr, schedule: phase 1 rate; ``constant`` or ``cyclic`` (triangular).
         class_weight: ``auto`` (balanced when imbalanced), ``balanced`` or ``none``.
+        augment: ``aerial`` (top-down views: any rotation), ``upright`` (side views) or ``none``.
         monitor: validation metric for early stopping and the best checkpoint.
         threshold_rule: ``youden`` or ``recall`` (with ``target_recall``) or ``fixed`` (0.5).
     """
@@ -44,7 +45,7 @@ class TrainConfig:
     finetune_blocks: int = 3
     finetune_lr: float = 1e-4
     class_weight: str = "auto"
-    augment: bool = True
+    augment: str = "aerial"
     mixup: float = 0.0
     patience: int = 5
     monitor: str = "val_auc"
@@ -62,6 +63,7 @@ class TrainConfig:
             "class_weight": ("auto", "balanced", "none"),
             "threshold_rule": ("youden", "recall", "fixed"),
             "monitor": ("val_auc", "val_loss", "val_accuracy"),
+            "augment": ("aerial", "upright", "none"),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -77,6 +79,8 @@ class TrainConfig:
         if isinstance(size, int):
             size = (size, size)
         object.__setattr__(self, "input_size", (int(size[0]), int(size[1])))
+        if isinstance(self.augment, bool):  # older configs said True/False
+            object.__setattr__(self, "augment", "aerial" if self.augment else "none")
         if isinstance(self.weights, str) and self.weights.lower() in ("none", ""):
             object.__setattr__(self, "weights", None)
 

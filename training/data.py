@@ -216,15 +216,24 @@ def load_rgb(paths: list[str], size: tuple[int, int]) -> np.ndarray:
     return np.stack([fit(read_image(p), size)[0] for p in paths]) if paths else np.zeros((0, *size, 3), np.uint8)
 
 
-def augmentation(strength: float = 1.0):
-    """Keras preprocessing layers; active only when called with ``training=True``."""
+AUGMENT_PRESETS = ("aerial", "upright", "none")
+
+
+def augmentation(preset: str = "aerial", strength: float = 1.0):
+    """Keras preprocessing layers; active only when called with ``training=True``.
+
+    ``aerial`` (seen from above: drones, masts, satellites) flips both ways and
+    rotates freely, since a ship has no "up" there; ``upright`` (side views,
+    such as CIFAR photos) flips horizontally and tilts a few degrees only.
+    """
     import keras
 
     s = float(strength)
+    aerial = preset == "aerial"
     return keras.Sequential(
         [
-            keras.layers.RandomFlip("horizontal_and_vertical"),
-            keras.layers.RandomRotation(0.5 * s, fill_mode="reflect"),
+            keras.layers.RandomFlip("horizontal_and_vertical" if aerial else "horizontal"),
+            keras.layers.RandomRotation((0.5 if aerial else 0.03) * s, fill_mode="reflect"),
             keras.layers.RandomTranslation(0.1 * s, 0.1 * s, fill_mode="reflect"),
             keras.layers.RandomZoom((-0.15 * s, 0.15 * s), fill_mode="reflect"),
             keras.layers.RandomContrast(0.2 * s),
@@ -235,12 +244,18 @@ def augmentation(strength: float = 1.0):
 
 
 def tf_dataset(data: LabeledImages, size: tuple[int, int], batch_size: int, training: bool, seed: int = 0,
-               augment: bool = True, mixup: float = 0.0, cache: bool = True):
+               augment: bool | str = True, mixup: float = 0.0, cache: bool = True):
     """tf.data pipeline: parallel decode, resize, cache, (augment, mixup), batch, prefetch."""
     import tensorflow as tf
 
     AUTOTUNE = tf.data.AUTOTUNE
-    ds = tf.data.Dataset.from_tensor_slices((list(data.paths), data.targets))
+    paths, targets = list(data.paths), data.targets
+    if training:
+        # Files come grouped by class folder; a bounded shuffle buffer over that
+        # order would feed whole batches of one class. Permute the list first.
+        order = np.random.default_rng(seed).permutation(len(paths))
+        paths, targets = [paths[i] for i in order], targets[order]
+    ds = tf.data.Dataset.from_tensor_slices((paths, targets))
 
     def decode(path, y):
         img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
@@ -253,8 +268,8 @@ def tf_dataset(data: LabeledImages, size: tuple[int, int], batch_size: int, trai
     if training:
         ds = ds.shuffle(min(len(data), 4096), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=False)
-    if training and augment:
-        aug = augmentation()
+    if training and augment and augment != "none":
+        aug = augmentation("aerial" if augment is True else augment)
         ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=AUTOTUNE)
     if training and mixup > 0:
         ds = ds.map(lambda x, y: _mixup(x, y, mixup, seed), num_parallel_calls=AUTOTUNE)

@@ -46,6 +46,14 @@ class BackendOptions:
         object.__setattr__(self, "providers", tuple(self.providers))
 
 
+def _is_identity(q) -> bool:
+    """True when quantising 0..255 with ``q`` maps every value to itself."""
+    if q.zero_point != 0:
+        return False
+    x = np.arange(256, dtype=np.float32)
+    return bool(np.array_equal(np.round(x / np.float32(q.scale)), x))
+
+
 class Backend(ABC):
     """Run one artifact. Inputs are raw RGB NHWC batches (0..255); outputs are keyed by role.
 
@@ -112,6 +120,11 @@ class Backend(ABC):
             q = spec.quantization
             if q is None:
                 raise ArtifactError(f"manifest {self.manifest.path}: integer input without quantisation parameters")
+            if images.dtype == np.uint8 and spec.dtype == "uint8" and _is_identity(q):
+                # Calibrated on raw 0..255 images, the input scale is ~1 and the
+                # zero point 0: quantising would return the same bytes, so skip
+                # five passes over the frame.
+                return images
             return q.quantize(images.astype(np.float32), np.dtype(spec.dtype))
         return images.astype(np.float32, copy=False)
 
