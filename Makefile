@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast edge-check arm64-check bench clean
+.PHONY: demo test test-fast arm64-check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,13 @@ test-fast: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # aarch64 (Raspberry Pi / Jetson) proof under qemu: needs root; see devices/ci/arm64-check.sh.
+# It exports a small model with the quick demo, runs it on x86 and on emulated Cortex-A72/A76,
+# and fails on any difference (int8 TFLite must be bit-exact).
+ARM64_MODELS ?= runs/ci-quick/export
 arm64-check: $(VENV)/.installed-all
-	EDGECAM_PYTHON=$(abspath $(BIN)/python) bash devices/ci/arm64-check.sh
+	test -f $(ARM64_MODELS)/model-int8.tflite.manifest.json || $(BIN)/edgecam demo --quick --out $(dir $(ARM64_MODELS))
+	EDGECAM_HOST_PYTHON=$(abspath $(BIN)/python) EDGECAM_ARM64_EXACT="$${EDGECAM_ARM64_EXACT-*int8.tflite*}" \
+		bash devices/ci/arm64-check.sh $(ARM64_MODELS)
 
 bench: $(VENV)/.installed-all
 	$(BIN)/edgecam bench runs/demo/export --keras runs/demo/train/model.keras

@@ -109,7 +109,9 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
     if any(TABLE[f].needs_calibration for f in options.formats):
         from export.calibration import collect
 
-        expected = info["labels"] + ([info["negative_label"]] if info.get("negative_label") else [])
+        # one-vs-rest has no "rest" folder: only real class names can be checked for coverage
+        negative = info.get("negative_label")
+        expected = info["labels"] + ([negative] if negative and negative != "rest" else [])
         calibration = collect(options.calib, train_size, options.calib_size, options.seed, expected)
         print(calibration.coverage_line())
     from export.saved import write_saved_model

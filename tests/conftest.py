@@ -23,8 +23,20 @@ WEIGHTS = SHARED / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_
 TINY_SIZE = (64, 64)
 
 
-def needs_shared(path: Path = CIFAR):
-    return pytest.mark.skipif(not path.exists(), reason=f"needs {path} (../shared is not beside this checkout)")
+@pytest.fixture(scope="session")
+def cifar() -> Path:
+    """Real CIFAR-10 photos from ../shared, or skip."""
+    if not CIFAR.is_dir():
+        pytest.skip(f"needs {CIFAR} (../shared is not beside this checkout)")
+    return CIFAR
+
+
+@pytest.fixture(scope="session")
+def imagenet_weights() -> Path:
+    """ImageNet MobileNetV2 1.0 no-top weights from ../shared, or skip."""
+    if not WEIGHTS.is_file():
+        pytest.skip(f"needs {WEIGHTS} (../shared is not beside this checkout)")
+    return WEIGHTS
 
 
 def has_module(name: str) -> bool:

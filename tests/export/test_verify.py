@@ -1,0 +1,96 @@
+"""The parity report: its figures on known arrays, its gates, and a real run on CIFAR photos."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge.errors import ConfigError
+from export.verify import apply_gates, load_gates, pearson, peak_shift, top_region_iou, verify
+
+
+def test_pearson_iou_and_peak_shift_on_known_maps():
+    a = np.array([[0, 1, 2], [3, 4, 5]], float)
+    assert pearson(a, 2 * a + 1) == pytest.approx(1.0)
+    assert pearson(a, -a) == pytest.approx(-1.0)
+    b = a.copy()
+    b[0, 0], b[1, 2] = 5, 0  # peak moves from (1, 2) to (0, 0)
+    assert peak_shift(a, b) == pytest.approx(np.hypot(1, 2))
+    # top 20 % of 6 cells = 1 cell each: a's is (1,2), b's is (0,0): disjoint
+    assert top_region_iou(a, b) == 0.0
+    assert top_region_iou(a, a) == 1.0
+
+
+def _row(**kw):
+    row = {"format": "tflite-int8", "max_abs_score_diff": 0.01, "agreement": 0.99, "balanced_accuracy_delta": -0.001,
+           "cam_correlation": 0.97, "collapsed": False}
+    row.update(kw)
+    return row
+
+
+@pytest.mark.parametrize(
+    "change, failure",
+    [
+        ({}, None),
+        ({"agreement": 0.9}, "agreement"),
+        ({"balanced_accuracy_delta": -0.05}, "balanced accuracy drop"),
+        ({"cam_correlation": 0.5}, "CAM correlation"),
+        ({"collapsed": True}, "collapsed"),
+        ({"format": "onnx-fp32", "max_abs_score_diff": 1e-3, "agreement": 1.0, "cam_correlation": 1.0}, "score diff"),
+    ],
+)
+def test_gates(change, failure):
+    fails = apply_gates(_row(**change), load_gates(None))
+    if failure is None:
+        assert fails == []
+    else:
+        assert len(fails) == 1 and failure in fails[0]
+
+
+def test_gate_file_overrides_and_rejects_unknown(tmp_path):
+    f = tmp_path / "gates.json"
+    f.write_text(json.dumps({"*": {"min_agreement": 0.5}, "tflite-int8": {"min_cam_correlation": 0.99}}))
+    gates = load_gates(f)
+    assert gates["onnx-fp32"]["min_agreement"] == 0.5 and gates["tflite-int8"]["min_cam_correlation"] == 0.99
+    f.write_text(json.dumps({"tflite-int8": {"min_agreemnt": 0.5}}))
+    with pytest.raises(ConfigError, match="min_agreemnt"):
+        load_gates(f)
+    f.write_text(json.dumps({"tflite-int4": {}}))
+    with pytest.raises(ConfigError, match="tflite-int4"):
+        load_gates(f)
+
+
+@pytest.mark.slow
+def test_verify_on_generated_scenes_writes_reports(tiny_export, scenes):
+    r = verify(tiny_export, scenes / "val")
+    assert {a["format"] for a in r["artifacts"]} == {"tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8",
+                                                     "onnx-fp32", "onnx-int8"}
+    by = {a["format"]: a for a in r["artifacts"]}
+    assert by["onnx-fp32"]["max_abs_score_diff"] <= 1e-4 and by["onnx-fp32"]["agreement"] == 1.0
+    assert by["tflite-fp32"]["cam_correlation"] >= 0.999
+    md = (tiny_export / "parity.md").read_text()
+    assert "| tflite-int8 |" in md and json.loads((tiny_export / "parity.json").read_text())["images"] == r["images"]
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_int8_does_not_collapse_on_real_photos(tmp_path, cifar, imagenet_weights):
+    """ImageNet MobileNetV2, a short head-only fit on CIFAR ship-vs-rest, int8 calibrated on real photos."""
+    from export.exporter import ExportOptions, export_run
+    from training.config import TrainConfig
+    from training.train import train
+
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(cifar / "val"), out=str(run), positive="ship", input_size=(64, 64), alpha=1.0,
+                      weights=str(imagenet_weights), epochs=2, batch_size=32, max_images=600, augment="none", verbose=0))
+    export_run(run, tmp_path / "exp", ExportOptions(formats=("tflite-int8", "onnx-int8"), calib=str(cifar / "train"),
+                                                     calib_size=100))
+    r = verify(tmp_path / "exp", cifar / "val", positive="ship", limit=400)
+    for a in r["artifacts"]:
+        print(a["format"], a["agreement"], a["cam_correlation"], a["balanced_accuracy"], a["keras_balanced_accuracy"])
+        assert not a["collapsed"], a
+        assert a["keras_balanced_accuracy"] > 0.7  # the model learned something real to preserve
+        assert a["agreement"] >= 0.85
+        assert a["balanced_accuracy"] >= a["keras_balanced_accuracy"] - 0.1
