@@ -1,0 +1,51 @@
+"""LR range test, resume, and evaluate on a Keras run and an artifact with one set of metrics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+tf = pytest.importorskip("tensorflow")
+
+
+def test_lr_range_test_writes_plot_and_suggests_a_rate(scenes, tmp_path):
+    from training.checks import find_lr
+    from training.config import TrainConfig
+
+    cfg = TrainConfig(data=str(scenes), out=str(tmp_path / "lr"), input_size=(32, 32), batch_size=16, weights=None)
+    r = find_lr(cfg, steps=25)
+    assert len(r["lr"]) == len(r["loss"]) >= 5
+    assert np.all(np.diff(r["lr"]) > 0)  # exponentially increasing
+    assert r["lr"][0] <= r["suggested_lr"] <= r["lr"][-1]
+    assert (tmp_path / "lr" / "plots" / "lr_finder.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "lr" / "lr_finder.json").read_text())["suggested_lr"] == r["suggested_lr"]
+
+
+def test_resume_continues_from_the_last_epoch(scenes, tmp_path):
+    from training.config import TrainConfig
+    from training.train import train
+
+    out = tmp_path / "resume"
+    base = dict(data=str(scenes), out=str(out), input_size=(32, 32), batch_size=16, weights=None, verbose=0,
+                augment="none", max_images=48)
+    train(TrainConfig(epochs=1, **base))
+    assert json.loads((out / "state.json").read_text())["epoch"] == 1
+    train(TrainConfig(epochs=2, **base), resume=True)
+    state = json.loads((out / "state.json").read_text())
+    assert state["epoch"] == 2
+    rows = (out / "history_head.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]  # epoch 0 from the first run, 1 from the resumed one
+
+
+def test_evaluate_keras_and_fp32_artifact_agree(tiny_run, tiny_export, scenes):
+    from training.evaluate import evaluate_path
+
+    k = evaluate_path(tiny_run, scenes / "val")
+    a = evaluate_path(tiny_export / "model-fp32.onnx.manifest.json", scenes / "val")
+    for key in ("accuracy", "balanced_accuracy", "roc_auc", "threshold"):
+        assert a[key] == pytest.approx(k[key], abs=1e-6), key
+    assert k["confusion"] == a["confusion"]
+    assert k["threshold_rule"] == "given"  # the training threshold is applied, not re-fitted on this data
