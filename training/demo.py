@@ -126,7 +126,7 @@ def run_demo(opts: DemoOptions) -> dict:
     """Run every step; return (and write) the summary."""
     import cv2
 
-    from edge.annotate import default_annotator
+    from edge.annotate import BoxAnnotator, HeatmapAnnotator, LabelAnnotator, compose
     from edge.detector import Detector
     from edge.pipeline import RunOptions, run
     from edge.sources import CaptureMode, SyntheticSource
@@ -177,7 +177,8 @@ def run_demo(opts: DemoOptions) -> dict:
     truth = [json.loads(line)["boxes"] for line in (out / "data" / "clip_boxes.jsonl").read_text().splitlines()]
     hits = {"n": 0, "hit": 0, "near": 0, "ship_frames_flagged": 0, "empty": 0, "empty_clear": 0}
     best = {"score": -1.0, "image": None}
-    annotate = default_annotator()
+    # the README picture is drawn outside the loop, where a frame rate would mean nothing
+    annotate = compose(HeatmapAnnotator(), BoxAnnotator(), LabelAnnotator(show_fps=False))
 
     def on_frame(captured, res, record) -> None:
         boxes = np.asarray(truth[captured.index], np.float32).reshape(-1, 4)

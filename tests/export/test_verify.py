@@ -24,7 +24,7 @@ def test_pearson_iou_and_peak_shift_on_known_maps():
 
 
 def _row(**kw):
-    row = {"format": "tflite-int8", "max_abs_score_diff": 0.01, "agreement": 0.99, "balanced_accuracy_delta": -0.001,
+    row = {"format": "tflite-int8", "max_abs_score_diff": 0.01, "mean_abs_score_diff": 1e-3, "agreement": 0.99, "balanced_accuracy_delta": -0.001,
            "cam_correlation": 0.97, "collapsed": False}
     row.update(kw)
     return row
@@ -39,6 +39,7 @@ def _row(**kw):
         ({"cam_correlation": 0.5}, "CAM correlation"),
         ({"collapsed": True}, "collapsed"),
         ({"format": "onnx-fp32", "max_abs_score_diff": 1e-3, "agreement": 1.0, "cam_correlation": 1.0}, "score diff"),
+        ({"format": "tflite-fp16", "mean_abs_score_diff": 1e-2, "agreement": 1.0, "cam_correlation": 1.0}, "mean |score"),
     ],
 )
 def test_gates(change, failure):
