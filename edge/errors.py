@@ -37,3 +37,13 @@ class SourceError(EdgecamError):
 
 class ConfigError(EdgecamError):
     """An option, profile or gate file has an unknown key or a bad value."""
+
+
+def reject_unknown_keys(cls: type, data: object, what: str | None = None) -> None:
+    """Raise ConfigError naming any key of ``data`` that is not a field of dataclass ``cls``."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)  # type: ignore[arg-type]
+    if unknown:
+        raise ConfigError(f"{what or cls.__name__} accepts keys {sorted(known)}; received unknown {unknown}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Mapping
 
-from edge.errors import ConfigError, FrameError
+from edge.errors import reject_unknown_keys, ConfigError, FrameError
 
 __all__ = ["ScoreSmoother", "HysteresisOptions", "EventKind", "Event", "EventUpdate", "EventTracker"]
 
@@ -96,10 +96,7 @@ class HysteresisOptions:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "HysteresisOptions":
         """Build from a mapping, rejecting unknown keys by name."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"HysteresisOptions accepts keys {sorted(known)}; received unknown {unknown}")
+        reject_unknown_keys(cls, data)
         return cls(**dict(data))
 
 

@@ -7,7 +7,6 @@ the JSON lines and writes ``summary.json``.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import signal
@@ -21,7 +20,7 @@ import numpy as np
 
 from edge.annotate import default_annotator
 from edge.atomic import write_json
-from edge.errors import ConfigError
+from edge.errors import reject_unknown_keys, ConfigError
 from edge.events import EventKind, EventTracker, HysteresisOptions
 from edge.live import LiveServer
 from edge.results import FrameResult
@@ -135,10 +134,7 @@ class RunOptions:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RunOptions":
         """Build from plain data (JSON/CLI), rejecting unknown keys and converting nested options."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"RunOptions accepts keys {sorted(known)}; received unknown {unknown}")
+        reject_unknown_keys(cls, data)
         values = dict(data)
         if isinstance(values.get("hysteresis"), Mapping):
             values["hysteresis"] = HysteresisOptions.from_dict(values["hysteresis"])

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from edge.errors import ConfigError
+from edge.errors import ConfigError, reject_unknown_keys
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown training option(s) {unknown}; expected some of {sorted(known)}")
+        reject_unknown_keys(cls, d, "training options")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
