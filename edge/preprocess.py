@@ -36,6 +36,30 @@ def check_frame(frame: object) -> np.ndarray:
     return frame
 
 
+def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize to ``(width, height)``, antialiased when shrinking, fast.
+
+    OpenCV's area interpolation is exact but slow for non-integer factors
+    (about 0.9 ms for 640x360 -> 224x224 here). Halving an axis is an integer
+    factor, for which it is a plain 2-pixel average and ~10x faster; so each
+    axis is halved while it is at least twice the target, and bilinear
+    interpolation covers the remaining factor (< 2), where it does not alias.
+    """
+    import cv2
+
+    src = image
+    while True:
+        h, w = src.shape[:2]
+        nw = w // 2 if w >= 2 * width else w
+        nh = h // 2 if h >= 2 * height else h
+        if (nw, nh) == (w, h):
+            break
+        src = cv2.resize(src, (nw, nh), interpolation=cv2.INTER_AREA)
+    if src.shape[:2] == (height, width):
+        return src
+    return cv2.resize(src, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
 def fit(frame: np.ndarray, size: tuple[int, int], mode: ResizeMode = ResizeMode.STRETCH) -> tuple[np.ndarray, Placement]:
     """Resize ``frame`` (RGB uint8) to ``size`` = (height, width).
 
@@ -43,20 +67,16 @@ def fit(frame: np.ndarray, size: tuple[int, int], mode: ResizeMode = ResizeMode.
     fills the input. Returns the image and its :class:`Placement`, which maps
     heatmaps back onto the frame.
     """
-    import cv2
-
     check_frame(frame)
     H, W = frame.shape[:2]
     h, w = int(size[0]), int(size[1])
     mode = ResizeMode(mode)
     if mode is ResizeMode.STRETCH:
-        interp = cv2.INTER_AREA if (H > h or W > w) else cv2.INTER_LINEAR
-        out = cv2.resize(frame, (w, h), interpolation=interp) if (H, W) != (h, w) else frame
+        out = shrink(frame, w, h) if (H, W) != (h, w) else frame
         return out, Placement(h / H, w / W, 0, 0, h, w)
     s = min(h / H, w / W)
     ch, cw = max(1, round(H * s)), max(1, round(W * s))
-    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-    content = cv2.resize(frame, (cw, ch), interpolation=interp)
+    content = shrink(frame, cw, ch)
     out = np.full((h, w, 3), 128, np.uint8)
     top, left = (h - ch) // 2, (w - cw) // 2
     out[top : top + ch, left : left + cw] = content

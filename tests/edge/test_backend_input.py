@@ -26,3 +26,20 @@ def test_quantize_dequantize_round_trip():
     x = np.array([-0.5, 0.0, 0.05, 1.0, 5.8], np.float32)  # inside (-128-10..127-10) * 0.05
     back = q.dequantize(q.quantize(x, np.dtype(np.int8)))
     np.testing.assert_allclose(back, x, atol=0.025)
+
+
+@pytest.mark.parametrize("src, dst", [((360, 640), (224, 224)), ((360, 640), (96, 96)), ((1080, 1920), (352, 640)),
+                                      ((100, 100), (160, 160)), ((64, 64), (64, 64))])
+def test_shrink_is_close_to_area_interpolation(src, dst):
+    """The fast resize stays within a few grey levels of OpenCV's exact area average on a smooth scene."""
+    import cv2
+
+    from edge.preprocess import shrink
+
+    rng = np.random.default_rng(0)
+    base = cv2.resize(rng.integers(0, 255, (src[0] // 8, src[1] // 8, 3), dtype=np.uint8), (src[1], src[0]),
+                      interpolation=cv2.INTER_CUBIC)
+    fast = shrink(base, dst[1], dst[0])
+    exact = cv2.resize(base, (dst[1], dst[0]), interpolation=cv2.INTER_AREA if dst[0] < src[0] else cv2.INTER_LINEAR)
+    assert fast.shape == (*dst, 3) and fast.dtype == np.uint8
+    assert np.abs(fast.astype(int) - exact.astype(int)).mean() < 3.0
