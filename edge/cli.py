@@ -116,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sp["run"]
     r.add_argument("model", help="an artifact's manifest (or the artifact beside it)")
-    r.add_argument("--source", default="synthetic", help="video file, camera index or /dev/videoN, rtsp:// or http:// URL, GStreamer pipeline, picamera2, folder or glob of stills, synthetic[:SEED]")
+    r.add_argument("--source", default=None,
+                   help="video file, camera index or /dev/videoN, rtsp:// or http:// URL, GStreamer pipeline, picamera2, "
+                        "folder or glob of stills, synthetic[:SEED] (default: the device profile's camera, else synthetic)")
     r.add_argument("--out", default="runs/run")
     r.add_argument("--device", help="device profile (edgecam devices); explicit flags override it")
     r.add_argument("--backend", choices=("litert", "onnxruntime"))

@@ -145,8 +145,7 @@ def cmd_run(a) -> int:
     from edge.sources import CaptureMode, open_source
     from edge.tiling import TileSpec
 
-    s = resolve_run_settings(a.device, backend=a.backend, threads=a.threads, source=a.source,
-                             capture_mode=a.mode)
+    s = resolve_run_settings(a.device, backend=a.backend, threads=a.threads, source=a.source)
     preferred = [f.value for f in ([s.artifact_format] if s.artifact_format else [])]
     preferred += ["tflite-int8", "tflite-fp32", "onnx-fp32", "onnx-int8", "tflite-fp16", "tflite-dynamic"]
     manifest_path = pick_manifest(a.model, preferred)
@@ -162,9 +161,14 @@ def cmd_run(a) -> int:
     det_opts = DetectorOptions(resize=a.resize or "stretch", box_threshold=a.box_threshold)
     providers = tuple(s.execution_providers) or None
     source = open_source(s.source or "synthetic")
-    mode = CaptureMode(s.capture_mode.value) if s.capture_mode else (CaptureMode.LATEST if source.is_live else CaptureMode.ALL)
+    # --mode wins; else a profile's capture mode, which is meant for live sources; else
+    # latest for live sources and all for files (a file never needs to drop frames)
     if a.mode:
         mode = CaptureMode(a.mode)
+    elif source.is_live:
+        mode = CaptureMode(s.capture_mode.value) if s.capture_mode else CaptureMode.LATEST
+    else:
+        mode = CaptureMode.ALL
     thr = float(manifest.thresholds[0])
     enter = a.enter if a.enter is not None else thr
     leave = a.leave if a.leave is not None else max(0.0, enter * 0.6)

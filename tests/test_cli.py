@@ -48,3 +48,18 @@ def test_bad_size_argument(capsys):
     with pytest.raises(SystemExit):
         main(["export", "run", "--input-size", "big"])
     assert "expected SIZE or HxW" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_with_a_device_profile_on_a_file_source(tiny_export, tmp_path, capsys):
+    """A profile picks the artifact format; a non-live source still gets mode 'all' (nothing dropped)."""
+    import json
+
+    out = tmp_path / "run"
+    rc = main(["run", str(tiny_export), "--device", "rpi5", "--source", "synthetic:2", "--max-frames", "15",
+               "--out", str(out), "--no-video"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "tflite-int8 via litert" in printed and "mode all" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 15 and summary["dropped"] == 0
