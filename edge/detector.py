@@ -100,7 +100,7 @@ class Detector:
         """Run several frames (e.g. tiles) in one batch."""
         t0 = time.perf_counter()
         fitted = [fit(check_frame(f), self.input_size, self.options.resize) for f in frames]
-        batch = np.stack([img for img, _ in fitted])
+        batch = fitted[0][0][None] if len(fitted) == 1 else np.stack([img for img, _ in fitted])
         t1 = time.perf_counter()
         out = self.backend.infer(batch)
         t2 = time.perf_counter()
