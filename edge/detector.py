@@ -12,7 +12,7 @@ from edge.backends import Backend, BackendOptions, create_backend
 from edge.cam import DenseCAM, normalise, peak_location, resize_heatmap
 from edge.errors import ConfigError
 from edge.manifest import Manifest, load_manifest
-from edge.preprocess import ResizeMode, check_frame, fit
+from edge.preprocess import ResizeMode, fit
 from edge.results import Boxes, FrameResult
 
 
@@ -99,7 +99,7 @@ class Detector:
     def detect_batch(self, frames: list[np.ndarray]) -> list[FrameResult]:
         """Run several frames (e.g. tiles) in one batch."""
         t0 = time.perf_counter()
-        fitted = [fit(check_frame(f), self.input_size, self.options.resize) for f in frames]
+        fitted = [fit(f, self.input_size, self.options.resize) for f in frames]  # fit checks each frame
         batch = fitted[0][0][None] if len(fitted) == 1 else np.stack([img for img, _ in fitted])
         t1 = time.perf_counter()
         out = self.backend.infer(batch)

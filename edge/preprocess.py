@@ -27,12 +27,15 @@ class Placement:
     content_w: int
 
 
-def check_frame(frame: object) -> np.ndarray:
-    """Return ``frame`` if it is a non-empty uint8 (H, W, 3) array, else raise FrameError."""
-    if not isinstance(frame, np.ndarray):
-        raise FrameError(f"expected a uint8 HxWx3 frame (numpy array); received {type(frame).__name__}")
-    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] == 0 or frame.shape[1] == 0:
-        raise FrameError(f"expected a uint8 HxWx3 frame; received {frame.dtype} {frame.shape}")
+def check_frame(frame: object, where: str = "") -> np.ndarray:
+    """Return ``frame`` if it is a non-empty RGB uint8 ``(H, W, 3)`` array, else raise FrameError.
+
+    ``where`` names the source in the message (" from VideoFileSource(...)").
+    """
+    if (not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3
+            or frame.size == 0):
+        got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+        raise FrameError(f"expected an RGB uint8 (H, W, 3) frame{where}; received {got}")
     return frame
 
 

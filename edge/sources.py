@@ -20,6 +20,7 @@ import numpy as np
 
 # edge.capture imports FrameSource only for type checking, so this is no import cycle
 from edge.capture import BackoffOptions, CapturedFrame, CaptureMode, ThreadedCapture
+from edge.preprocess import check_frame
 from edge.errors import ConfigError, FrameError, SourceError
 
 __all__ = [
@@ -38,14 +39,6 @@ ACCEPTED_FORMS = (
 
 class UnreadableImageError(FrameError):
     """An image file in a folder source cannot be read or decoded; capture skips it."""
-
-
-def check_frame(frame: Any, where: str = "") -> np.ndarray:
-    """Return ``frame`` if it is a non-empty RGB uint8 ``(H, W, 3)`` array, else raise FrameError."""
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or frame.size == 0:
-        got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
-        raise FrameError(f"expected an RGB uint8 (H, W, 3) frame{where}; received {got}")
-    return frame
 
 
 def _cv2() -> Any:

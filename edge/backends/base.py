@@ -78,6 +78,9 @@ class Backend(ABC):
             raise ConfigError(
                 f"input_size {self.options.input_size}: artifact {manifest.artifact} has a fixed input {shape[1:3]}"
             )
+        q = manifest.input.quantization
+        # decided once here, not per frame: can raw uint8 frames go in as they are?
+        self._identity_input = manifest.input.dtype == "uint8" and q is not None and _is_identity(q)
         path = manifest.artifact_path
         if not path.is_file():
             raise ArtifactError(f"expected a model file at {path}; none exists")
@@ -120,7 +123,7 @@ class Backend(ABC):
             q = spec.quantization
             if q is None:
                 raise ArtifactError(f"manifest {self.manifest.path}: integer input without quantisation parameters")
-            if images.dtype == np.uint8 and spec.dtype == "uint8" and _is_identity(q):
+            if images.dtype == np.uint8 and self._identity_input:
                 # Calibrated on raw 0..255 images, the input scale is ~1 and the
                 # zero point 0: quantising would return the same bytes, so skip
                 # five passes over the frame.

@@ -42,7 +42,7 @@ def test_detector_rejects_bad_frames(tiny_export):
 
     with Detector.from_manifest(tiny_export / "model-int8.tflite.manifest.json") as det:
         for bad in (np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float64), np.zeros((0, 5, 3), np.uint8), "frame"):
-            with pytest.raises(FrameError, match="expected a uint8 HxWx3 frame"):
+            with pytest.raises(FrameError, match=r"expected an RGB uint8 \(H, W, 3\) frame"):
                 det.detect(bad)
 
 
