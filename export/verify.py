@@ -99,12 +99,13 @@ def keras_reference(run: str | Path, images: np.ndarray, targets: np.ndarray, ta
 
     model, _ = load_run(run)
     inf = inference_model(model, task, input_size=images.shape[1:3])
-    scores, feats = [], []
+    weights = cam_weights(model)[0]
+    scores, cams = [], []
     for i in range(0, len(images), 64):
         out = inf.predict(images[i : i + 64].astype(np.float32), verbose=0)
         scores.append(out["scores"])
-        feats.append(cam_maps(out["features"], cam_weights(model)[0]))
-    return Reference(images, targets, np.concatenate(scores), np.concatenate(feats))
+        cams.append(cam_maps(out["features"], weights))
+    return Reference(images, targets, np.concatenate(scores), np.concatenate(cams))
 
 
 def compare_artifact(manifest_path: Path, ref: Reference, latency_runs: int = 20) -> dict:
