@@ -35,9 +35,9 @@ import numpy as np
 
 from edge.atomic import write_json, write_text
 from edge.errors import ConfigError, EdgecamError, SourceError
+from edge.manifest import MANIFEST_SUFFIX
 
 Clock = Callable[[], float]
-MANIFEST_SUFFIX = ".manifest.json"
 # how many distinct synthetic frames are pre-generated and cycled through
 SYNTHETIC_POOL = 32
 FLAGS_OF_INTEREST = ("asimddp", "dotprod", "i8mm", "bf16", "sve", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")

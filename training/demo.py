@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +125,7 @@ def run_demo(opts: DemoOptions) -> dict:
     """Run every step; return (and write) the summary."""
     import cv2
 
+    from edge.bench import machine_info
     from edge.annotate import BoxAnnotator, HeatmapAnnotator, LabelAnnotator, compose
     from edge.detector import Detector
     from edge.pipeline import RunOptions, run
@@ -230,7 +230,7 @@ def run_demo(opts: DemoOptions) -> dict:
         "runtime_fps": runtime.get("fps"),
         "seconds": round(time.monotonic() - t0, 1),
         "steps_seconds": steps,
-        "machine": {"cpu": _cpu_name(), "cores": _cores(), "python": platform.python_version()},
+        "machine": machine_info(),
         "quick": opts.quick,
         "runtime": runtime,
         "parity": {k: {kk: v[kk] for kk in ("agreement", "max_abs_score_diff", "cam_correlation", "balanced_accuracy_delta")}
@@ -239,22 +239,6 @@ def run_demo(opts: DemoOptions) -> dict:
     atomic.write_json(out / "summary.json", summary)
     print_table(summary, out)
     return summary
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "Model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def print_table(s: dict, out: Path) -> None:
@@ -275,7 +259,7 @@ def print_table(s: dict, out: Path) -> None:
         ("seconds (all steps)", f"{s['seconds']:.0f}"),
     ]
     width = max(len(r[0]) for r in rows)
-    print(f"\nedgecam demo — {s['machine']['cpu']}, {s['machine']['cores']} cores")
+    print(f"\nedgecam demo — {s['machine']['cpu']}, {s['machine']['cores_usable']} cores")
     for k, v in rows:
         print(f"  {k:<{width}}  {v}")
     print(f"\noutputs in {out}: video.mp4, frames.jsonl, summary.json, frame.png, export/, train/")
