@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -64,11 +64,16 @@ class BackoffOptions:
 
 @dataclass(frozen=True)
 class CapturedFrame:
-    """A frame with its position in the source and ``time.monotonic()`` at capture."""
+    """A frame with its position in the source and ``time.monotonic()`` at capture.
+
+    ``prepared`` is what the capture's ``prepare`` function made of the frame
+    on the capture thread (e.g. :class:`edge.detector.PreparedFrame`), or None.
+    """
 
     index: int
     t_monotonic: float
     frame: np.ndarray
+    prepared: Any = None
 
 
 class ThreadedCapture:
@@ -83,6 +88,11 @@ class ThreadedCapture:
         stride: keep every ``stride``-th source frame.
         target_fps: most frames per second handed on; live sources skip early
             frames, files are paced (replayed in real time at that rate).
+        prepare: called on the capture thread with each kept frame; its result
+            travels as ``CapturedFrame.prepared``. Resizing the next frame then
+            overlaps inference of this one. A FrameError from it counts the
+            frame as corrupt and skips it; any other error is logged and the
+            frame goes on unprepared, so the consumer meets the error itself.
 
     Example:
         >>> from edge.sources import open_source
@@ -92,7 +102,8 @@ class ThreadedCapture:
     """
 
     def __init__(self, source: FrameSource, mode: CaptureMode | str = CaptureMode.LATEST, queue_size: int = 4,
-                 reconnect: BackoffOptions | None = None, stride: int = 1, target_fps: float | None = None) -> None:
+                 reconnect: BackoffOptions | None = None, stride: int = 1, target_fps: float | None = None,
+                 prepare: Callable[[np.ndarray], Any] | None = None) -> None:
         try:
             self.mode = CaptureMode(mode)
         except ValueError:
@@ -102,7 +113,7 @@ class ThreadedCapture:
                 raise ConfigError(f"ThreadedCapture.{name} must be an int >= 1; received {v!r}")
         if target_fps is not None and not (isinstance(target_fps, (int, float)) and 0 < target_fps < math.inf):
             raise ConfigError(f"ThreadedCapture.target_fps must be None or > 0; received {target_fps!r}")
-        self.source, self.stride, self.target_fps = source, stride, target_fps
+        self.source, self.stride, self.target_fps, self.prepare = source, stride, target_fps, prepare
         self.backoff = reconnect if reconnect is not None else BackoffOptions()
         self._queue: queue.Queue[CapturedFrame] = queue.Queue(1 if self.mode is CaptureMode.LATEST else queue_size)
         self._stop = threading.Event()
@@ -210,7 +221,18 @@ class ThreadedCapture:
                         if due > now and self._stop.wait(due - now):
                             break
                         due = max(due, now) + period
-                self._put(CapturedFrame(index, time.monotonic(), frame))
+                t_captured = time.monotonic()
+                prepared = None
+                if self.prepare is not None:
+                    try:
+                        prepared = self.prepare(frame)
+                    except FrameError as exc:
+                        counts["corrupt"] += 1
+                        log.warning("skipping frame %d of %r, which cannot be prepared: %s", index, src, exc)
+                        continue
+                    except Exception:
+                        log.exception("preparing frame %d of %r failed; passing it on unprepared", index, src)
+                self._put(CapturedFrame(index, t_captured, frame, prepared))
         except BaseException as exc:  # never die silently on a thread
             self.error = exc
             log.exception("capture thread of %r crashed", src)

@@ -12,7 +12,7 @@ from edge.backends import Backend, BackendOptions, create_backend
 from edge.cam import DenseCAM, normalise, peak_location, resize_heatmap
 from edge.errors import ConfigError
 from edge.manifest import Manifest, load_manifest
-from edge.preprocess import ResizeMode, fit
+from edge.preprocess import Placement, ResizeMode, fit
 from edge.results import Boxes, FrameResult
 
 
@@ -38,6 +38,23 @@ class DetectorOptions:
             raise ConfigError(f"box_threshold: expected a value in (0, 1); received {self.box_threshold}")
         if self.min_box_area < 1 or self.warmup < 0:
             raise ConfigError(f"min_box_area >= 1 and warmup >= 0 expected; received {self.min_box_area}, {self.warmup}")
+
+
+@dataclass(frozen=True)
+class PreparedFrame:
+    """A frame made ready for inference by :meth:`Detector.prepare`.
+
+    Attributes:
+        frame: the original RGB uint8 frame (heatmaps and boxes map onto it).
+        input: ``(1, h, w, 3)`` batch in the artifact's input dtype.
+        placement: where the fitted image sits in the input (letterbox padding).
+        preprocess_ms: what fitting and casting cost, on whichever thread did it.
+    """
+
+    frame: np.ndarray
+    input: np.ndarray
+    placement: Placement
+    preprocess_ms: float
 
 
 class Detector:
@@ -92,27 +109,44 @@ class Detector:
             return top & (scores >= self.thresholds)
         return scores >= self.thresholds
 
+    def prepare(self, frame: np.ndarray) -> PreparedFrame:
+        """Fit one RGB uint8 frame to the model input and cast it: everything before inference.
+
+        Thread-safe (it touches no runtime state), so the capture thread can
+        prepare the next frame while this one is being inferred; ``edgecam
+        run`` and ``edgecam bench`` do so. Raises FrameError for a bad frame.
+        """
+        t0 = time.perf_counter()
+        image, placement = fit(frame, self.input_size, self.options.resize)  # fit checks the frame
+        batch = self.backend.prepare(image[None])
+        return PreparedFrame(frame, batch, placement, (time.perf_counter() - t0) * 1e3)
+
     def detect(self, frame: np.ndarray) -> FrameResult:
         """Run one RGB uint8 frame through the model."""
-        return self.detect_batch([frame])[0]
+        return self.detect_prepared(self.prepare(frame))
+
+    def detect_prepared(self, prepared: PreparedFrame) -> FrameResult:
+        """Run a frame :meth:`prepare` made ready (possibly on another thread)."""
+        return self._detect([prepared])[0]
 
     def detect_batch(self, frames: list[np.ndarray]) -> list[FrameResult]:
         """Run several frames (e.g. tiles) in one batch."""
-        t0 = time.perf_counter()
-        fitted = [fit(f, self.input_size, self.options.resize) for f in frames]  # fit checks each frame
-        batch = fitted[0][0][None] if len(fitted) == 1 else np.stack([img for img, _ in fitted])
+        return self._detect([self.prepare(f) for f in frames])
+
+    def _detect(self, prepared: list[PreparedFrame]) -> list[FrameResult]:
+        n = len(prepared)
+        batch = prepared[0].input if n == 1 else np.concatenate([p.input for p in prepared])
         t1 = time.perf_counter()
-        out = self.backend.infer(batch)
+        out = self.backend.infer_prepared(batch)
         t2 = time.perf_counter()
-        n = len(frames)
-        share = {"preprocess": (t1 - t0) * 1e3 / n, "infer": (t2 - t1) * 1e3 / n}
+        infer_ms = (t2 - t1) * 1e3 / n
         results = []
-        for i, frame in enumerate(frames):
+        for i, p in enumerate(prepared):
             t3 = time.perf_counter()
             scores = out["scores"][i]
             positive = self.decide(scores)
             cls_index = int(np.argmax(scores))
-            heatmap, peak = self._heatmap(out["features"][i], cls_index, frame.shape, fitted[i][1])
+            heatmap, peak = self._heatmap(out["features"][i], cls_index, p.frame.shape, p.placement)
             t4 = time.perf_counter()
             if positive.any():
                 from edge.boxes import boxes_from_heatmap
@@ -121,7 +155,7 @@ class Detector:
             else:
                 boxes = Boxes.empty()
             t5 = time.perf_counter()
-            timings = dict(share, cam=(t4 - t3) * 1e3, boxes=(t5 - t4) * 1e3)
+            timings = dict(preprocess=p.preprocess_ms, infer=infer_ms, cam=(t4 - t3) * 1e3, boxes=(t5 - t4) * 1e3)
             results.append(FrameResult(scores, self.labels, positive, heatmap, boxes, timings, peak))
         return results
 

@@ -45,6 +45,9 @@ class FrameDetector(Protocol):
 
     def detect_batch(self, frames: list[np.ndarray]) -> list[FrameResult]: ...
 
+    # optional: ``prepare(frame)`` (run on the capture thread) and
+    # ``detect_prepared(prepared)``; edge.detector.Detector has both
+
 
 def _parse_live(address: str) -> tuple[str, int]:
     m = re.fullmatch(r"(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:]*)):?(?P<port>\d+)", address.strip())
@@ -201,6 +204,8 @@ class _Loop:
         t0 = time.monotonic()
         if opts.tile is not None:
             result = detect_tiled(self.detector, item.frame, opts.tile, opts.threshold)
+        elif item.prepared is not None:
+            result = self.detector.detect_prepared(item.prepared)  # fitted on the capture thread
         else:
             result = self.detector.detect(item.frame)
         t1 = time.monotonic()
@@ -314,7 +319,13 @@ def run(
     out = options.out_dir
     out.mkdir(parents=True, exist_ok=True)
     loop = _Loop(detector, options, on_frame)
-    capture = ThreadedCapture(source, options.mode, options.queue_size, options.reconnect, options.stride, options.target_fps)
+    # Without tiling, the capture thread fits each frame to the model input
+    # while the previous one is inferred (a detector offering ``prepare``).
+    prepare = getattr(detector, "prepare", None) if options.tile is None else None
+    if prepare is not None and not callable(getattr(detector, "detect_prepared", None)):
+        prepare = None
+    capture = ThreadedCapture(source, options.mode, options.queue_size, options.reconnect, options.stride,
+                              options.target_fps, prepare=prepare)
     restore_signals = _install_signal_handlers(stop)
     ended_by = "error"  # replaced below on every orderly way out of the loop
     try:

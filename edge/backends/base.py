@@ -133,9 +133,13 @@ class Backend(ABC):
 
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Run a raw 0..255 NHWC batch; return float32 ``scores`` (N, C) and ``features`` (N, h, w, K)."""
+        return self.infer_prepared(self.prepare(images))
+
+    def infer_prepared(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Like :meth:`infer` for a batch :meth:`prepare` already cast (e.g. on the capture thread)."""
         if self._closed:
             raise ArtifactError("backend is closed")
-        self.set_input(self.prepare(images))
+        self.set_input(batch)
         self.invoke_raw()
         out = {}
         for role, arr in self._outputs().items():

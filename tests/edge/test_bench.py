@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import types
 from pathlib import Path
@@ -40,6 +41,7 @@ class FakeTarget:
         self.artifact_path = path or Path("/nonexistent/fake.tflite")
         self.closed = 0
         self.seen: list[np.ndarray] = []
+        self.prepared_on: set[str] = set()
 
     def invoke_raw(self) -> None:
         self.clock.advance(self.raw_ms.pop(0) / 1e3)
@@ -48,6 +50,14 @@ class FakeTarget:
         self.seen.append(frame)
         self.clock.advance(self.detect_ms.pop(0) / 1e3)
         return types.SimpleNamespace(timings_ms=dict(self.stages))
+
+    def prepare(self, frame):
+        # runs on the capture thread: it must not move the fake clock the main loop reads
+        self.prepared_on.add(threading.current_thread().name)
+        return frame
+
+    def detect_prepared(self, prepared):
+        return self.detect(prepared)
 
     def close(self) -> None:
         self.closed += 1
@@ -122,7 +132,10 @@ def test_bench_reports_known_delays_exactly():
     assert r.raw.p99_ms == pytest.approx(6.0 + 0.97 * 2.0)
     assert r.pipeline.p50_ms == pytest.approx(13.0) and r.pipeline.fps == pytest.approx(4 / 0.052)
     assert r.pipeline_over_raw == pytest.approx(13.0 / 5.0)
-    assert r.stages_p50_ms == pytest.approx({"capture": 0.0, "preprocess": 1.0, "infer": 7.0})
+    assert r.throughput_pipeline_over_raw == pytest.approx((4 / 0.052) / (4 / 0.020))
+    assert r.stages_p50_ms == pytest.approx({"wait": 0.0, "preprocess": 1.0, "infer": 7.0})
+    # the pipeline loop is edgecam run's: frames were prepared on the capture thread, not the main one
+    assert target.prepared_on and threading.main_thread().name not in target.prepared_on
     assert r.peak_rss_mib > 0
     assert report.settings["frames"] == 4 and report.settings["threads"] == 2
     assert target.raw_ms == [] and target.detect_ms == [], "every scripted call happened, no more"
@@ -282,6 +295,8 @@ def test_bench_imports_tensorflow_only_for_keras():
             name, format, backend_key, artifact_path = "m", "tflite-int8", "fake", Path("/none")
             def invoke_raw(self): pass
             def detect(self, frame): return types.SimpleNamespace(timings_ms={})
+            def prepare(self, frame): return frame
+            def detect_prepared(self, prepared): return self.detect(prepared)
             def close(self): pass
 
         B.bench([Path("m.json")], frames=2, source=[np.zeros((8, 8, 3), np.uint8)], opener=lambda p, t: T())

@@ -36,6 +36,29 @@ def test_detector_equals_export_layer(tiny_export, name):
             assert set(r.timings_ms) == {"preprocess", "infer", "cam", "boxes"}
 
 
+@pytest.mark.parametrize("resize", ["stretch", "letterbox"])
+def test_prepare_on_another_thread_then_detect_prepared_equals_detect(tiny_export, resize):
+    import threading
+
+    from edge.detector import Detector, DetectorOptions
+    from edge.synthetic import SceneClip
+
+    frames = [f for f, _ in SceneClip(seed=3, n_frames=3, width=320, height=192).frames()]
+    mp = tiny_export / "model-int8.tflite.manifest.json"
+    with Detector.from_manifest(mp, options=DetectorOptions(resize=resize)) as det:
+        prepared = []
+        worker = threading.Thread(target=lambda: prepared.extend(det.prepare(f) for f in frames))
+        worker.start()
+        worker.join()
+        for frame, p in zip(frames, prepared):
+            assert p.frame is frame and p.input.shape == (1, *det.input_size, 3)
+            a, b = det.detect(frame), det.detect_prepared(p)
+            np.testing.assert_array_equal(a.scores, b.scores)
+            np.testing.assert_array_equal(a.heatmap, b.heatmap)
+            np.testing.assert_array_equal(a.boxes.xyxy, b.boxes.xyxy)
+            assert a.peak == b.peak and b.timings_ms["preprocess"] == p.preprocess_ms
+
+
 def test_detector_rejects_bad_frames(tiny_export):
     from edge.detector import Detector
     from edge.errors import FrameError

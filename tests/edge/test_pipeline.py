@@ -74,6 +74,24 @@ class FakeDetector:
         return [self.detect(f) for f in frames]
 
 
+class PreparingDetector(FakeDetector):
+    """Splits detect into prepare (capture thread) and detect_prepared, recording where each ran."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.prepare_threads, self.detect_threads = set(), set()
+
+    def prepare(self, frame):
+        self.prepare_threads.add(threading.current_thread().name)
+        return ("prepared", frame)
+
+    def detect_prepared(self, prepared):
+        tag, frame = prepared
+        assert tag == "prepared"
+        self.detect_threads.add(threading.current_thread().name)
+        return self.detect(frame)
+
+
 def _lines(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
@@ -358,3 +376,20 @@ def test_latency_timer_and_bad_values():
     with pytest.raises(ConfigError):
         LatencyStats(capacity=0)
     assert np.isnan(stats.percentile("missing", 50)) and stats.summary()["sleep"]["count"] == 1
+
+
+def test_run_prepares_frames_on_the_capture_thread(tmp_path):
+    det = PreparingDetector()
+    summary = run(det, ShipClip(), _options(tmp_path, write_video=False))
+    assert summary["frames"] == 40 and summary["errors"] == 0
+    assert det.detect_threads == {threading.main_thread().name}
+    assert det.prepare_threads and threading.main_thread().name not in det.prepare_threads
+
+
+def test_tiled_runs_do_not_prepare_whole_frames(tmp_path):
+    from edge.tiling import TileSpec
+
+    det = PreparingDetector()
+    det.input_size = (32, 32)
+    summary = run(det, ShipClip(n=5), _options(tmp_path, write_video=False, tile=TileSpec((32, 32))))
+    assert summary["frames"] == 5 and not det.prepare_threads

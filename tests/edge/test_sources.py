@@ -316,6 +316,38 @@ def test_corrupt_frames_are_skipped_and_counted():
     assert stats["corrupt"] == 3 and stats["read"] == 17
 
 
+def test_prepare_runs_on_the_capture_thread_and_travels_with_the_frame():
+    import threading
+
+    threads = set()
+
+    def prepare(frame):
+        threads.add(threading.current_thread().name)
+        return int(frame[0, 0, 0]) * 10
+
+    with ThreadedCapture(ListSource(12), CaptureMode.ALL, prepare=prepare) as cap:
+        items = _drain(cap)
+    assert [it.prepared for it in items] == [i * 10 for i in range(12)]
+    assert threads and threading.current_thread().name not in threads
+
+
+def test_prepare_frame_error_skips_the_frame_and_other_errors_pass_it_on_unprepared(caplog):
+    def prepare(frame):
+        i = int(frame[0, 0, 0])
+        if i == 2:
+            raise FrameError("frame 2 is 1x1")
+        if i == 4:
+            raise RuntimeError("bug in prepare")
+        return i
+
+    with ThreadedCapture(ListSource(6), CaptureMode.ALL, prepare=prepare) as cap:
+        items = _drain(cap)
+        stats = cap.stats()
+    assert [(it.index, it.prepared) for it in items] == [(0, 0), (1, 1), (3, 3), (4, None), (5, 5)]
+    assert stats["corrupt"] == 1 and cap.error is None
+    assert "cannot be prepared" in caplog.text and "bug in prepare" in caplog.text
+
+
 def test_unreadable_image_in_folder_is_counted_as_corrupt(tmp_path):
     for name in ("a.png", "c.png"):
         cv2.imwrite(str(tmp_path / name), np.zeros((4, 4, 3), np.uint8))
