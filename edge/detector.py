@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,31 +147,50 @@ class Detector:
             scores = out["scores"][i]
             positive = self.decide(scores)
             cls_index = int(np.argmax(scores))
-            heatmap, peak = self._heatmap(out["features"][i], cls_index, p.frame.shape, p.placement)
+            raw = self.cam.raw(out["features"][i], cls_index)
+            cam = normalise(raw)
+            peak = self._peak(raw, p.placement)
             t4 = time.perf_counter()
-            if positive.any():
-                from edge.boxes import boxes_from_heatmap
-
-                boxes = boxes_from_heatmap(heatmap, self.options.box_threshold, self.options.min_box_area, cls_index)
-            else:
-                boxes = Boxes.empty()
+            boxes = self._boxes(cam, cls_index, p) if positive.any() else Boxes.empty()
             t5 = time.perf_counter()
             timings = dict(preprocess=p.preprocess_ms, infer=infer_ms, cam=(t4 - t3) * 1e3, boxes=(t5 - t4) * 1e3)
+            heatmap = functools.partial(self._frame_heatmap, cam, p.frame.shape[:2], p.placement)
             results.append(FrameResult(scores, self.labels, positive, heatmap, boxes, timings, peak))
         return results
 
-    def _heatmap(self, features: np.ndarray, cls_index: int, frame_shape, placement):
-        """Heatmap at frame size and the CAM peak (x, y) in frame pixels."""
-        raw = self.cam.raw(features, cls_index)
-        cam = normalise(raw)
+    def _peak(self, raw: np.ndarray, placement: Placement) -> tuple[float, float]:
+        """The CAM maximum (x, y) in frame pixels, to sub-cell precision."""
+        p = placement
+        x, y = peak_location(raw, self.input_size)
+        return (x - p.pad_left + 0.5) / p.scale_x - 0.5, (y - p.pad_top + 0.5) / p.scale_y - 0.5
+
+    def _frame_heatmap(self, cam: np.ndarray, frame_hw: tuple[int, int], placement: Placement) -> np.ndarray:
+        """The CAM upsampled onto the frame (called lazily, through FrameResult.heatmap)."""
         if self.options.resize is ResizeMode.STRETCH:
-            return resize_heatmap(cam, frame_shape[:2]), peak_location(raw, frame_shape[:2])
+            return resize_heatmap(cam, frame_hw)
         from edge.preprocess import unplace
 
-        x, y = peak_location(raw, self.input_size)
-        p = placement
-        peak = ((x - p.pad_left + 0.5) / p.scale_x - 0.5, (y - p.pad_top + 0.5) / p.scale_y - 0.5)
-        return unplace(resize_heatmap(cam, self.input_size), placement, frame_shape[:2]), peak
+        return unplace(resize_heatmap(cam, self.input_size), placement, frame_hw)
+
+    def _boxes(self, cam: np.ndarray, cls_index: int, prepared: PreparedFrame) -> Boxes:
+        """Boxes on the CAM at model-input resolution, scaled to frame pixels.
+
+        The input is the finest resolution the model saw; upsampling the map
+        further to frame size adds pixels, not information, and costs
+        several times more for a large frame.
+        """
+        from edge.boxes import boxes_from_heatmap
+
+        p = prepared.placement
+        hm = resize_heatmap(cam, self.input_size)[p.pad_top : p.pad_top + p.content_h, p.pad_left : p.pad_left + p.content_w]
+        min_area = max(1, int(round(self.options.min_box_area * p.scale_x * p.scale_y)))
+        found = boxes_from_heatmap(hm, self.options.box_threshold, min_area, cls_index)
+        if not len(found):
+            return found
+        H, W = prepared.frame.shape[:2]
+        scale = np.array([1 / p.scale_x, 1 / p.scale_y, 1 / p.scale_x, 1 / p.scale_y], np.float32)
+        xyxy = np.minimum(found.xyxy * scale, np.array([W, H, W, H], np.float32))
+        return Boxes(xyxy, found.score, found.class_id)
 
     def close(self) -> None:
         if not self._closed:

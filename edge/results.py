@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -51,7 +52,6 @@ class Boxes:
         ]
 
 
-@dataclass(frozen=True)
 class FrameResult:
     """What the detector says about one frame.
 
@@ -60,34 +60,55 @@ class FrameResult:
         labels: the C label names, in the order of ``scores``.
         positive: ``(C,)`` bool, the decision per label (threshold from the manifest).
         heatmap: ``(H, W)`` float32 in [0, 1] at frame size, the CAM of the top class.
+            It may be given as a function that computes it: upsampling the CAM
+            to frame size costs more than the CAM itself, so it happens on
+            first access (annotation, a sink) and never for a frame nobody draws.
         boxes: boxes found on the heatmap.
         timings_ms: per-stage wall time in milliseconds (``preprocess``, ``infer``, ``cam``, ``boxes``).
         peak: (x, y) in frame pixels of the CAM's maximum, to sub-cell precision.
     """
 
-    scores: np.ndarray
-    labels: tuple[str, ...]
-    positive: np.ndarray
-    heatmap: np.ndarray
-    boxes: Boxes
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    peak: tuple[float, float] | None = None
+    __slots__ = ("scores", "labels", "positive", "boxes", "timings_ms", "peak", "_heatmap", "_make_heatmap")
 
-    def __post_init__(self) -> None:
-        scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
-        positive = np.asarray(self.positive, dtype=bool).reshape(-1)
-        if len(scores) != len(self.labels) or len(positive) != len(self.labels):
+    def __init__(
+        self,
+        scores: np.ndarray,
+        labels: Sequence[str],
+        positive: np.ndarray,
+        heatmap: np.ndarray | Callable[[], np.ndarray],
+        boxes: Boxes,
+        timings_ms: dict[str, float] | None = None,
+        peak: tuple[float, float] | None = None,
+    ) -> None:
+        self.labels = tuple(labels)
+        self.scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+        self.positive = np.asarray(positive, dtype=bool).reshape(-1)
+        if len(self.scores) != len(self.labels) or len(self.positive) != len(self.labels):
             raise FrameError(
                 f"FrameResult expects one score and one decision per label ({len(self.labels)} labels); "
-                f"received scores {scores.shape}, positive {positive.shape}"
+                f"received scores {self.scores.shape}, positive {self.positive.shape}"
             )
-        heatmap = np.asarray(self.heatmap, dtype=np.float32)
-        if heatmap.ndim != 2:
-            raise FrameError(f"FrameResult expects an (H, W) heatmap; received shape {heatmap.shape}")
-        object.__setattr__(self, "scores", scores)
-        object.__setattr__(self, "positive", positive)
-        object.__setattr__(self, "heatmap", heatmap)
-        object.__setattr__(self, "labels", tuple(self.labels))
+        self.boxes = boxes
+        self.timings_ms = dict(timings_ms or {})
+        self.peak = peak
+        self._heatmap: np.ndarray | None = None
+        self._make_heatmap: Callable[[], np.ndarray] | None = None
+        if callable(heatmap):
+            self._make_heatmap = heatmap
+        else:
+            self._heatmap = _checked_heatmap(heatmap)
+
+    @property
+    def heatmap(self) -> np.ndarray:
+        if self._heatmap is None:
+            assert self._make_heatmap is not None
+            self._heatmap = _checked_heatmap(self._make_heatmap())
+            self._make_heatmap = None
+        return self._heatmap
+
+    def __repr__(self) -> str:
+        scores = ", ".join(f"{l}={s:.3f}" for l, s in zip(self.labels, self.scores))
+        return f"FrameResult({scores}, positive={list(self.positive)}, boxes={len(self.boxes)}, peak={self.peak})"
 
     @property
     def top(self) -> int:
@@ -103,3 +124,10 @@ class FrameResult:
             "peak": None if self.peak is None else [round(float(v), 1) for v in self.peak],
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
         }
+
+
+def _checked_heatmap(heatmap: object) -> np.ndarray:
+    out = np.asarray(heatmap, dtype=np.float32)
+    if out.ndim != 2:
+        raise FrameError(f"FrameResult expects an (H, W) heatmap; received shape {out.shape}")
+    return out
