@@ -7,7 +7,7 @@ Example:
     ...     result.scores, result.boxes.xyxy, result.heatmap.shape
 """
 
-from edge.detector import Detector, DetectorOptions
+from edge.detector import Detector, DetectorOptions, PreparedFrame
 from edge.errors import (
     ArtifactError,
     BackendUnavailable,
@@ -34,6 +34,7 @@ __all__ = [
     "FrameResult",
     "Manifest",
     "ManifestError",
+    "PreparedFrame",
     "SourceError",
     "load_manifest",
 ]
