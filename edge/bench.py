@@ -216,11 +216,12 @@ class DetectorTarget:
         self.artifact_path = Path(detector.manifest.artifact_path)
 
     @classmethod
-    def open(cls, manifest_path: Path, threads: int | None, input_size: tuple[int, int] | None = None) -> "DetectorTarget":
+    def open(cls, manifest_path: Path, threads: int | None, input_size: tuple[int, int] | None = None,
+             spin_wait: bool = False) -> "DetectorTarget":
         from edge.detector import Detector, DetectorOptions
 
         det = Detector.from_manifest(manifest_path, threads=threads, options=DetectorOptions(warmup=0),
-                                     input_size=input_size)
+                                     input_size=input_size, spin_wait=spin_wait)
         return cls(det, Path(manifest_path))
 
     def detect(self, frame: np.ndarray) -> Any:
@@ -370,7 +371,8 @@ class BenchReport:
             f"flags: {', '.join(m['flags']) or 'none of interest'}), Python {m['python']}, "
             + ", ".join(f"{k} {val}" for k, val in v.items()),
             f"Settings: {self.settings['frames']} frames, threads {self.settings['threads'] or 'runtime default'}, "
-            f"source {self.settings['source']}",
+            f"source {self.settings['source']}, onnxruntime spin-wait "
+            f"{'on' if self.settings.get('spin_wait') else 'off'}",
             "",
             "| artifact | backend | size MiB | load ms | first frame ms | raw p50/p95/p99 ms | raw fps "
             "| pipeline p50/p95/p99 ms | pipeline fps | pipeline/raw fps | pipeline/raw p50 | edgecam/Keras p50 "
@@ -540,6 +542,7 @@ def bench(
     clock: Clock = time.perf_counter,
     warmup: int = 3,
     input_size: tuple[int, int] | None = None,
+    spin_wait: bool = False,
 ) -> BenchReport:
     """Benchmark manifests side by side: raw invoke loop, full pipeline, and optionally Keras.
 
@@ -553,6 +556,7 @@ def bench(
         keras_model: a ``model.keras`` to compare with; TensorFlow is imported only then.
         opener, clock, warmup: injection points for tests, and untimed frames after the cold one.
         input_size: (h, w) to run every artifact (and the Keras model) at, instead of the manifest's.
+        spin_wait: let onnxruntime's idle threads spin (see ``BackendOptions``); both loops use it.
 
     An artifact that fails to load is reported with its error; the others still run.
     """
@@ -561,10 +565,11 @@ def bench(
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"bench: threads expected an integer >= 1 or None; received {threads!r}")
     feed = FrameFeed(source)
-    if opener is None and input_size is not None:
+    if opener is None and (input_size is not None or spin_wait):
         import functools
 
-        opener = functools.partial(DetectorTarget.open, input_size=tuple(input_size))
+        opener = functools.partial(DetectorTarget.open, input_size=tuple(input_size) if input_size else None,
+                                   spin_wait=spin_wait)
     try:
         keras = bench_keras(Path(keras_model), feed, frames, clock, input_size) if keras_model is not None else None
         results = []
@@ -580,7 +585,7 @@ def bench(
         for r in results:
             r.edgecam_over_keras = ratio(r.pipeline and r.pipeline.p50_ms, keras.call.p50_ms)
     settings = {"frames": frames, "threads": threads, "source": feed.description, "warmup": warmup,
-                "input_size": list(input_size) if input_size else "manifest"}
+                "input_size": list(input_size) if input_size else "manifest", "spin_wait": spin_wait}
     return BenchReport(machine_info(), settings, results, keras)
 
 
@@ -593,6 +598,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--source", default=None, help="frame source (default: synthetic frames in memory)")
     parser.add_argument("--keras", type=Path, default=None, metavar="PATH", help="model.keras to compare with (imports TensorFlow)")
     parser.add_argument("--input-size", default=None, metavar="HxW", help="run every artifact at this size (e.g. 224 or 352x640)")
+    parser.add_argument("--spin-wait", action="store_true",
+                        help="let onnxruntime's idle threads spin between runs (faster raw loop, slower pipeline)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="also write bench.json and bench.md there")
     args = parser.parse_args(argv)
@@ -606,7 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except argparse.ArgumentTypeError as exc:
                 raise ConfigError(f"bench --input-size: {exc}") from None
         report = bench(resolve_artifacts(args.artifacts), args.frames, args.threads, args.source, args.keras,
-                       input_size=size)
+                       input_size=size, spin_wait=args.spin_wait)
     except EdgecamError as exc:
         print(f"edgecam bench: {exc}", file=sys.stderr)
         return 2

@@ -88,14 +88,17 @@ class Detector:
         providers: tuple[str, ...] | None = None,
         options: DetectorOptions | None = None,
         input_size: tuple[int, int] | None = None,
+        spin_wait: bool = False,
     ) -> "Detector":
         """Load the artifact a manifest describes, after checking its sha256.
 
         ``input_size`` (h, w) overrides the manifest's size; artifacts exported
         by edgecam have free height and width, so any size runs.
+        ``spin_wait``: see :class:`edge.backends.BackendOptions`.
         """
         manifest = load_manifest(path, verify=True)
-        bopts = BackendOptions(threads=threads, providers=providers or ("CPUExecutionProvider",), input_size=input_size)
+        bopts = BackendOptions(threads=threads, providers=providers or ("CPUExecutionProvider",), input_size=input_size,
+                               spin_wait=spin_wait)
         return cls(create_backend(manifest, backend, bopts), options)
 
     @property

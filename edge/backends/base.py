@@ -28,12 +28,18 @@ class BackendOptions:
             "CPUExecutionProvider")``; unavailable ones are skipped with a logged reason.
         input_size: (h, w) to run at instead of the manifest's; needs an
             artifact with free height and width (edgecam exports them so).
+        spin_wait: onnxruntime only: let idle intra-op threads spin between
+            runs. Off by default: spinning wins a bare invoke loop, but in
+            ``edgecam run`` it takes the CPU from the capture thread that
+            prepares the next frame, and the loop as a whole gets slower
+            (see the README's bench section).
     """
 
     threads: int | None = None
     xnnpack: bool = True
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     input_size: tuple[int, int] | None = None
+    spin_wait: bool = False
 
     def __post_init__(self) -> None:
         if self.input_size is not None:

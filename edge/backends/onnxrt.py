@@ -32,6 +32,8 @@ class OnnxRuntimeBackend(Backend):
         if self.options.threads:
             so.intra_op_num_threads = self.options.threads
         so.log_severity_level = 3
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.options.spin_wait else "0")
+        self.session_options = so
         try:
             self.session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types per failure

@@ -137,7 +137,8 @@ def test_bench_reports_known_delays_exactly():
     # the pipeline loop is edgecam run's: frames were prepared on the capture thread, not the main one
     assert target.prepared_on and threading.main_thread().name not in target.prepared_on
     assert r.peak_rss_mib > 0
-    assert report.settings["frames"] == 4 and report.settings["threads"] == 2
+    assert report.settings["frames"] == 4 and report.settings["threads"] == 2 and report.settings["spin_wait"] is False
+    assert "spin-wait off" in report.to_markdown()
     assert target.raw_ms == [] and target.detect_ms == [], "every scripted call happened, no more"
 
 

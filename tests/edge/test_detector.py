@@ -135,3 +135,13 @@ print("IMPORTED", bad)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert "IMPORTED []" in out.stdout, out.stdout + out.stderr[-2000:]
+
+
+def test_onnxruntime_threads_do_not_spin_unless_asked(tiny_export):
+    from edge.detector import Detector
+
+    key = "session.intra_op.allow_spinning"
+    mp = tiny_export / "model-fp32.onnx.manifest.json"
+    for spin, expected in ((False, "0"), (True, "1")):
+        with Detector.from_manifest(mp, spin_wait=spin) as det:
+            assert det.backend.session_options.get_session_config_entry(key) == expected
