@@ -49,11 +49,31 @@ class DenseCAM(BaseCAM):
     def __init__(self, weights: np.ndarray, bias: np.ndarray | None = None) -> None:
         self.weights = np.asarray(weights, dtype=np.float32)
         self.bias = None if bias is None else np.asarray(bias, dtype=np.float32)
+        # one contiguous weight vector per class, and its sum (for int8 feature maps)
+        self._per_class = np.ascontiguousarray(self.weights.T)
+        self._sums = self._per_class.sum(axis=1, dtype=np.float64)
 
     def channel_weights(self, features: np.ndarray, class_index: int) -> np.ndarray:
         if not 0 <= class_index < self.weights.shape[1]:
             raise FrameError(f"class index: expected 0..{self.weights.shape[1] - 1}; received {class_index}")
-        return self.weights[:, class_index]
+        return self._per_class[class_index]
+
+    def raw_quantized(self, features: np.ndarray, class_index: int, scale: float, zero_point: int) -> np.ndarray:
+        """:meth:`raw` of a quantised feature map, without dequantising all of it.
+
+        ``sum_k scale * (q_k - zp) * w_k`` is ``scale * (q @ w - zp * sum(w))``:
+        one pass over the int8 map instead of three over a float copy.
+        """
+        q = np.asarray(features)
+        if q.ndim == 4 and q.shape[0] == 1:
+            q = q[0]
+        if q.ndim != 3:
+            raise FrameError(f"CAM expects an (h, w, K) feature map; received shape {q.shape}")
+        w = self.channel_weights(q, class_index)
+        if w.shape != (q.shape[-1],):
+            raise FrameError(f"CAM weights: expected ({q.shape[-1]},); received {w.shape}")
+        acc = q.astype(np.float32) @ w
+        return (np.float32(scale) * (acc - np.float32(zero_point * self._sums[class_index]))).astype(np.float32)
 
 
 def normalise(cam: np.ndarray) -> np.ndarray:

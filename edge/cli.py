@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--epochs", type=int, default=5, help="phase 1 epochs (head only when pretrained)")
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--schedule", choices=("constant", "cyclic"), default="constant")
+    t.add_argument("--schedule", choices=("constant", "cyclic", "cosine"), default="constant",
+                   help="constant; cyclic (triangular, phase 1); cosine (each phase decays to zero over its epochs)")
     t.add_argument("--finetune-epochs", type=int, default=0, help="phase 2 epochs with the last blocks unfrozen")
     t.add_argument("--finetune-blocks", type=int, default=3)
     t.add_argument("--finetune-lr", type=float, default=1e-4)

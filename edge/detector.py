@@ -141,16 +141,22 @@ class Detector:
         n = len(prepared)
         batch = prepared[0].input if n == 1 else np.concatenate([p.input for p in prepared])
         t1 = time.perf_counter()
-        out = self.backend.infer_prepared(batch)
+        out = self.backend.infer_prepared(batch, dequantize=False)
         t2 = time.perf_counter()
         infer_ms = (t2 - t1) * 1e3 / n
+        all_scores = self.backend.dequantize("scores", out["scores"])
+        features = out["features"]
+        fq = self.backend.output_quantization("features", features)
         results = []
         for i, p in enumerate(prepared):
             t3 = time.perf_counter()
-            scores = out["scores"][i]
+            scores = all_scores[i]
             positive = self.decide(scores)
             cls_index = int(np.argmax(scores))
-            raw = self.cam.raw(out["features"][i], cls_index)
+            if fq is None:
+                raw = self.cam.raw(features[i], cls_index)
+            else:
+                raw = self.cam.raw_quantized(features[i], cls_index, fq.scale, fq.zero_point)
             cam = normalise(raw)
             peak = self._peak(raw, p.placement)
             t4 = time.perf_counter()

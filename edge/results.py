@@ -10,6 +10,9 @@ import numpy as np
 from edge.errors import FrameError
 
 
+_EMPTY: "Boxes | None" = None
+
+
 @dataclass(frozen=True)
 class Boxes:
     """Axis-aligned boxes in frame pixels.
@@ -39,7 +42,14 @@ class Boxes:
 
     @classmethod
     def empty(cls) -> "Boxes":
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
+        """No boxes; one shared, read-only instance (most frames have none)."""
+        global _EMPTY
+        if _EMPTY is None:
+            arrays = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
+            for a in arrays:
+                a.setflags(write=False)
+            _EMPTY = cls(*arrays)
+        return _EMPTY
 
     def __len__(self) -> int:
         return len(self.xyxy)

@@ -19,7 +19,8 @@ class TrainConfig:
         input_size, alpha, weights, pooling, dropout: the model (see ``ModelConfig``).
         epochs: phase 1 (head only on a pretrained backbone; everything from scratch).
         finetune_epochs, finetune_blocks, finetune_lr: phase 2, last N blocks unfrozen.
-        lr, schedule: phase 1 rate; ``constant`` or ``cyclic`` (triangular).
+        lr, schedule: phase 1 rate; ``constant``, ``cyclic`` (triangular, phase 1) or
+            ``cosine`` (each phase decays from its rate to zero over its epochs).
         class_weight: ``auto`` (balanced when imbalanced), ``balanced`` or ``none``.
         augment: ``aerial`` (top-down views: any rotation), ``upright`` (side views) or ``none``.
         monitor: validation metric for early stopping and the best checkpoint.
@@ -59,7 +60,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         choices = {
             "pooling": ("max", "avg"),
-            "schedule": ("constant", "cyclic"),
+            "schedule": ("constant", "cyclic", "cosine"),
             "class_weight": ("auto", "balanced", "none"),
             "threshold_rule": ("youden", "recall", "fixed"),
             "monitor": ("val_auc", "val_loss", "val_accuracy"),

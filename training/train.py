@@ -66,6 +66,17 @@ def compile_model(model, task: str, lr):
     return loss
 
 
+def cosine_schedule(lr: float, decay_steps: int):
+    """``lr`` decaying to zero along a half cosine over ``decay_steps`` steps.
+
+    A run resumed midway decays over the epochs it has left, from ``lr``
+    again: the optimiser's step count is not part of the checkpoint.
+    """
+    import keras
+
+    return keras.optimizers.schedules.CosineDecay(lr, decay_steps=int(decay_steps), alpha=0.0)
+
+
 def distribution_strategy(kind: str = "auto"):
     """``auto``: MultiWorkerMirrored when TF_CONFIG is set, Mirrored on >1 GPU, else the default."""
     import tensorflow as tf
@@ -172,14 +183,16 @@ def train(cfg: TrainConfig, strategy=None, resume: bool = False) -> TrainResult:
         pretrained = cfg.weights is not None
         if pretrained:
             model.get_layer(BACKBONE).trainable = False
+        start = state["epoch"] if state and state["phase"] == "head" else (cfg.epochs if state else 0)
         lr = cfg.lr
         if cfg.schedule == "cyclic":
             from training.lr import triangular_schedule
 
             lr = triangular_schedule(cfg.lr / 10, cfg.lr, step_size=2 * steps)
+        elif cfg.schedule == "cosine":
+            lr = cosine_schedule(cfg.lr, steps * max(cfg.epochs - start, 1))
         compile_model(model, task, lr)
     histories = []
-    start = state["epoch"] if state and state["phase"] == "head" else (cfg.epochs if state else 0)
     if cfg.epochs > start:
         h = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start,
                       class_weight=cw, callbacks=_callbacks(cfg, run, "head"), verbose=cfg.verbose)
@@ -188,8 +201,11 @@ def train(cfg: TrainConfig, strategy=None, resume: bool = False) -> TrainResult:
         with strategy.scope():
             n = set_finetune(model, cfg.finetune_blocks)
             log.info("phase 2: %d backbone layers trainable (last %d blocks), lr %g", n, cfg.finetune_blocks, cfg.finetune_lr)
-            compile_model(model, task, cfg.finetune_lr)
-        start2 = state["epoch"] if state and state["phase"] == "finetune" else 0
+            start2 = state["epoch"] if state and state["phase"] == "finetune" else 0
+            lr2 = cfg.finetune_lr
+            if cfg.schedule == "cosine":
+                lr2 = cosine_schedule(cfg.finetune_lr, steps * max(cfg.finetune_epochs - start2, 1))
+            compile_model(model, task, lr2)
         h = model.fit(train_ds, validation_data=val_ds, epochs=cfg.finetune_epochs, initial_epoch=start2,
                       class_weight=cw, callbacks=_callbacks(cfg, run, "finetune"), verbose=cfg.verbose)
         histories.append(("finetune", h.history))

@@ -87,6 +87,7 @@ class Backend(ABC):
         q = manifest.input.quantization
         # decided once here, not per frame: can raw uint8 frames go in as they are?
         self._identity_input = manifest.input.dtype == "uint8" and q is not None and _is_identity(q)
+        self._output_q = {o.role: o.quantization for o in manifest.outputs}
         path = manifest.artifact_path
         if not path.is_file():
             raise ArtifactError(f"expected a model file at {path}; none exists")
@@ -141,17 +142,32 @@ class Backend(ABC):
         """Run a raw 0..255 NHWC batch; return float32 ``scores`` (N, C) and ``features`` (N, h, w, K)."""
         return self.infer_prepared(self.prepare(images))
 
-    def infer_prepared(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Like :meth:`infer` for a batch :meth:`prepare` already cast (e.g. on the capture thread)."""
+    def infer_prepared(self, batch: np.ndarray, dequantize: bool = True) -> dict[str, np.ndarray]:
+        """Like :meth:`infer` for a batch :meth:`prepare` already cast (e.g. on the capture thread).
+
+        With ``dequantize=False`` the outputs come as the runtime gives them
+        (int8 for a fully quantised artifact); :meth:`output_quantization`
+        says how to read them. The detector takes the CAM straight from the
+        int8 feature map this way, without a float copy of all of it.
+        """
         if self._closed:
             raise ArtifactError("backend is closed")
         self.set_input(batch)
         self.invoke_raw()
-        out = {}
-        for role, arr in self._outputs().items():
-            q = self.manifest.output(role).quantization
-            out[role] = q.dequantize(arr) if (q is not None and arr.dtype != np.float32) else arr.astype(np.float32, copy=False)
-        return out
+        raw = self._outputs()
+        if not dequantize:
+            return raw
+        return {role: self.dequantize(role, arr) for role, arr in raw.items()}
+
+    def output_quantization(self, role: str, arr: np.ndarray):
+        """The quantisation of output ``role`` when ``arr`` is still quantised, else None."""
+        q = self._output_q.get(role)
+        return q if (q is not None and arr.dtype != np.float32) else None
+
+    def dequantize(self, role: str, arr: np.ndarray) -> np.ndarray:
+        """Output ``role`` as float32, whatever the runtime gave."""
+        q = self.output_quantization(role, arr)
+        return q.dequantize(arr) if q is not None else arr.astype(np.float32, copy=False)
 
     def close(self) -> None:
         if not self._closed:

@@ -30,9 +30,15 @@ class ScriptedBackend:
     def prepare(self, batch):
         return batch
 
-    def infer_prepared(self, batch):
+    def infer_prepared(self, batch, dequantize=True):
         n = len(batch)
         return {"scores": np.full((n, 1), self.score, np.float32), "features": np.repeat(self.features[None], n, 0)}
+
+    def output_quantization(self, role, arr):
+        return None
+
+    def dequantize(self, role, arr):
+        return arr
 
     def infer(self, batch):
         return self.infer_prepared(batch)
@@ -78,3 +84,42 @@ def test_negative_frames_get_no_boxes_and_no_heatmap_work():
     assert not r.positive.any() and len(r.boxes) == 0
     assert r._heatmap is None, "the frame-size heatmap is computed only when read"
     assert r.heatmap.shape == (192, 320)
+
+
+def test_cam_of_an_int8_feature_map_equals_the_cam_of_its_dequantised_copy():
+    from edge.cam import DenseCAM
+    from edge.manifest import Quantization
+
+    rng = np.random.default_rng(0)
+    q = rng.integers(-128, 128, (7, 7, 64), dtype=np.int8)
+    weights = rng.normal(size=(64, 3)).astype(np.float32)
+    quant = Quantization(scale=0.0473, zero_point=-128)
+    cam = DenseCAM(weights)
+    for cls in range(3):
+        expected = cam.raw(quant.dequantize(q), cls)
+        got = cam.raw_quantized(q[None], cls, quant.scale, quant.zero_point)
+        assert got.dtype == np.float32 and got.shape == (7, 7)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4 * np.abs(expected).max())
+
+
+def test_the_detector_reads_an_int8_feature_map_through_the_backend_quantisation():
+    from edge.manifest import Quantization
+
+    quant = Quantization(scale=0.5, zero_point=-10)
+    float_map = _features()
+    q = np.round(float_map / quant.scale + quant.zero_point).astype(np.int8)
+
+    class Int8Backend(ScriptedBackend):
+        def infer_prepared(self, batch, dequantize=True):
+            out = {"scores": np.full((len(batch), 1), self.score, np.float32), "features": np.repeat(q[None], len(batch), 0)}
+            return {**out, "features": quant.dequantize(out["features"])} if dequantize else out
+
+        def output_quantization(self, role, arr):
+            return quant if role == "features" and arr.dtype == np.int8 else None
+
+    frame = np.zeros((192, 320, 3), np.uint8)
+    a = Detector(Int8Backend(float_map), DetectorOptions(warmup=0)).detect(frame)
+    b = Detector(ScriptedBackend(float_map), DetectorOptions(warmup=0)).detect(frame)
+    np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-6)
+    np.testing.assert_allclose(a.boxes.xyxy, b.boxes.xyxy)
+    assert a.peak == pytest.approx(b.peak)

@@ -107,6 +107,16 @@ def test_triangular_schedule_values():
         assert triangular_value(step, 1e-4, 1e-3, 10) == pytest.approx(expected)
 
 
+def test_cosine_schedule_decays_each_phase_to_zero():
+    from training.config import TrainConfig
+    from training.train import cosine_schedule
+
+    sched = cosine_schedule(1e-4, decay_steps=100)
+    for step, expected in ((0, 1e-4), (50, 5e-5), (100, 0.0), (150, 0.0)):
+        assert float(sched(step)) == pytest.approx(expected, abs=1e-9)
+    assert TrainConfig(data="d", schedule="cosine").schedule == "cosine"
+
+
 def test_weights_path_errors(tmp_path):
     from edge.errors import ConfigError
     from training.model import WeightsUnavailable, resolve_weights
