@@ -93,6 +93,9 @@ class ThreadedCapture:
             overlaps inference of this one. A FrameError from it counts the
             frame as corrupt and skips it; any other error is logged and the
             frame goes on unprepared, so the consumer meets the error itself.
+            In LATEST mode a frame replaced before the consumer takes it was
+            prepared for nothing; that costs at most the camera's frame rate
+            times one prepare (about 0.2 ms for 640x360 to 224x224 here).
 
     Example:
         >>> from edge.sources import open_source
