@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", help="run directory, model.keras, or an artifact's manifest")
     e.add_argument("data", help="labelled folder (one sub-folder per class)")
     e.add_argument("--positive")
-    e.add_argument("--tta", action="store_true", help="average over flips")
+    e.add_argument("--tta", action="store_true",
+                   help="also average over flipped copies: left-right, and up-down for a run trained with --augment aerial")
     e.add_argument("--json", action="store_true")
 
     x = sp["export"]

@@ -71,7 +71,8 @@ def cmd_evaluate(a) -> int:
     if a.json:
         print_json(r)
         return 0
-    print(f"{r['model']} on {r['data']} ({r['n']} images{', TTA' if a.tta else ''})")
+    tta = f", TTA over {' and '.join(r['tta'])} flips" if r["tta"] else ""
+    print(f"{r['model']} on {r['data']} ({r['n']} images{tta})")
     for k in ("accuracy", "exact_match", "balanced_accuracy", "roc_auc", "pr_auc", "threshold", "threshold_rule"):
         if k in r:
             v = r[k]

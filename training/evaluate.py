@@ -30,18 +30,37 @@ def report(task: str, targets: np.ndarray, probs: np.ndarray, labels, negative_l
     return r
 
 
-def predict_keras(model, images: np.ndarray, task: str, batch_size: int = 64, tta: bool = False) -> np.ndarray:
-    """Probabilities from a logits model on raw 0..255 images; ``tta`` averages flips."""
+def tta_flips(augment: str | None) -> tuple[str, ...]:
+    """The flips test-time augmentation averages over: those training taught the model to ignore.
+
+    ``aerial`` training flips both ways (top-down views have no up); every
+    other preset flips left-right only, since an upside-down ship photo is
+    not a view the model was trained on, and averaging it in hurts.
+    """
+    return ("horizontal", "vertical") if augment == "aerial" else ("horizontal",)
+
+
+def tta_views(images: np.ndarray, flips: tuple[str, ...]) -> list[np.ndarray]:
+    """The images, then one flipped copy per flip in ``flips``."""
+    views = [images]
+    for flip in flips:
+        if flip not in ("horizontal", "vertical"):
+            raise ValueError(f"expected flips 'horizontal' or 'vertical'; received {flip!r}")
+        views.append(np.ascontiguousarray(images[:, :, ::-1] if flip == "horizontal" else images[:, ::-1]))
+    return views
+
+
+def predict_keras(model, images: np.ndarray, task: str, batch_size: int = 64, tta: bool = False,
+                  flips: tuple[str, ...] = ("horizontal",)) -> np.ndarray:
+    """Probabilities from a logits model on raw 0..255 images; ``tta`` averages over ``flips`` too."""
     import tensorflow as tf
 
     def run(x):
         logits = model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0)
         return tf.nn.softmax(logits).numpy() if task == "multiclass" else tf.sigmoid(logits).numpy()
 
-    probs = run(images)
-    if tta:
-        probs = (probs + run(images[:, :, ::-1]) + run(images[:, ::-1])) / 3.0
-    return probs
+    views = tta_views(images, flips) if tta else [images]
+    return np.mean([run(v) for v in views], axis=0)
 
 
 def evaluate_keras(model, data: LabeledImages, size, task: str, rule: str = "youden", target_recall: float = 0.95,
@@ -52,7 +71,7 @@ def evaluate_keras(model, data: LabeledImages, size, task: str, rule: str = "you
 
 
 def predict_artifact(manifest_path: str | Path, images: np.ndarray, batch_size: int = 16, tta: bool = False,
-                     backend: str | None = None) -> np.ndarray:
+                     backend: str | None = None, flips: tuple[str, ...] = ("horizontal",)) -> np.ndarray:
     """Probabilities from an exported artifact through the edge runtime's backend."""
     from edge.backends import create_backend
     from edge.manifest import load_manifest
@@ -62,10 +81,20 @@ def predict_artifact(manifest_path: str | Path, images: np.ndarray, batch_size: 
         def run(x):
             return np.concatenate([be.infer(x[i : i + batch_size])["scores"] for i in range(0, len(x), batch_size)])
 
-        probs = run(images)
-        if tta:
-            probs = (probs + run(images[:, :, ::-1].copy()) + run(images[:, ::-1].copy())) / 3.0
-    return probs
+        views = tta_views(images, flips) if tta else [images]
+        return np.mean([run(v) for v in views], axis=0)
+
+
+def _training_augment(run_dir: Path | None) -> str | None:
+    """The augmentation preset a run directory was trained with, if it says."""
+    if run_dir is None or not (run_dir / "config.json").is_file():
+        return None
+    import json
+
+    try:
+        return json.loads((run_dir / "config.json").read_text()).get("augment")
+    except (OSError, ValueError):
+        return None
 
 
 def evaluate_path(model_path: str | Path, data_dir: str | Path, positive: str | None = None, tta: bool = False,
@@ -79,6 +108,7 @@ def evaluate_path(model_path: str | Path, data_dir: str | Path, positive: str | 
         from training.train import load_run
 
         model, info = load_run(model_path)
+        run_dir = model_path if model_path.is_dir() else model_path.parent
         size = tuple(info["input_size"])
         task, labels, negative = info["task"], info["labels"], info.get("negative_label")
         thr = info.get("thresholds") if use_training_thresholds else None
@@ -86,6 +116,7 @@ def evaluate_path(model_path: str | Path, data_dir: str | Path, positive: str | 
         from edge.manifest import load_manifest
 
         m = load_manifest(model_path)
+        run_dir = Path(m.extra["source_run"]) if m.extra.get("source_run") else None
         size, task, labels, negative = m.input_size, m.task, list(m.labels), m.negative_label
         thr = list(m.thresholds) if use_training_thresholds else None
     data = from_folder(data_dir, positive if positive is not None else (labels[0] if task == "binary" else None))
@@ -94,12 +125,13 @@ def evaluate_path(model_path: str | Path, data_dir: str | Path, positive: str | 
 
         raise DataError(f"the model's labels are {labels}; {data_dir} gives {list(data.labels)} (use --positive)")
     images = load_rgb(list(data.paths), size)
+    flips = tta_flips(_training_augment(run_dir))
     if is_keras:
-        probs = predict_keras(model, images, task, tta=tta)
+        probs = predict_keras(model, images, task, tta=tta, flips=flips)
     else:
-        probs = predict_artifact(model_path, images, tta=tta)
+        probs = predict_artifact(model_path, images, tta=tta, flips=flips)
     r = report(task, data.targets, probs, labels, negative, thresholds=thr)
     r["model"] = str(model_path)
     r["data"] = str(data_dir)
-    r["tta"] = tta
+    r["tta"] = list(flips) if tta else False
     return r
