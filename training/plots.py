@@ -30,13 +30,17 @@ def _save(fig, path: Path) -> None:
 def learning_curves(history: list[dict], path: Path, title: str = "") -> None:
     plt = _plt()
     keys = [k for k in ("loss", "accuracy", "auc") if history and k in history[0]]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4))
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6), layout="constrained")
     axes = np.atleast_1d(axes)
     ep = [r["epoch"] for r in history]
+    # where phase 2 (fine-tuning) starts, if the run had both phases
+    switch = next((r["epoch"] for r in history if r.get("phase") == "finetune"), None)
     for ax, k in zip(axes, keys):
         ax.plot(ep, [r[k] for r in history], label="train")
         if f"val_{k}" in history[0]:
             ax.plot(ep, [r[f"val_{k}"] for r in history], label="val")
+        if switch is not None and switch != ep[0]:
+            ax.axvline(switch - 0.5, color="grey", ls=":", lw=1, label="fine-tuning starts")
         ax.set_xlabel("epoch")
         ax.set_title(k)
         ax.grid(alpha=0.3)
