@@ -62,19 +62,29 @@ def average_precision(y_true, y_score) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+def _between(thr: np.ndarray, k: int) -> float:
+    """Midway between the chosen score ``thr[k]`` and the next lower one.
+
+    The decisions on the data the threshold was fitted on are the same as at
+    ``thr[k]`` itself, but no image sits on the boundary: an exported model's
+    score, 1e-7 off the Keras one, cannot flip a decision there.
+    """
+    return float((thr[k] + thr[k + 1]) / 2.0) if k + 1 < len(thr) else float(thr[k])
+
+
 def youden_threshold(y_true, y_score) -> float:
-    """Threshold that maximises TPR - FPR (Youden's J)."""
+    """Threshold that maximises TPR - FPR (Youden's J), placed between two scores (see ``_between``)."""
     fpr, tpr, thr = roc_curve(y_true, y_score)
     j = tpr - fpr
     best = int(np.argmax(j[1:])) + 1  # skip the +inf sentinel
-    return float(thr[best])
+    return _between(thr, best)
 
 
 def threshold_for_recall(y_true, y_score, target: float) -> float:
-    """Highest threshold whose recall reaches ``target``."""
+    """Highest threshold whose recall reaches ``target``, placed between two scores."""
     _, tpr, thr = roc_curve(y_true, y_score)
     ok = np.nonzero(tpr >= target)[0]
-    return float(thr[ok[0]]) if len(ok) else float(thr[-1])
+    return _between(thr, int(ok[0])) if len(ok) else float(thr[-1])
 
 
 def confusion(y_true, y_pred, n_classes: int) -> np.ndarray:

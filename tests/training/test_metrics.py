@@ -54,7 +54,10 @@ def test_youden_threshold_maximises_j(arrays):
     y, s = arrays
     t = M.youden_threshold(y, s)
     fpr, tpr, thr = sk.roc_curve(y, s)
-    assert t == pytest.approx(thr[np.argmax(tpr - fpr)])
+    best = thr[np.argmax(tpr - fpr)]
+    # the same decisions as sklearn's threshold, with the boundary between two scores, not on one
+    np.testing.assert_array_equal(s >= t, s >= best)
+    assert t < best and not np.any((s >= t) & (s < best)) and not np.any(s == t)
 
 
 def test_threshold_for_recall(arrays):
