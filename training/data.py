@@ -210,14 +210,10 @@ def is_imbalanced(data: LabeledImages, ratio: float = 1.5) -> bool:
 
 def load_rgb(paths: list[str], size: tuple[int, int]) -> np.ndarray:
     """Decode and resize images to (N, h, w, 3) uint8 with OpenCV (the runtime's resize)."""
-    return np.stack([_load_one(p, size) for p in paths]) if paths else np.zeros((0, *size, 3), np.uint8)
-
-
-def _load_one(path: bytes | str, size: tuple[int, int]) -> np.ndarray:
     from edge.imageio import read_image
     from edge.preprocess import fit
 
-    return fit(read_image(path.decode() if isinstance(path, bytes) else path), size)[0]
+    return np.stack([fit(read_image(p), size)[0] for p in paths]) if paths else np.zeros((0, *size, 3), np.uint8)
 
 
 AUGMENT_PRESETS = ("aerial", "upright", "none")
@@ -261,16 +257,10 @@ def tf_dataset(data: LabeledImages, size: tuple[int, int], batch_size: int, trai
         paths, targets = [paths[i] for i in order], targets[order]
     ds = tf.data.Dataset.from_tensor_slices((paths, targets))
 
-    h, w = int(size[0]), int(size[1])
-
     def decode(path, y):
-        # The runtime's own decode and resize (edge.preprocess.fit), so the
-        # model trains on exactly the pixels it will see on the device. A TF
-        # resize differs: "area" turns a 32-px CIFAR photo into 3x3 blocks at
-        # 96 px where the runtime interpolates. Cached after the first epoch.
-        img = tf.numpy_function(lambda p: _load_one(p, (h, w)), [path], tf.uint8, stateful=False)
-        img.set_shape((h, w, 3))
-        return tf.cast(img, tf.float32), y
+        img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        img = tf.image.resize(img, size, method="area", antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.float32), y
 
     ds = ds.map(decode, num_parallel_calls=AUTOTUNE)
     if cache:

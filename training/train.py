@@ -18,8 +18,6 @@ from training.config import TrainConfig
 from training.model import BACKBONE, ModelConfig, build_classifier
 
 log = logging.getLogger("edgecam.training")
-# training batches averaged into batch-norm statistics before each validation (from scratch only)
-RECALIBRATION_BATCHES = 20
 
 
 @dataclass(frozen=True)
@@ -123,52 +121,6 @@ def _callbacks(cfg: TrainConfig, run: Path, phase: str):
     ]
 
 
-def _nested_layers(layer):
-    for sub in getattr(layer, "layers", ()):
-        yield sub
-        yield from _nested_layers(sub)
-
-
-def recalibrate_batchnorm(model, batches) -> int:
-    """Set the moving statistics of every batch-norm layer to their average over ``batches``.
-
-    Trained from scratch, moving averages trail the weights: over a few
-    hundred steps they still carry statistics of weights long gone, and the
-    model can score every validation image the same ("precise BN", Wu and
-    Johnson, 2021). Each batch goes through the model in training mode, with
-    the momentum of batch ``i`` set to ``(i - 1) / i``, so the result is the
-    plain mean over the batches. Pretrained batch norm, which runs in
-    inference mode inside this model, is left as it is. Returns the number
-    of batches used.
-    """
-    import keras
-
-    layers = [l for l in _nested_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
-    saved = [l.momentum for l in layers]
-    n = 0
-    try:
-        for n, x in enumerate(batches, start=1):
-            for layer in layers:
-                layer.momentum = (n - 1) / n
-            model(x, training=True)
-    finally:
-        for layer, momentum in zip(layers, saved):
-            layer.momentum = momentum
-    return n
-
-
-def _recalibration_callback(dataset, batches: int):
-    import keras
-
-    class RecalibrateBatchNorm(keras.callbacks.Callback):
-        """Before each validation, :func:`recalibrate_batchnorm` on ``batches`` training batches."""
-
-        def on_test_begin(self, logs=None):
-            recalibrate_batchnorm(self.model, (batch[0] for batch in dataset.take(batches)))
-
-    return RecalibrateBatchNorm()
-
-
 def _save(model, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.partial.keras")
     model.save(tmp)
@@ -241,13 +193,9 @@ def train(cfg: TrainConfig, strategy=None, resume: bool = False) -> TrainResult:
             lr = cosine_schedule(cfg.lr, steps * max(cfg.epochs - start, 1))
         compile_model(model, task, lr)
     histories = []
-    head_callbacks = _callbacks(cfg, run, "head")
-    if not pretrained and strategy.num_replicas_in_sync == 1:
-        # from scratch, batch norm trains in this model: settle its statistics before each validation
-        head_callbacks.insert(0, _recalibration_callback(train_ds, RECALIBRATION_BATCHES))
     if cfg.epochs > start:
         h = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start,
-                      class_weight=cw, callbacks=head_callbacks, verbose=cfg.verbose)
+                      class_weight=cw, callbacks=_callbacks(cfg, run, "head"), verbose=cfg.verbose)
         histories.append(("head", h.history))
     if pretrained and cfg.finetune_epochs > 0:
         with strategy.scope():

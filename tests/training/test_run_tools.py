@@ -43,12 +43,25 @@ def test_resume_continues_from_the_last_epoch(scenes, tmp_path):
 def test_evaluate_keras_and_fp32_artifact_agree(tiny_run, tiny_export, scenes):
     from training.evaluate import evaluate_path
 
+    from training.data import from_folder, load_rgb
+    from training.evaluate import predict_artifact, predict_keras
+    from training.train import load_run
+
     k = evaluate_path(tiny_run, scenes / "val")
     a = evaluate_path(tiny_export / "model-fp32.onnx.manifest.json", scenes / "val")
-    # decisions at the training threshold are the same, so every decision metric is equal
-    for key in ("accuracy", "balanced_accuracy", "threshold"):
-        assert a[key] == pytest.approx(k[key], abs=1e-6), key
-    assert k["confusion"] == a["confusion"]
+    model, info = load_run(tiny_run)
+    d = from_folder(scenes / "val")
+    images = load_rgb(list(d.paths), tuple(info["input_size"]))
+    k_probs = predict_keras(model, images, "binary")[:, 0]
+    a_probs = predict_artifact(tiny_export / "model-fp32.onnx.manifest.json", images)[:, 0]
+    assert np.abs(k_probs - a_probs).max() <= 1e-5  # the same scores, to fp32 rounding
+    # Decisions at the training threshold are the same unless a score sits within rounding of it.
+    # A 4-epoch tiny model from scratch can score every image within 1e-7 of the others
+    # (batch-norm statistics lag); then only the scores above can be compared.
+    if np.min(np.abs(k_probs - k["threshold"])) > 1e-5:
+        for key in ("accuracy", "balanced_accuracy", "threshold"):
+            assert a[key] == pytest.approx(k[key], abs=1e-6), key
+        assert k["confusion"] == a["confusion"]
     # ROC AUC ranks scores: fp32 rounding (~1e-6) can only reorder near-ties, which a
     # 4-epoch tiny model may have many of, so it gets a small tolerance instead of equality
     assert a["roc_auc"] == pytest.approx(k["roc_auc"], abs=0.05)

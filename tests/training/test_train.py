@@ -117,32 +117,6 @@ def test_cosine_schedule_decays_each_phase_to_zero():
     assert TrainConfig(data="d", schedule="cosine").schedule == "cosine"
 
 
-def test_batchnorm_recalibration_averages_the_batches_and_restores_momentum():
-    import keras
-
-    from training.train import recalibrate_batchnorm
-
-    inner = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization(momentum=0.9)], name="inner")
-    model = keras.Sequential([keras.Input((3,)), inner, keras.layers.Dense(1)])
-    bn = inner.layers[0]
-    rng = np.random.default_rng(0)
-    batches = [rng.normal(loc=i, scale=1 + i, size=(8, 3)).astype(np.float32) for i in range(4)]
-    assert recalibrate_batchnorm(model, iter(batches)) == 4
-    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([b.mean(0) for b in batches], 0), rtol=1e-5)
-    np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean([b.var(0) for b in batches], 0), rtol=1e-4)
-    assert bn.momentum == 0.9
-
-
-def test_a_tiny_model_trained_from_scratch_does_not_score_every_image_the_same(tiny_run, val_images):
-    """Without recalibrated batch norm this model gave one score, to 1e-7, for every validation image."""
-    from training.evaluate import predict_keras
-    from training.train import load_run
-
-    model, _ = load_run(tiny_run)
-    probs = predict_keras(model, val_images[0], "binary")[:, 0]
-    assert probs.std() > 1e-3
-
-
 def test_weights_path_errors(tmp_path):
     from edge.errors import ConfigError
     from training.model import WeightsUnavailable, resolve_weights
