@@ -25,7 +25,11 @@ class BaseCAM(ABC):
 
     def raw(self, features: np.ndarray, class_index: int) -> np.ndarray:
         """Un-normalised map ``(h, w)``: the weighted channel sum (may be negative)."""
-        features = np.asarray(features, dtype=np.float32)
+        features, w = self._checked(np.asarray(features, dtype=np.float32), class_index)
+        return features @ w
+
+    def _checked(self, features: np.ndarray, class_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``(h, w, K)`` map (a batch of one is unwrapped) and its ``(K,)`` weights, shapes checked."""
         if features.ndim == 4 and features.shape[0] == 1:
             features = features[0]
         if features.ndim != 3:
@@ -33,7 +37,7 @@ class BaseCAM(ABC):
         w = self.channel_weights(features, class_index)
         if w.shape != (features.shape[-1],):
             raise FrameError(f"CAM weights: expected ({features.shape[-1]},); received {w.shape}")
-        return features @ w
+        return features, w
 
     def __call__(self, features: np.ndarray, class_index: int = 0, size: tuple[int, int] | None = None) -> np.ndarray:
         """Heatmap in [0, 1], resized to ``size`` = (height, width) when given."""
@@ -64,14 +68,7 @@ class DenseCAM(BaseCAM):
         ``sum_k scale * (q_k - zp) * w_k`` is ``scale * (q @ w - zp * sum(w))``:
         one pass over the int8 map instead of three over a float copy.
         """
-        q = np.asarray(features)
-        if q.ndim == 4 and q.shape[0] == 1:
-            q = q[0]
-        if q.ndim != 3:
-            raise FrameError(f"CAM expects an (h, w, K) feature map; received shape {q.shape}")
-        w = self.channel_weights(q, class_index)
-        if w.shape != (q.shape[-1],):
-            raise FrameError(f"CAM weights: expected ({q.shape[-1]},); received {w.shape}")
+        q, w = self._checked(np.asarray(features), class_index)
         acc = q.astype(np.float32) @ w
         return (np.float32(scale) * (acc - np.float32(zero_point * self._sums[class_index]))).astype(np.float32)
 
