@@ -38,7 +38,7 @@ import numpy as np
 
 from edge.atomic import write_json, write_text
 from edge.errors import ConfigError, EdgecamError, SourceError
-from edge.capture import CaptureMode, ThreadedCapture
+from edge.capture import CAPTURE_PRIORITIES, CaptureMode, ThreadedCapture
 from edge.manifest import MANIFEST_SUFFIX
 from edge.sources import FrameSource
 
@@ -113,6 +113,15 @@ def stage_medians(timings: Sequence[dict[str, float]]) -> dict[str, float]:
         for stage, ms in t.items():
             stages.setdefault(stage, []).append(float(ms))
     return {stage: float(np.median(v)) for stage, v in stages.items()}
+
+
+def split_rounds(frames: int, rounds: int) -> list[int]:
+    """``frames`` iterations split into ``rounds`` near-equal parts, larger first (none empty)."""
+    if rounds < 1:
+        raise ConfigError(f"bench: expected at least 1 round; received {rounds}")
+    rounds = min(rounds, frames)
+    base, extra = divmod(frames, rounds)
+    return [base + (i < extra) for i in range(rounds)]
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -372,7 +381,9 @@ class BenchReport:
             + ", ".join(f"{k} {val}" for k, val in v.items()),
             f"Settings: {self.settings['frames']} frames, threads {self.settings['threads'] or 'runtime default'}, "
             f"source {self.settings['source']}, onnxruntime spin-wait "
-            f"{'on' if self.settings.get('spin_wait') else 'off'}",
+            f"{'on' if self.settings.get('spin_wait') else 'off'}, capture priority "
+            f"{self.settings.get('capture_priority', 'normal')}, raw and pipeline loops alternating in "
+            f"{self.settings.get('rounds', 1)} round(s)",
             "",
             "| artifact | backend | size MiB | load ms | first frame ms | raw p50/p95/p99 ms | raw fps "
             "| pipeline p50/p95/p99 ms | pipeline fps | pipeline/raw fps | pipeline/raw p50 | edgecam/Keras p50 "
@@ -417,8 +428,8 @@ class BenchReport:
 
 def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | None, *,
                    opener: Opener | None = None, clock: Clock = time.perf_counter,
-                   warmup: int = 3) -> ArtifactResult:
-    """Load one artifact, time its cold frame, then its raw loop and its pipeline loop."""
+                   warmup: int = 3, rounds: int = 1, capture_priority: str = "normal") -> ArtifactResult:
+    """Load one artifact, time its cold frame, then its raw and pipeline loops, alternating in ``rounds``."""
     opener = opener or DetectorTarget.open  # looked up per call so tests can patch it
     t0 = clock()
     target = opener(manifest, threads)
@@ -436,12 +447,10 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
         for _ in range(warmup):
             target.detect(feed.next())
 
-        durations, wall = time_loop(target.invoke_raw, frames, clock)
-        result.raw = LatencySummary.from_durations(durations, wall)
-
         timings: list[dict[str, float]] = []
         # the loop of ``edgecam run``: every frame (ALL), fitted on the capture thread
-        capture = ThreadedCapture(feed.as_source(), CaptureMode.ALL, queue_size=4, prepare=target.prepare)
+        capture = ThreadedCapture(feed.as_source(), CaptureMode.ALL, queue_size=4, prepare=target.prepare,
+                                  priority=capture_priority)
 
         def pipeline_step() -> None:
             c0 = clock()
@@ -453,8 +462,22 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
             out = target.detect_prepared(item.prepared) if item.prepared is not None else target.detect(item.frame)
             timings.append({"wait": (c1 - c0) * 1e3, **dict(getattr(out, "timings_ms", {}) or {})})
 
+        raw_d: list[float] = []
+        pipe_d: list[float] = []
+        raw_wall = pipe_wall = 0.0
         with capture:
-            durations, wall = time_loop(pipeline_step, frames, clock)
+            # alternate the two loops in rounds, so that a slow spell of the
+            # machine falls on both rather than on whichever ran then; the
+            # capture thread idles on its full queue during the raw rounds
+            for n in split_rounds(frames, rounds):
+                d, w = time_loop(target.invoke_raw, n, clock)
+                raw_d += d
+                raw_wall += w
+                d, w = time_loop(pipeline_step, n, clock)
+                pipe_d += d
+                pipe_wall += w
+        result.raw = LatencySummary.from_durations(raw_d, raw_wall)
+        durations, wall = pipe_d, pipe_wall
         result.pipeline = LatencySummary.from_durations(durations, wall)
         result.stages_p50_ms = stage_medians(timings)
         result.pipeline_over_raw = ratio(result.pipeline.p50_ms, result.raw.p50_ms)
@@ -543,6 +566,8 @@ def bench(
     warmup: int = 3,
     input_size: tuple[int, int] | None = None,
     spin_wait: bool = False,
+    rounds: int = 5,
+    capture_priority: str = "normal",
 ) -> BenchReport:
     """Benchmark manifests side by side: raw invoke loop, full pipeline, and optionally Keras.
 
@@ -557,6 +582,8 @@ def bench(
         opener, clock, warmup: injection points for tests, and untimed frames after the cold one.
         input_size: (h, w) to run every artifact (and the Keras model) at, instead of the manifest's.
         spin_wait: let onnxruntime's idle threads spin (see ``BackendOptions``); both loops use it.
+        rounds: the raw and pipeline loops alternate this many times, ``frames`` split among them.
+        capture_priority: the pipeline's capture thread scheduling, as ``edgecam run --capture-priority``.
 
     An artifact that fails to load is reported with its error; the others still run.
     """
@@ -564,6 +591,11 @@ def bench(
         raise ConfigError(f"bench: frames expected an integer >= 1; received {frames!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"bench: threads expected an integer >= 1 or None; received {threads!r}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ConfigError(f"bench: rounds expected an integer >= 1; received {rounds!r}")
+    if capture_priority not in CAPTURE_PRIORITIES:
+        raise ConfigError(f"bench: capture_priority expected one of {list(CAPTURE_PRIORITIES)}; "
+                          f"received {capture_priority!r}")
     feed = FrameFeed(source)
     if opener is None and (input_size is not None or spin_wait):
         import functools
@@ -576,7 +608,8 @@ def bench(
         for manifest in artifacts:
             try:
                 results.append(bench_artifact(Path(manifest), feed, frames, threads, opener=opener, clock=clock,
-                                              warmup=warmup))
+                                              warmup=warmup, rounds=rounds,
+                                              capture_priority=capture_priority))
             except EdgecamError as exc:
                 results.append(ArtifactResult(name=Path(manifest).name, error=f"{type(exc).__name__}: {exc}"))
     finally:
@@ -585,7 +618,8 @@ def bench(
         for r in results:
             r.edgecam_over_keras = ratio(r.pipeline and r.pipeline.p50_ms, keras.call.p50_ms)
     settings = {"frames": frames, "threads": threads, "source": feed.description, "warmup": warmup,
-                "input_size": list(input_size) if input_size else "manifest", "spin_wait": spin_wait}
+                "input_size": list(input_size) if input_size else "manifest", "spin_wait": spin_wait,
+                "rounds": min(rounds, frames), "capture_priority": capture_priority}
     return BenchReport(machine_info(), settings, results, keras)
 
 
@@ -600,6 +634,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--input-size", default=None, metavar="HxW", help="run every artifact at this size (e.g. 224 or 352x640)")
     parser.add_argument("--spin-wait", action="store_true",
                         help="let onnxruntime's idle threads spin between runs (faster raw loop, slower pipeline)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="alternate the raw and pipeline loops this many times, splitting --frames (default 5)")
+    parser.add_argument("--capture-priority", choices=("normal", "idle"), default="normal",
+                        help="the pipeline's capture thread, as edgecam run --capture-priority (default normal)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="also write bench.json and bench.md there")
     args = parser.parse_args(argv)
@@ -613,7 +651,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             except argparse.ArgumentTypeError as exc:
                 raise ConfigError(f"bench --input-size: {exc}") from None
         report = bench(resolve_artifacts(args.artifacts), args.frames, args.threads, args.source, args.keras,
-                       input_size=size, spin_wait=args.spin_wait)
+                       input_size=size, spin_wait=args.spin_wait, rounds=args.rounds,
+                       capture_priority=args.capture_priority)
     except EdgecamError as exc:
         print(f"edgecam bench: {exc}", file=sys.stderr)
         return 2

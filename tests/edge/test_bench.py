@@ -185,7 +185,59 @@ def test_an_artifact_that_fails_to_load_is_reported_and_the_rest_still_run(tmp_p
     assert "error: ArtifactError" in report.to_markdown()
 
 
-@pytest.mark.parametrize("kwargs", [{"frames": 0}, {"frames": True}, {"threads": 0}])
+@pytest.mark.parametrize("frames_, rounds, parts", [(10, 3, [4, 3, 3]), (4, 5, [1, 1, 1, 1]), (7, 1, [7])])
+def test_split_rounds(frames_, rounds, parts):
+    assert B.split_rounds(frames_, rounds) == parts
+
+
+def test_the_raw_and_pipeline_loops_alternate_in_rounds():
+    clock = FakeClock()
+    calls: list[str] = []
+
+    class Logging(FakeTarget):
+        def invoke_raw(self):
+            calls.append("raw")
+            super().invoke_raw()
+
+        def detect_prepared(self, prepared):
+            calls.append("pipe")
+            return super().detect_prepared(prepared)
+
+    # after a 50 ms cold frame, raw frames take 1, 1, 1, 5, 5 ms and pipeline frames 2, 2, 2, 6, 6 ms:
+    # 5 frames in 2 rounds are 3 + 2, so the second round is the slow one for both loops
+    target = Logging(clock, [1.0] * 3 + [5.0] * 2, [50.0] + [2.0] * 3 + [6.0] * 2)
+    report = B.bench([Path("m.json")], frames=5, rounds=2, source=frames(2), opener=lambda p, t: target,
+                     clock=clock, warmup=0)
+    # the cold frame goes through detect, not detect_prepared, so it is not in the log
+    assert calls == ["raw"] * 3 + ["pipe"] * 3 + ["raw"] * 2 + ["pipe"] * 2
+    (r,) = report.artifacts
+    assert r.raw.n == 5 and r.pipeline.n == 5
+    assert r.raw.fps == pytest.approx(5 / 0.013) and r.pipeline.fps == pytest.approx(5 / 0.018)
+    assert r.throughput_pipeline_over_raw == pytest.approx(13 / 18)
+    assert report.settings["rounds"] == 2 and "alternating in 2 round(s)" in report.to_markdown()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "SCHED_IDLE"), reason="SCHED_IDLE is a Linux scheduling policy")
+def test_bench_runs_the_capture_thread_at_the_priority_asked():
+    import os
+
+    clock = FakeClock()
+    policies: set[int] = set()
+
+    class Recording(FakeTarget):
+        def prepare(self, frame):
+            policies.add(os.sched_getscheduler(0))
+            return frame
+
+    target = Recording(clock, [1.0] * 3, [1.0] * 4)
+    report = B.bench([Path("m.json")], frames=3, source=frames(2), opener=lambda p, t: target, clock=clock,
+                     warmup=0, capture_priority="idle")
+    assert policies == {os.SCHED_IDLE} and report.settings["capture_priority"] == "idle"
+    assert "capture priority idle" in report.to_markdown()
+
+
+@pytest.mark.parametrize("kwargs", [{"frames": 0}, {"frames": True}, {"threads": 0}, {"rounds": 0},
+                                    {"capture_priority": "high"}])
 def test_bench_refuses_bad_settings(kwargs):
     with pytest.raises(ConfigError):
         B.bench([Path("m.json")], source=frames(1), **kwargs)
