@@ -25,7 +25,7 @@ from edge.events import EventKind, EventTracker, HysteresisOptions
 from edge.live import LiveServer
 from edge.results import FrameResult
 from edge.sinks import EventSink, JsonlSink, Sink, VideoSink
-from edge.sources import BackoffOptions, CapturedFrame, CaptureMode, FrameSource, ThreadedCapture
+from edge.sources import CAPTURE_PRIORITIES, BackoffOptions, CapturedFrame, CaptureMode, FrameSource, ThreadedCapture
 from edge.stats import LatencyStats
 from edge.tiling import TileSpec, detect_tiled
 
@@ -78,6 +78,9 @@ class RunOptions:
         target_fps: cap the processed frame rate (see ThreadedCapture); None = no cap.
         queue_size: capture queue bound in ALL mode.
         reconnect: backoff for live sources.
+        capture_priority: ``normal`` or ``idle``: the capture thread's
+            scheduling (see ThreadedCapture); ``idle`` suits a device whose
+            cores serve this run alone.
 
     Example:
         >>> RunOptions.from_dict({"out_dir": "runs/x", "mode": "all", "hysteresis": {"enter": 0.7}}).mode
@@ -100,6 +103,7 @@ class RunOptions:
     target_fps: float | None = None
     queue_size: int = 4
     reconnect: BackoffOptions = BackoffOptions()
+    capture_priority: str = "normal"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -120,6 +124,7 @@ class RunOptions:
             ("reconnect", isinstance(self.reconnect, BackoffOptions), "BackoffOptions"),
             ("video_fps", self.video_fps is None or (isinstance(self.video_fps, (int, float)) and self.video_fps > 0), "None or > 0"),
             ("target_fps", self.target_fps is None or (isinstance(self.target_fps, (int, float)) and self.target_fps > 0), "None or > 0"),
+            ("capture_priority", self.capture_priority in CAPTURE_PRIORITIES, f"one of {list(CAPTURE_PRIORITIES)}"),
         )
         for name, ok, expected in checks:
             if not ok:
@@ -325,7 +330,7 @@ def run(
     if prepare is not None and not callable(getattr(detector, "detect_prepared", None)):
         prepare = None
     capture = ThreadedCapture(source, options.mode, options.queue_size, options.reconnect, options.stride,
-                              options.target_fps, prepare=prepare)
+                              options.target_fps, prepare=prepare, priority=options.capture_priority)
     restore_signals = _install_signal_handlers(stop)
     ended_by = "error"  # replaced below on every orderly way out of the loop
     try:

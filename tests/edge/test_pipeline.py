@@ -235,6 +235,8 @@ def test_unknown_event_label_is_refused(tmp_path):
         ({"tile": (224, 224)}, False),
         ({"hysteresis": {"enter": 0.7}}, False),
         ({"video_fps": -1}, False),
+        ({"capture_priority": "idle"}, True),
+        ({"capture_priority": "low"}, False),
     ],
 )
 def test_run_options_validation(kwargs, ok):
