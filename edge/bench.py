@@ -29,6 +29,7 @@ import os
 import platform
 import resource
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +39,8 @@ import numpy as np
 
 from edge.atomic import write_json, write_text
 from edge.errors import ConfigError, EdgecamError, SourceError
-from edge.capture import CAPTURE_PRIORITIES, CaptureMode, ThreadedCapture
+from edge.capture import CaptureMode, ThreadedCapture
+from edge.stage import OutputStage
 from edge.manifest import MANIFEST_SUFFIX
 from edge.sources import FrameSource
 
@@ -204,6 +206,10 @@ class BenchTarget(Protocol):
 
     def detect_prepared(self, prepared: Any) -> Any: ...
 
+    # optional, as edge.detector.Detector has them: ``infer(prepared)`` and
+    # ``finish(inference)``; the pipeline loop then finishes frames on an
+    # output thread, as ``edgecam run`` does
+
     def invoke_raw(self) -> None: ...
 
     def close(self) -> None: ...
@@ -241,6 +247,12 @@ class DetectorTarget:
 
     def detect_prepared(self, prepared: Any) -> Any:
         return self._det.detect_prepared(prepared)
+
+    def infer(self, prepared: Any) -> Any:
+        return self._det.infer([prepared])
+
+    def finish(self, inference: Any) -> Any:
+        return self._det.finish(inference)[0]
 
     def invoke_raw(self) -> None:
         self._det.backend.invoke_raw()
@@ -381,8 +393,7 @@ class BenchReport:
             + ", ".join(f"{k} {val}" for k, val in v.items()),
             f"Settings: {self.settings['frames']} frames, threads {self.settings['threads'] or 'runtime default'}, "
             f"source {self.settings['source']}, onnxruntime spin-wait "
-            f"{'on' if self.settings.get('spin_wait') else 'off'}, capture priority "
-            f"{self.settings.get('capture_priority', 'normal')}, raw and pipeline loops alternating in "
+            f"{'on' if self.settings.get('spin_wait') else 'off'}, raw and pipeline loops alternating in "
             f"{self.settings.get('rounds', 1)} round(s)",
             "",
             "| artifact | backend | size MiB | load ms | first frame ms | raw p50/p95/p99 ms | raw fps "
@@ -428,7 +439,7 @@ class BenchReport:
 
 def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | None, *,
                    opener: Opener | None = None, clock: Clock = time.perf_counter,
-                   warmup: int = 3, rounds: int = 1, capture_priority: str = "normal") -> ArtifactResult:
+                   warmup: int = 3, rounds: int = 1) -> ArtifactResult:
     """Load one artifact, time its cold frame, then its raw and pipeline loops, alternating in ``rounds``."""
     opener = opener or DetectorTarget.open  # looked up per call so tests can patch it
     t0 = clock()
@@ -449,23 +460,57 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
 
         timings: list[dict[str, float]] = []
         # the loop of ``edgecam run``: every frame (ALL), fitted on the capture thread
-        capture = ThreadedCapture(feed.as_source(), CaptureMode.ALL, queue_size=4, prepare=target.prepare,
-                                  priority=capture_priority)
+        capture = ThreadedCapture(feed.as_source(), CaptureMode.ALL, queue_size=4, prepare=target.prepare)
 
-        def pipeline_step() -> None:
+        def next_item() -> tuple[Any, float]:
             c0 = clock()
             item = capture.get(timeout=30.0)
             if item is None:
                 raise SourceError(f"bench: the capture of {feed.description!r} stopped giving frames"
                                   + (f" ({capture.error})" if capture.error else ""))
-            c1 = clock()
+            return item, (clock() - c0) * 1e3
+
+        def pipeline_step() -> None:
+            item, wait_ms = next_item()
             out = target.detect_prepared(item.prepared) if item.prepared is not None else target.detect(item.frame)
-            timings.append({"wait": (c1 - c0) * 1e3, **dict(getattr(out, "timings_ms", {}) or {})})
+            timings.append({"wait": wait_ms, **dict(getattr(out, "timings_ms", {}) or {})})
+
+        split = callable(getattr(target, "infer", None)) and callable(getattr(target, "finish", None))
+        finished: list[float] = []
+        progress = threading.Condition()
+
+        def finish(job: tuple[str, Any, float]) -> None:
+            # the output thread of ``edgecam run``: CAM and boxes while the next frame is inferred
+            kind, payload, wait_ms = job
+            out = target.finish(payload) if kind == "inference" else target.detect(payload)
+            timings.append({"wait": wait_ms, **dict(getattr(out, "timings_ms", {}) or {})})
+            with progress:
+                finished.append(clock())
+                progress.notify()
+
+        def split_round(n: int) -> tuple[list[float], float]:
+            """``n`` frames through the three-stage loop; durations run from one finished frame to the next."""
+            first = len(finished)
+            start = clock()
+            for _ in range(n):
+                item, wait_ms = next_item()
+                if item.prepared is not None:
+                    output.put(("inference", target.infer(item.prepared), wait_ms))
+                else:
+                    output.put(("frame", item.frame, wait_ms))
+            with progress:
+                if not progress.wait_for(lambda: len(finished) >= first + n or output.error is not None, 30.0):
+                    raise SourceError("bench: the output thread did not finish its frames within 30 s")
+            if output.error is not None:
+                raise output.error
+            done = finished[first:first + n]
+            return list(np.diff([start, *done])), done[-1] - start
 
         raw_d: list[float] = []
         pipe_d: list[float] = []
         raw_wall = pipe_wall = 0.0
-        with capture:
+        output = OutputStage(finish, 4, name="output")
+        with capture, output:
             # alternate the two loops in rounds, so that a slow spell of the
             # machine falls on both rather than on whichever ran then; the
             # capture thread idles on its full queue during the raw rounds
@@ -473,7 +518,7 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
                 d, w = time_loop(target.invoke_raw, n, clock)
                 raw_d += d
                 raw_wall += w
-                d, w = time_loop(pipeline_step, n, clock)
+                d, w = split_round(n) if split else time_loop(pipeline_step, n, clock)
                 pipe_d += d
                 pipe_wall += w
         result.raw = LatencySummary.from_durations(raw_d, raw_wall)
@@ -567,7 +612,6 @@ def bench(
     input_size: tuple[int, int] | None = None,
     spin_wait: bool = False,
     rounds: int = 5,
-    capture_priority: str = "normal",
 ) -> BenchReport:
     """Benchmark manifests side by side: raw invoke loop, full pipeline, and optionally Keras.
 
@@ -583,7 +627,6 @@ def bench(
         input_size: (h, w) to run every artifact (and the Keras model) at, instead of the manifest's.
         spin_wait: let onnxruntime's idle threads spin (see ``BackendOptions``); both loops use it.
         rounds: the raw and pipeline loops alternate this many times, ``frames`` split among them.
-        capture_priority: the pipeline's capture thread scheduling, as ``edgecam run --capture-priority``.
 
     An artifact that fails to load is reported with its error; the others still run.
     """
@@ -593,9 +636,6 @@ def bench(
         raise ConfigError(f"bench: threads expected an integer >= 1 or None; received {threads!r}")
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ConfigError(f"bench: rounds expected an integer >= 1; received {rounds!r}")
-    if capture_priority not in CAPTURE_PRIORITIES:
-        raise ConfigError(f"bench: capture_priority expected one of {list(CAPTURE_PRIORITIES)}; "
-                          f"received {capture_priority!r}")
     feed = FrameFeed(source)
     if opener is None and (input_size is not None or spin_wait):
         import functools
@@ -608,8 +648,7 @@ def bench(
         for manifest in artifacts:
             try:
                 results.append(bench_artifact(Path(manifest), feed, frames, threads, opener=opener, clock=clock,
-                                              warmup=warmup, rounds=rounds,
-                                              capture_priority=capture_priority))
+                                              warmup=warmup, rounds=rounds))
             except EdgecamError as exc:
                 results.append(ArtifactResult(name=Path(manifest).name, error=f"{type(exc).__name__}: {exc}"))
     finally:
@@ -619,7 +658,7 @@ def bench(
             r.edgecam_over_keras = ratio(r.pipeline and r.pipeline.p50_ms, keras.call.p50_ms)
     settings = {"frames": frames, "threads": threads, "source": feed.description, "warmup": warmup,
                 "input_size": list(input_size) if input_size else "manifest", "spin_wait": spin_wait,
-                "rounds": min(rounds, frames), "capture_priority": capture_priority}
+                "rounds": min(rounds, frames)}
     return BenchReport(machine_info(), settings, results, keras)
 
 
@@ -636,8 +675,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="let onnxruntime's idle threads spin between runs (faster raw loop, slower pipeline)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="alternate the raw and pipeline loops this many times, splitting --frames (default 5)")
-    parser.add_argument("--capture-priority", choices=("normal", "idle"), default="normal",
-                        help="the pipeline's capture thread, as edgecam run --capture-priority (default normal)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="also write bench.json and bench.md there")
     args = parser.parse_args(argv)
@@ -651,8 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except argparse.ArgumentTypeError as exc:
                 raise ConfigError(f"bench --input-size: {exc}") from None
         report = bench(resolve_artifacts(args.artifacts), args.frames, args.threads, args.source, args.keras,
-                       input_size=size, spin_wait=args.spin_wait, rounds=args.rounds,
-                       capture_priority=args.capture_priority)
+                       input_size=size, spin_wait=args.spin_wait, rounds=args.rounds)
     except EdgecamError as exc:
         print(f"edgecam bench: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import queue
 import threading
 import time
@@ -24,13 +23,9 @@ from edge.errors import ConfigError, FrameError, SourceError
 if TYPE_CHECKING:  # only for annotations: edge.sources imports this module
     from edge.sources import FrameSource
 
-__all__ = ["CaptureMode", "BackoffOptions", "CapturedFrame", "ThreadedCapture", "CAPTURE_PRIORITIES"]
+__all__ = ["CaptureMode", "BackoffOptions", "CapturedFrame", "ThreadedCapture"]
 
 log = logging.getLogger(__name__)
-
-#: ThreadedCapture ``priority`` values
-CAPTURE_PRIORITIES = ("normal", "idle")
-
 
 class CaptureMode(Enum):
     """LATEST: keep only the newest frame (live view, bounded latency). ALL: process every frame."""
@@ -100,14 +95,6 @@ class ThreadedCapture:
             In LATEST mode a frame replaced before the consumer takes it was
             prepared for nothing; that costs at most the camera's frame rate
             times one prepare (about 0.2 ms for 640x360 to 224x224 here).
-        priority: ``normal``, or ``idle`` to run the capture thread under
-            Linux's SCHED_IDLE policy: it then runs only on a core nobody else
-            wants, and an inference thread that wakes takes its core at once.
-            On a device whose cores serve inference alone, that lets the fit of
-            the next frame fill the gaps in a multi-threaded invoke instead of
-            delaying it. On a device shared with other busy programs the
-            capture thread may starve, so ``normal`` is the default. Where the
-            policy cannot be set, the thread says so in the log and runs normally.
 
     Example:
         >>> from edge.sources import open_source
@@ -118,10 +105,7 @@ class ThreadedCapture:
 
     def __init__(self, source: FrameSource, mode: CaptureMode | str = CaptureMode.LATEST, queue_size: int = 4,
                  reconnect: BackoffOptions | None = None, stride: int = 1, target_fps: float | None = None,
-                 prepare: Callable[[np.ndarray], Any] | None = None, priority: str = "normal") -> None:
-        if priority not in CAPTURE_PRIORITIES:
-            raise ConfigError(f"expected a capture priority in {list(CAPTURE_PRIORITIES)}; received {priority!r}")
-        self.priority = priority
+                 prepare: Callable[[np.ndarray], Any] | None = None) -> None:
         try:
             self.mode = CaptureMode(mode)
         except ValueError:
@@ -172,7 +156,7 @@ class ThreadedCapture:
 
     def stats(self) -> dict[str, Any]:
         """Counters: read, delivered, dropped, corrupt, skipped, reconnects, reconnect_failures, queued, error."""
-        return {**self._counts, "queued": self._queue.qsize(), "mode": self.mode.value, "priority": self.priority,
+        return {**self._counts, "queued": self._queue.qsize(), "mode": self.mode.value,
                 "error": None if self.error is None else str(self.error)}
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -196,18 +180,7 @@ class ThreadedCapture:
         self.close()
 
     # ---- producer side
-    def _set_priority(self) -> None:
-        """Apply ``priority`` to the calling (capture) thread; fall back to normal where it cannot be set."""
-        if self.priority != "idle":
-            return
-        try:
-            os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
-        except (AttributeError, OSError) as exc:  # not Linux, or refused
-            log.warning("capture priority 'idle' unavailable here (%s); running the capture thread normally", exc)
-            self.priority = "normal"
-
     def _run(self) -> None:
-        self._set_priority()
         src, counts = self.source, self._counts
         position = 0
         period = 1.0 / self.target_fps if self.target_fps else 0.0

@@ -132,9 +132,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-remote", action="store_true", help="allow --live on a non-loopback address")
     r.add_argument("--mode", choices=("latest", "all"), help="latest (default for live sources) or all (default for files)")
     r.add_argument("--stride", type=int, default=1, help="process every Nth frame")
-    r.add_argument("--capture-priority", choices=("normal", "idle"), default="normal",
-                   help="idle: the capture thread only takes cores inference leaves free (Linux; for a device that "
-                        "runs nothing else busy)")
     r.add_argument("--max-frames", type=int)
     r.add_argument("--box-threshold", type=float, default=0.5)
     r.add_argument("--enter", type=float, default=None, help="event start threshold on the smoothed score")

@@ -179,7 +179,6 @@ def cmd_run(a) -> int:
             out_dir=Path(a.out), mode=mode, stride=a.stride, tile=TileSpec(tile=tuple(size)) if a.tile else None,
             threshold=a.box_threshold, hysteresis=HysteresisOptions(enter=enter, leave=leave, min_frames=a.min_frames),
             live=a.live, allow_remote=a.allow_remote, write_video=not a.no_video, max_frames=a.max_frames,
-            capture_priority=a.capture_priority,
         )
         print(f"edgecam run: {manifest.format} via {det.backend.key} at {size[0]}x{size[1]}, source {source!r}, mode {mode.value}")
         summary = run(det, source, opts)

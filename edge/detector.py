@@ -58,6 +58,23 @@ class PreparedFrame:
     preprocess_ms: float
 
 
+@dataclass(frozen=True)
+class Inference:
+    """The model's outputs for a batch of prepared frames, as the runtime gave them (see :meth:`Detector.infer`).
+
+    Attributes:
+        prepared: the frames, in batch order.
+        scores: ``(N, C)`` scores, possibly still quantised.
+        features: ``(N, h, w, K)`` last conv feature map, possibly still quantised.
+        infer_ms: invoke time per frame.
+    """
+
+    prepared: tuple[PreparedFrame, ...]
+    scores: np.ndarray
+    features: np.ndarray
+    infer_ms: float
+
+
 class Detector:
     """Scores, CAM heatmap and boxes for each frame, from an exported artifact.
 
@@ -137,15 +154,30 @@ class Detector:
         """Run several frames (e.g. tiles) in one batch."""
         return self._detect([self.prepare(f) for f in frames])
 
-    def _detect(self, prepared: list[PreparedFrame]) -> list[FrameResult]:
+    def infer(self, prepared: list[PreparedFrame]) -> Inference:
+        """Run the model on prepared frames, and nothing more: the part that needs the runtime.
+
+        :meth:`finish` turns the outputs into results. It touches no runtime
+        state, so ``edgecam run`` calls it on its output thread while this
+        one runs the next frame.
+        """
         n = len(prepared)
+        if n == 0:
+            raise ConfigError("Detector.infer: expected at least one prepared frame; received none")
         batch = prepared[0].input if n == 1 else np.concatenate([p.input for p in prepared])
         t1 = time.perf_counter()
         out = self.backend.infer_prepared(batch, dequantize=False)
-        t2 = time.perf_counter()
-        infer_ms = (t2 - t1) * 1e3 / n
-        all_scores = self.backend.dequantize("scores", out["scores"])
-        features = out["features"]
+        infer_ms = (time.perf_counter() - t1) * 1e3 / n
+        return Inference(tuple(prepared), out["scores"], out["features"], infer_ms)
+
+    def _detect(self, prepared: list[PreparedFrame]) -> list[FrameResult]:
+        return self.finish(self.infer(prepared))
+
+    def finish(self, inference: Inference) -> list[FrameResult]:
+        """Scores, decisions, CAM and boxes from what :meth:`infer` returned (thread-safe)."""
+        prepared, infer_ms = inference.prepared, inference.infer_ms
+        all_scores = self.backend.dequantize("scores", inference.scores)
+        features = inference.features
         fq = self.backend.output_quantization("features", features)
         results = []
         for i, p in enumerate(prepared):

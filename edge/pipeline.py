@@ -1,5 +1,10 @@
 """The frame loop: capture -> detect -> events -> sinks -> live view, with a clean stop.
 
+Three threads share the work: the capture thread reads each frame and fits it
+to the model input, the main thread runs the model, and the output thread
+takes the CAM, boxes, events, annotation and sinks, in frame order. A stop
+request still records the frames already inferred.
+
 One bad frame costs one frame (counted), never the run. SIGINT/SIGTERM set a
 stop event, so a ``systemctl stop`` or Ctrl-C still finalises the video, closes
 the JSON lines and writes ``summary.json``.
@@ -20,12 +25,13 @@ import numpy as np
 
 from edge.annotate import default_annotator
 from edge.atomic import write_json
-from edge.errors import reject_unknown_keys, ConfigError
+from edge.errors import reject_unknown_keys, ConfigError, EdgecamError
 from edge.events import EventKind, EventTracker, HysteresisOptions
 from edge.live import LiveServer
 from edge.results import FrameResult
 from edge.sinks import EventSink, JsonlSink, Sink, VideoSink
-from edge.sources import CAPTURE_PRIORITIES, BackoffOptions, CapturedFrame, CaptureMode, FrameSource, ThreadedCapture
+from edge.sources import BackoffOptions, CapturedFrame, CaptureMode, FrameSource, ThreadedCapture
+from edge.stage import OutputStage
 from edge.stats import LatencyStats
 from edge.tiling import TileSpec, detect_tiled
 
@@ -78,9 +84,6 @@ class RunOptions:
         target_fps: cap the processed frame rate (see ThreadedCapture); None = no cap.
         queue_size: capture queue bound in ALL mode.
         reconnect: backoff for live sources.
-        capture_priority: ``normal`` or ``idle``: the capture thread's
-            scheduling (see ThreadedCapture); ``idle`` suits a device whose
-            cores serve this run alone.
 
     Example:
         >>> RunOptions.from_dict({"out_dir": "runs/x", "mode": "all", "hysteresis": {"enter": 0.7}}).mode
@@ -103,7 +106,6 @@ class RunOptions:
     target_fps: float | None = None
     queue_size: int = 4
     reconnect: BackoffOptions = BackoffOptions()
-    capture_priority: str = "normal"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -124,7 +126,6 @@ class RunOptions:
             ("reconnect", isinstance(self.reconnect, BackoffOptions), "BackoffOptions"),
             ("video_fps", self.video_fps is None or (isinstance(self.video_fps, (int, float)) and self.video_fps > 0), "None or > 0"),
             ("target_fps", self.target_fps is None or (isinstance(self.target_fps, (int, float)) and self.target_fps > 0), "None or > 0"),
-            ("capture_priority", self.capture_priority in CAPTURE_PRIORITIES, f"one of {list(CAPTURE_PRIORITIES)}"),
         )
         for name, ok, expected in checks:
             if not ok:
@@ -203,18 +204,49 @@ class _Loop:
         self.started = time.monotonic()
         self.fps = 0.0
         self._last_t: float | None = None
+        self.capture: ThreadedCapture | None = None
+        # infer on the main thread, finish (CAM, boxes) on the output thread
+        self.split = callable(getattr(detector, "infer", None)) and callable(getattr(detector, "finish", None))
 
-    def process(self, item: CapturedFrame, capture: ThreadedCapture) -> None:
+    def infer(self, item: CapturedFrame) -> tuple[str, Any, float]:
+        """The model's part of one frame, on the main thread: (kind, payload, milliseconds).
+
+        With a detector that splits ``infer`` from ``finish`` the payload is
+        the raw inference, which the output thread finishes; otherwise it is
+        the finished result.
+        """
         opts = self.options
         t0 = time.monotonic()
         if opts.tile is not None:
-            result = detect_tiled(self.detector, item.frame, opts.tile, opts.threshold)
+            kind, payload = "result", detect_tiled(self.detector, item.frame, opts.tile, opts.threshold)
+        elif item.prepared is not None and self.split:
+            kind, payload = "inference", self.detector.infer([item.prepared])  # fitted on the capture thread
         elif item.prepared is not None:
-            result = self.detector.detect_prepared(item.prepared)  # fitted on the capture thread
+            kind, payload = "result", self.detector.detect_prepared(item.prepared)
         else:
-            result = self.detector.detect(item.frame)
+            kind, payload = "result", self.detector.detect(item.frame)
+        return kind, payload, (time.monotonic() - t0) * 1000.0
+
+    def finish(self, job: tuple[CapturedFrame, str, Any, float]) -> None:
+        """Everything after the model, on the output thread; a failed frame is counted and logged."""
+        item = job[0]
+        try:
+            if job[1] == "error":
+                raise job[2]
+            self.process(*job)
+        except Exception:
+            self.counts["errors"] += 1
+            # the first errors with a traceback, then a reminder now and then: a broken model must not flood the log
+            if self.counts["errors"] <= 5 or self.counts["errors"] % 100 == 0:
+                log.exception("frame %d failed (%d errors so far); continuing", item.index, self.counts["errors"])
+
+    def process(self, item: CapturedFrame, kind: str, payload: Any, infer_ms: float) -> None:
+        opts = self.options
+        t0 = time.monotonic()
+        result = self.detector.finish(payload)[0] if kind == "inference" else payload
         t1 = time.monotonic()
-        self.latency.add("detect", (t1 - t0) * 1000.0)
+        detect_ms = infer_ms + (t1 - t0) * 1000.0
+        self.latency.add("detect", detect_ms)
         self.latency.add_many(result.timings_ms)
 
         score, label = _tracked_score(result, opts.event_label)
@@ -245,13 +277,13 @@ class _Loop:
         self._last_t = t3
 
         if self.live is not None:
-            cap = capture.stats()
+            cap = self.capture.stats() if self.capture is not None else {"dropped": 0, "corrupt": 0, "reconnects": 0}
             self.live.publish(shown, {
                 "frame": item.index, "frames": self.counts["frames"], "fps": round(self.fps, 2),
                 "scores": record["scores"], "positive": record["positive"], "smoothed": record["smoothed"],
                 "event_open": self.tracker.active is not None, "events": self.counts["events"],
                 "dropped": cap["dropped"], "corrupt": cap["corrupt"], "reconnects": cap["reconnects"],
-                "detect_ms": round((t1 - t0) * 1000.0, 2),
+                "detect_ms": round(detect_ms, 2),
             })
         if self.on_frame is not None:
             self.on_frame(item, result, record)
@@ -300,7 +332,8 @@ def run(
         options: run options; defaults to ``RunOptions()``.
         stop_event: set it from another thread to stop; SIGINT/SIGTERM set it too
             when ``run`` is called on the main thread.
-        on_frame: called as ``on_frame(captured, result, record)`` after each frame.
+        on_frame: called as ``on_frame(captured, result, record)`` after each frame,
+            on the output thread, in frame order.
 
     Returns:
         The summary dict also written to ``summary.json``: frames, dropped,
@@ -330,7 +363,11 @@ def run(
     if prepare is not None and not callable(getattr(detector, "detect_prepared", None)):
         prepare = None
     capture = ThreadedCapture(source, options.mode, options.queue_size, options.reconnect, options.stride,
-                              options.target_fps, prepare=prepare, priority=options.capture_priority)
+                              options.target_fps, prepare=prepare)
+    loop.capture = capture
+    # the output thread takes the CAM, boxes, events, annotation and sinks off the inference thread
+    output = OutputStage(loop.finish, options.queue_size, name="output")
+    submitted = 0
     restore_signals = _install_signal_handlers(stop)
     ended_by = "error"  # replaced below on every orderly way out of the loop
     try:
@@ -340,6 +377,7 @@ def run(
             host, port = options.live_address
             loop.live = LiveServer(host, port, allow_remote=options.allow_remote)
         capture.start()
+        output.start()
         if options.write_video:
             fps = options.video_fps or options.target_fps or ((source.fps or 15.0) / options.stride)
             loop.sinks["video"] = VideoSink(out / "video.mp4", fps=fps)
@@ -347,7 +385,7 @@ def run(
             if stop.is_set():
                 ended_by = "stopped"
                 break
-            if options.max_frames is not None and loop.counts["frames"] >= options.max_frames:
+            if options.max_frames is not None and submitted >= options.max_frames:
                 ended_by = "max_frames"
                 break
             item = capture.get(timeout=0.1)
@@ -357,14 +395,17 @@ def run(
                     break
                 continue
             try:
-                loop.process(item, capture)
-            except Exception:
-                loop.counts["errors"] += 1
-                # the first errors with a traceback, then a reminder now and then: a broken model must not flood the log
-                if loop.counts["errors"] <= 5 or loop.counts["errors"] % 100 == 0:
-                    log.exception("frame %d failed (%d errors so far); continuing", item.index, loop.counts["errors"])
+                job = (item, *loop.infer(item))
+            except Exception as exc:  # counted and logged on the output thread, in frame order
+                job = (item, "error", exc, 0.0)
+            output.put(job)
+            submitted += 1
     finally:
         capture.close()
+        try:
+            output.close()  # finishes the frames it still holds
+        except EdgecamError:
+            log.exception("the output thread failed")
         final = loop.tracker.close()
         if final is not None and loop.events_sink is not None:
             try:

@@ -19,14 +19,14 @@ from typing import Any, Iterator
 import numpy as np
 
 # edge.capture imports FrameSource only for type checking, so this is no import cycle
-from edge.capture import CAPTURE_PRIORITIES, BackoffOptions, CapturedFrame, CaptureMode, ThreadedCapture
+from edge.capture import BackoffOptions, CapturedFrame, CaptureMode, ThreadedCapture
 from edge.preprocess import check_frame
 from edge.errors import ConfigError, FrameError, SourceError
 
 __all__ = [
     "FrameSource", "VideoFileSource", "CameraSource", "StreamSource", "GStreamerSource",
     "Picamera2Source", "ImageFolderSource", "SyntheticSource", "UnreadableImageError",
-    "open_source", "check_frame", "CaptureMode", "BackoffOptions", "CapturedFrame", "ThreadedCapture", "CAPTURE_PRIORITIES",
+    "open_source", "check_frame", "CaptureMode", "BackoffOptions", "CapturedFrame", "ThreadedCapture",
 ]
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -58,10 +57,9 @@ def test_run_with_a_device_profile_on_a_file_source(tiny_export, tmp_path, capsy
 
     out = tmp_path / "run"
     rc = main(["run", str(tiny_export), "--device", "rpi5", "--source", "synthetic:2", "--max-frames", "15",
-               "--out", str(out), "--no-video", "--capture-priority", "idle"])
+               "--out", str(out), "--no-video"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "tflite-int8 via litert" in printed and "mode all" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 15 and summary["dropped"] == 0
-    assert summary["capture"]["priority"] == ("idle" if hasattr(os, "SCHED_IDLE") else "normal")

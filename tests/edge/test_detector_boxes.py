@@ -123,3 +123,25 @@ def test_the_detector_reads_an_int8_feature_map_through_the_backend_quantisation
     np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-6)
     np.testing.assert_allclose(a.boxes.xyxy, b.boxes.xyxy)
     assert a.peak == pytest.approx(b.peak)
+
+
+def test_infer_then_finish_on_another_thread_equals_detect():
+    import threading
+
+    from edge.errors import ConfigError
+
+    det = Detector(ScriptedBackend(_features()), DetectorOptions(warmup=0))
+    frame = np.zeros((192, 320, 3), np.uint8)
+    whole = det.detect(frame)
+    inference = det.infer([det.prepare(frame)])
+    finished = []
+    t = threading.Thread(target=lambda: finished.extend(det.finish(inference)))
+    t.start()
+    t.join()
+    (split,) = finished
+    np.testing.assert_array_equal(split.scores, whole.scores)
+    np.testing.assert_array_equal(split.boxes.xyxy, whole.boxes.xyxy)
+    np.testing.assert_allclose(split.heatmap, whole.heatmap)
+    assert split.peak == whole.peak and split.timings_ms["infer"] == inference.infer_ms
+    with pytest.raises(ConfigError, match="at least one prepared frame"):
+        det.infer([])

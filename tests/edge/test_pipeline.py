@@ -92,6 +92,30 @@ class PreparingDetector(FakeDetector):
         return self.detect(frame)
 
 
+class SplittingDetector(PreparingDetector):
+    """Like edge.detector.Detector: ``infer`` (the model) and ``finish`` (CAM, boxes) apart; records threads."""
+
+    def __init__(self, fail_finish_on=(), **kw):
+        super().__init__(**kw)
+        self.fail_finish_on = set(fail_finish_on)
+        self.infer_threads, self.finish_threads, self.finished = set(), set(), []
+
+    def infer(self, prepared):
+        self.infer_threads.add(threading.current_thread().name)
+        (p,) = prepared
+        return ("inferred", p[1], self.detect(p[1]))
+
+    def finish(self, inference):
+        tag, frame, result = inference
+        assert tag == "inferred"
+        self.finish_threads.add(threading.current_thread().name)
+        i = int(frame[0, 0, 1])
+        self.finished.append(i)
+        if i in self.fail_finish_on:
+            raise ValueError(f"CAM failed on frame {i}")
+        return [result]
+
+
 def _lines(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
@@ -168,9 +192,12 @@ def test_max_frames_and_stop_event(tmp_path):
         if item.index == 4:
             stop.set()
 
-    summary = run(FakeDetector(), ShipClip(), _options(tmp_path, out_dir=tmp_path / "b"), stop_event=stop, on_frame=on_frame)
-    assert (summary["frames"], summary["ended_by"]) == (5, "stopped")
-    assert _video_frames(tmp_path / "b" / "video.mp4") == 5
+    opts = _options(tmp_path, out_dir=tmp_path / "b")
+    summary = run(FakeDetector(), ShipClip(), opts, stop_event=stop, on_frame=on_frame)
+    # frames already inferred when the stop came (at most the output queue and the one in hand) are still recorded
+    assert summary["ended_by"] == "stopped" and 5 <= summary["frames"] <= 5 + opts.queue_size + 1
+    assert _video_frames(tmp_path / "b" / "video.mp4") == summary["frames"]
+    assert len((tmp_path / "b" / "frames.jsonl").read_text().splitlines()) == summary["frames"]
 
 
 def test_tiled_run_finds_one_box_across_the_seam(tmp_path):
@@ -235,8 +262,6 @@ def test_unknown_event_label_is_refused(tmp_path):
         ({"tile": (224, 224)}, False),
         ({"hysteresis": {"enter": 0.7}}, False),
         ({"video_fps": -1}, False),
-        ({"capture_priority": "idle"}, True),
-        ({"capture_priority": "low"}, False),
     ],
 )
 def test_run_options_validation(kwargs, ok):
@@ -386,6 +411,29 @@ def test_run_prepares_frames_on_the_capture_thread(tmp_path):
     assert summary["frames"] == 40 and summary["errors"] == 0
     assert det.detect_threads == {threading.main_thread().name}
     assert det.prepare_threads and threading.main_thread().name not in det.prepare_threads
+
+
+def test_run_infers_on_the_main_thread_and_finishes_on_the_output_thread_in_order(tmp_path):
+    det = SplittingDetector(fail_on={3}, fail_finish_on={7})
+    summary = run(det, ShipClip(n=20), _options(tmp_path, write_video=False))
+    main = threading.main_thread().name
+    assert det.infer_threads == {main} and det.finish_threads and main not in det.finish_threads
+    assert not det.detect_threads, "detect_prepared is not used when the detector splits"
+    # frame 3 failed in the model, frame 7 after it: both counted, the rest recorded in order
+    assert summary["frames"] == 18 and summary["errors"] == 2
+    assert det.finished == [i for i in range(20) if i != 3]
+    assert [r["frame"] for r in _lines(tmp_path / "run" / "frames.jsonl")] == [i for i in range(20) if i not in (3, 7)]
+
+
+def test_a_slow_output_stage_with_a_short_queue_still_records_every_frame_in_order(tmp_path):
+    class SlowFinish(SplittingDetector):
+        def finish(self, inference):
+            time.sleep(0.01)
+            return super().finish(inference)
+
+    det = SlowFinish()
+    summary = run(det, ShipClip(n=30), _options(tmp_path, write_video=False, queue_size=2))
+    assert summary["frames"] == 30 and summary["errors"] == 0 and det.finished == list(range(30))
 
 
 def test_tiled_runs_do_not_prepare_whole_frames(tmp_path):

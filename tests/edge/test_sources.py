@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import types
@@ -349,33 +348,6 @@ def test_prepare_frame_error_skips_the_frame_and_other_errors_pass_it_on_unprepa
     assert "cannot be prepared" in caplog.text and "bug in prepare" in caplog.text
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is a Linux scheduling policy")
-def test_idle_priority_applies_to_the_capture_thread_only():
-    policies = []
-
-    def prepare(frame):
-        policies.append(os.sched_getscheduler(0))  # 0: the calling thread, on Linux
-        return None
-
-    with ThreadedCapture(ListSource(3), CaptureMode.ALL, prepare=prepare, priority="idle") as cap:
-        items = _drain(cap)
-        assert cap.stats()["priority"] == "idle"
-    assert len(items) == 3 and policies == [os.SCHED_IDLE] * 3
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER, "the consumer thread keeps its normal policy"
-
-
-def test_idle_priority_falls_back_to_normal_where_it_cannot_be_set(monkeypatch, caplog):
-    def refuse(*args):
-        raise OSError(1, "Operation not permitted")
-
-    monkeypatch.setattr(os, "sched_setscheduler", refuse, raising=False)
-    with ThreadedCapture(ListSource(4), CaptureMode.ALL, priority="idle") as cap:
-        items = _drain(cap)
-        assert cap.stats()["priority"] == "normal"
-    assert len(items) == 4
-    assert "capture priority 'idle' unavailable" in caplog.text
-
-
 def test_unreadable_image_in_folder_is_counted_as_corrupt(tmp_path):
     for name in ("a.png", "c.png"):
         cv2.imwrite(str(tmp_path / name), np.zeros((4, 4, 3), np.uint8))
@@ -419,8 +391,7 @@ def test_stop_unblocks_a_full_queue_and_close_is_idempotent():
     assert not cap._thread.is_alive() and src.closes == 1
 
 
-@pytest.mark.parametrize("kwargs", [{"mode": "newest"}, {"queue_size": 0}, {"stride": 0}, {"target_fps": 0},
-                                    {"priority": "realtime"}])
+@pytest.mark.parametrize("kwargs", [{"mode": "newest"}, {"queue_size": 0}, {"stride": 0}, {"target_fps": 0}])
 def test_capture_rejects_bad_options(kwargs):
     from edge.errors import ConfigError
 
