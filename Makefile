@@ -36,7 +36,7 @@ test-fast: $(VENV)/.installed-dev
 ARM64_MODELS ?= runs/ci-quick/export
 arm64-check: $(VENV)/.installed-all
 	test -f $(ARM64_MODELS)/model-int8.tflite.manifest.json || $(BIN)/edgecam demo --quick --out $(dir $(ARM64_MODELS))
-	EDGECAM_HOST_PYTHON=$(abspath $(BIN)/python) EDGECAM_ARM64_EXACT="$${EDGECAM_ARM64_EXACT-*int8.tflite*}" \
+	EDGECAM_HOST_PYTHON=$(abspath $(BIN)/python) EDGECAM_ARM64_EXACT="$${EDGECAM_ARM64_EXACT-*int8.tflite/model/scores *int8.tflite/model/features}" \
 		bash devices/ci/arm64-check.sh $(ARM64_MODELS)
 
 bench: $(VENV)/.installed-all

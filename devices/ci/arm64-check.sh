@@ -18,8 +18,11 @@
 #   EDGECAM_ARM64_MIRROR  Debian mirror (default: the host's, read from /etc/apt/sources.list*)
 #   EDGECAM_ARM64_CPUS    emulated CPUs, space separated (default: "cortex-a72 cortex-a76", Pi 4 and Pi 5)
 #   EDGECAM_ARM64_FRAMES  synthetic frames per artifact (default: 3)
-#   EDGECAM_ARM64_ATOL    absolute tolerance for scores and heatmaps (default: 1e-4)
-#   EDGECAM_ARM64_EXACT   space-separated globs of outputs that must be bit-exact, e.g. "*int8*"
+#   EDGECAM_ARM64_ATOL    absolute tolerance for scores and heatmaps on identical model inputs (default: 1e-4)
+#   EDGECAM_ARM64_SCENE_ATOL  tolerance for the end-to-end synthetic scenes (default: 0.1): there the
+#                         inputs themselves differ, since OpenCV's 2x2 downscale and the scene drawing
+#                         round differently on aarch64 (one grey level on some pixels)
+#   EDGECAM_ARM64_EXACT   space-separated globs of outputs that must be bit-exact, e.g. "*int8.tflite/model/features"
 #   EDGECAM_HOST_PYTHON   python with edgecam[edge] on the host (default: <repo>/.venv/bin/python, else python3)
 #
 # Traps this script handles, seen on Debian 12 hosts:
@@ -36,6 +39,7 @@ CACHE="${EDGECAM_ARM64_CACHE:-/tmp/edgecam-arm64}"
 CPUS="${EDGECAM_ARM64_CPUS:-cortex-a72 cortex-a76}"
 FRAMES="${EDGECAM_ARM64_FRAMES:-3}"
 ATOL="${EDGECAM_ARM64_ATOL:-1e-4}"
+SCENE_ATOL="${EDGECAM_ARM64_SCENE_ATOL:-0.1}"
 VENV=/opt/edgecam-venv
 
 log() { printf '[arm64-check] %s\n' "$*" >&2; }
@@ -273,9 +277,9 @@ for cpu in $CPUS; do
     continue
   fi
   cp "$ROOT/work/out/aarch64.npz" "$CACHE/aarch64-$cpu.npz"
-  log "compare x86_64 vs aarch64 ($cpu), atol $ATOL"
+  log "compare x86_64 vs aarch64 ($cpu), atol $ATOL, scenes $SCENE_ATOL"
   if ! (cd "$REPO" && "$HOST_PY" devices/ci/compare_outputs.py compare "$CACHE/x86_64.npz" "$CACHE/aarch64-$cpu.npz" \
-        --atol "$ATOL" "${EXACT_ARGS[@]}"); then
+        --atol "$ATOL" --scene-atol "$SCENE_ATOL" "${EXACT_ARGS[@]}"); then
     FAILED+=("$cpu: outputs differ (see MISMATCH lines above)")
   fi
 done
@@ -284,4 +288,4 @@ if [ "${#FAILED[@]}" -gt 0 ]; then
   log "FAILED: ${FAILED[*]}"
   exit 1
 fi
-log "OK: aarch64 ($CPUS) matches x86_64 within atol $ATOL"
+log "OK: aarch64 ($CPUS) matches x86_64 within atol $ATOL (scenes $SCENE_ATOL)"

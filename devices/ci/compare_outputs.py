@@ -6,13 +6,26 @@ and which output moved, and by how much.
 
 Usage:
     python devices/ci/compare_outputs.py dump MODEL_DIR OUT.npz [--frames 4] [--seed 7]
-    python devices/ci/compare_outputs.py compare A.npz B.npz [--atol 1e-5] [--heatmap-atol X] [--exact GLOB]
+    python devices/ci/compare_outputs.py compare A.npz B.npz [--atol 1e-5] [--heatmap-atol X]
+        [--scene-atol X] [--exact GLOB]
 
 ``dump`` runs every artifact in MODEL_DIR (each ``*.manifest.json``, or a
-``manifest.json``) through ``edge.detector.Detector`` on the same synthetic
-frames and stores, per artifact ``NAME``, ``NAME/scores`` ``(N, C)`` and
-``NAME/heatmaps`` ``(N, H, W)`` plus a ``__meta__`` JSON string describing the
-machine. ``compare`` exits 0 when every array matches within tolerance, 1 when
+``manifest.json``) through ``edge.detector.Detector`` twice and stores, per
+artifact ``NAME``, scores ``(N, C)`` and heatmaps ``(N, H, W)`` plus a
+``__meta__`` JSON string describing the machine:
+
+* ``NAME/model/...``: frames of random pixels (numpy's PCG64, the same bytes on
+  every machine) already at the model's input size, so no resize runs. The
+  model and the CAM see identical inputs on both machines: this is where
+  bit-exactness can be asked for. ``NAME/model/features`` holds the last conv
+  feature map as the runtime returns it (int8 for a quantised artifact), so
+  an integer model can be held exact there, while the heatmaps, which numpy
+  computes in float32 from it, may differ in the last bit between BLAS builds.
+* ``NAME/scene/...``: the synthetic ship scenes, end to end. The scene
+  drawing and OpenCV's resize round differently on aarch64 (one grey level
+  on some pixels: its 2x2 downscale has its own NEON code), so these inputs
+  differ slightly between machines and need a tolerance (``--scene-atol``).
+ ``compare`` exits 0 when every array matches within tolerance, 1 when
 any differs (one line per difference), 2 on bad arguments or unreadable files.
 
 Only numpy is needed for ``compare``; ``dump`` needs the edge runtime.
@@ -55,10 +68,17 @@ class Mismatch:
         )
 
 
-def tolerance_for(key: str, atol: float, heatmap_atol: float | None, exact: Sequence[str]) -> float:
-    """Absolute tolerance for one array key: 0 for keys matching an ``exact`` glob."""
+def tolerance_for(key: str, atol: float, heatmap_atol: float | None, exact: Sequence[str],
+                  scene_atol: float | None = None) -> float:
+    """Absolute tolerance for one array key.
+
+    In order: 0 for keys matching an ``exact`` glob; ``scene_atol`` for
+    end-to-end ``*/scene/*`` keys; ``heatmap_atol`` for ``*/heatmaps``; else ``atol``.
+    """
     if any(fnmatch.fnmatchcase(key, pattern) for pattern in exact):
         return 0.0
+    if scene_atol is not None and "/scene/" in key:
+        return scene_atol
     if heatmap_atol is not None and key.endswith("/heatmaps"):
         return heatmap_atol
     return atol
@@ -70,6 +90,7 @@ def compare_arrays(
     atol: float = 1e-5,
     heatmap_atol: float | None = None,
     exact: Sequence[str] = (),
+    scene_atol: float | None = None,
 ) -> list[Mismatch]:
     """Compare two ``{key: array}`` dumps; return the differences (empty when they agree).
 
@@ -81,8 +102,9 @@ def compare_arrays(
         >>> compare_arrays(x, {"m/scores": np.array([[0.1, 0.8]], np.float32)}, atol=0.05)[0].key
         'm/scores'
     """
-    if atol < 0 or (heatmap_atol is not None and heatmap_atol < 0):
-        raise ValueError(f"tolerances must be >= 0; received atol={atol}, heatmap_atol={heatmap_atol}")
+    if atol < 0 or any(t is not None and t < 0 for t in (heatmap_atol, scene_atol)):
+        raise ValueError(f"tolerances must be >= 0; received atol={atol}, heatmap_atol={heatmap_atol}, "
+                         f"scene_atol={scene_atol}")
     out: list[Mismatch] = []
     for key in sorted((set(a) | set(b)) - {META_KEY}):
         if key not in b:
@@ -96,7 +118,7 @@ def compare_arrays(
         if x.shape != y.shape:
             out.append(Mismatch(key, f"shape {x.shape} in A, {y.shape} in B"))
             continue
-        tol = tolerance_for(key, atol, heatmap_atol, exact)
+        tol = tolerance_for(key, atol, heatmap_atol, exact, scene_atol)
         nan_x, nan_y = np.isnan(x), np.isnan(y)
         diff = np.abs(x - y)
         diff[nan_x & nan_y] = 0.0
@@ -155,7 +177,7 @@ def machine_meta() -> dict:
 
 def dump(model_dir: Path, out: Path, frames: int = 4, seed: int = 7, width: int = 320, height: int = 240,
          threads: int = 1) -> dict[str, np.ndarray]:
-    """Run every artifact in ``model_dir`` on the same synthetic frames and save the outputs."""
+    """Run every artifact in ``model_dir`` on identical model inputs and on the synthetic scenes; save the outputs."""
     manifests = find_manifests(model_dir)
     if not manifests:
         raise FileNotFoundError(f"no '*.manifest.json' or 'manifest.json' in {model_dir}")
@@ -171,16 +193,21 @@ def dump(model_dir: Path, out: Path, frames: int = 4, seed: int = 7, width: int 
     meta["artifacts"] = {}
     for manifest in manifests:
         key = artifact_key(manifest)
-        scores, heatmaps = [], []
         with Detector.from_manifest(manifest, threads=threads) as det:
-            for image in images:
-                result = det.detect(image)
-                scores.append(np.asarray(result.scores, np.float32))
-                heatmaps.append(np.asarray(result.heatmap, np.float32))
-            meta["artifacts"][key] = {"manifest": manifest.name,
+            h, w = det.input_size
+            rng = np.random.default_rng(seed)
+            exact_inputs = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(frames)]
+            for part, inputs in (("model", exact_inputs), ("scene", images)):
+                results = [det.detect(image) for image in inputs]
+                arrays[f"{key}/{part}/scores"] = np.stack([np.asarray(r.scores, np.float32) for r in results])
+                arrays[f"{key}/{part}/heatmaps"] = np.stack([np.asarray(r.heatmap, np.float32) for r in results])
+            if hasattr(det, "infer"):
+                # the feature map as the runtime gives it (int8 for a quantised artifact): the model's own
+                # output, before the CAM's float arithmetic, whose last bit depends on the BLAS
+                arrays[f"{key}/model/features"] = np.stack(
+                    [det.infer([det.prepare(image)]).features[0].astype(np.float32) for image in exact_inputs])
+            meta["artifacts"][key] = {"manifest": manifest.name, "input_size": [h, w],
                                       "backend": getattr(det.backend, "key", type(det.backend).__name__)}
-        arrays[f"{key}/scores"] = np.stack(scores)
-        arrays[f"{key}/heatmaps"] = np.stack(heatmaps)
     meta.update(frames=frames, seed=seed, width=width, height=height, threads=threads)
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays, **{META_KEY: np.array(json.dumps(meta))})
@@ -212,6 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("b", type=Path)
     c.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance for every array (default 1e-5)")
     c.add_argument("--heatmap-atol", type=float, default=None, help="tolerance for */heatmaps (default: --atol)")
+    c.add_argument("--scene-atol", type=float, default=None,
+                   help="tolerance for the end-to-end */scene/* arrays, whose inputs differ by OpenCV's rounding "
+                        "(default: the others)")
     c.add_argument("--exact", action="append", default=[], metavar="GLOB",
                    help="keys matching GLOB must be bit-exact, e.g. '*int8*' (repeatable)")
     args = parser.parse_args(argv)
@@ -236,12 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(_describe_meta(f"A {args.a}", meta_a))
     print(_describe_meta(f"B {args.b}", meta_b))
     try:
-        mismatches = compare_arrays(a, b, args.atol, args.heatmap_atol, args.exact)
+        mismatches = compare_arrays(a, b, args.atol, args.heatmap_atol, args.exact, args.scene_atol)
     except ValueError as exc:
         print(f"compare_outputs compare: {exc}", file=sys.stderr)
         return 2
     for m in mismatches:
-        print(m.describe(tolerance_for(m.key, args.atol, args.heatmap_atol, args.exact)))
+        print(m.describe(tolerance_for(m.key, args.atol, args.heatmap_atol, args.exact, args.scene_atol)))
     n_keys = len((set(a) | set(b)) - {META_KEY})
     if mismatches:
         print(f"FAIL: {len(mismatches)} of {n_keys} arrays differ")

@@ -105,9 +105,25 @@ def test_compare_table(change, atol, heatmap_atol, exact, fails, reason):
         assert len(result) == 1 and result[0].reason.startswith(reason)
 
 
+def test_scene_arrays_take_their_own_tolerance_and_exact_globs_win():
+    a = {"m_int8.tflite/model/heatmaps": np.zeros(4), "m_int8.tflite/scene/heatmaps": np.zeros(4),
+         "m_fp32.onnx/scene/scores": np.zeros(4)}
+    b = {k: v + 0.03 for k, v in a.items()}
+    # the scenes' inputs differ by OpenCV's rounding: 0.03 passes there, not on identical model inputs
+    result = co.compare_arrays(a, b, atol=1e-4, scene_atol=0.05)
+    assert [m.key for m in result] == ["m_int8.tflite/model/heatmaps"]
+    assert co.compare_arrays(a, b, atol=1e-4, scene_atol=0.01) and len(co.compare_arrays(a, b, atol=1e-4, scene_atol=0.01)) == 3
+    exact = co.compare_arrays(a, b, atol=1.0, scene_atol=1.0, exact=["*int8.tflite/scene/*"])
+    assert [m.key for m in exact] == ["m_int8.tflite/scene/heatmaps"]
+    assert co.tolerance_for("x/scene/scores", 1e-4, 1e-3, (), 0.1) == 0.1
+    assert co.tolerance_for("x/model/heatmaps", 1e-4, 1e-3, (), 0.1) == 1e-3
+
+
 def test_negative_tolerance_is_refused():
     with pytest.raises(ValueError, match="tolerances must be >= 0"):
         co.compare_arrays(make_dump(), make_dump(), atol=-1.0)
+    with pytest.raises(ValueError, match="scene_atol=-0.1"):
+        co.compare_arrays(make_dump(), make_dump(), scene_atol=-0.1)
 
 
 def test_unreadable_dump_is_a_usage_error(tmp_path, capsys):
@@ -130,6 +146,7 @@ def test_dump_round_trips_through_compare(tmp_path, monkeypatch):
 
     class FakeDetector:
         backend = types.SimpleNamespace()
+        input_size = (12, 20)
 
         def __init__(self, path):
             self.path = path
@@ -153,8 +170,11 @@ def test_dump_round_trips_through_compare(tmp_path, monkeypatch):
     assert co.main(["dump", str(models), str(tmp_path / "one.npz"), "--frames", "2", "--width", "16", "--height", "8"]) == 0
     assert co.main(["dump", str(models), str(tmp_path / "two.npz"), "--frames", "2", "--width", "16", "--height", "8"]) == 0
     arrays, meta = co.load_dump(tmp_path / "one.npz")
-    assert sorted(arrays) == ["m_fp32.onnx/heatmaps", "m_fp32.onnx/scores", "m_int8.tflite/heatmaps", "m_int8.tflite/scores"]
-    assert arrays["m_int8.tflite/heatmaps"].shape == (2, 8, 16)
+    assert sorted(arrays) == [f"m_{a}/{part}/{out}" for a in ("fp32.onnx", "int8.tflite")
+                              for part in ("model", "scene") for out in ("heatmaps", "scores")]
+    assert arrays["m_int8.tflite/scene/heatmaps"].shape == (2, 8, 16)
+    # the model part runs frames already at the input size: no resize, identical bytes on every machine
+    assert arrays["m_int8.tflite/model/heatmaps"].shape == (2, 12, 20)
     assert meta["frames"] == 2 and meta["machine"]
     assert co.main(["compare", str(tmp_path / "one.npz"), str(tmp_path / "two.npz"), "--atol", "0"]) == 0
 
