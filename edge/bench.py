@@ -425,8 +425,9 @@ class BenchReport:
                 lines.append(f"\nKeras ({k.model}), single frames: model(x, training=False) p50/p95/p99 ms "
                              f"{lat(k.call)}, {num(k.call and k.call.fps, '.1f')} fps; model.predict(x) "
                              f"{lat(k.predict)}, {num(k.predict and k.predict.fps, '.1f')} fps")
-        lines.append("\nIn the pipeline, preprocess runs on the capture thread, overlapping inference of the "
-                     "frame before; wait is how long the main loop waited for a prepared frame.")
+        lines.append("\nIn the pipeline, preprocess runs on the capture thread and cam and boxes on the output "
+                     "thread, both overlapping inference on the main thread; wait is how long the main loop "
+                     "waited for a prepared frame.")
         lines.append("\npipeline/raw fps is the share of the raw invoke throughput the full loop keeps (1 = all). "
                      "pipeline/raw p50 and edgecam/Keras p50 are ratios of p50 latency (below 1: faster). "
                      "Peak RSS is the process high-water mark after that artifact, so it includes "
@@ -477,16 +478,22 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
 
         split = callable(getattr(target, "infer", None)) and callable(getattr(target, "finish", None))
         finished: list[float] = []
+        failures: list[BaseException] = []
         progress = threading.Condition()
 
         def finish(job: tuple[str, Any, float]) -> None:
             # the output thread of ``edgecam run``: CAM and boxes while the next frame is inferred
             kind, payload, wait_ms = job
-            out = target.finish(payload) if kind == "inference" else target.detect(payload)
-            timings.append({"wait": wait_ms, **dict(getattr(out, "timings_ms", {}) or {})})
-            with progress:
+            try:
+                out = target.finish(payload) if kind == "inference" else target.detect(payload)
+                timings.append({"wait": wait_ms, **dict(getattr(out, "timings_ms", {}) or {})})
                 finished.append(clock())
-                progress.notify()
+            except BaseException as exc:
+                failures.append(exc)
+                raise
+            finally:  # on an error too, so the main thread stops waiting at once
+                with progress:
+                    progress.notify()
 
         def split_round(n: int) -> tuple[list[float], float]:
             """``n`` frames through the three-stage loop; durations run from one finished frame to the next."""
@@ -499,10 +506,10 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
                 else:
                     output.put(("frame", item.frame, wait_ms))
             with progress:
-                if not progress.wait_for(lambda: len(finished) >= first + n or output.error is not None, 30.0):
+                if not progress.wait_for(lambda: len(finished) >= first + n or bool(failures), 30.0):
                     raise SourceError("bench: the output thread did not finish its frames within 30 s")
-            if output.error is not None:
-                raise output.error
+            if failures:
+                raise failures[0]
             done = finished[first:first + n]
             return list(np.diff([start, *done])), done[-1] - start
 

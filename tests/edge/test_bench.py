@@ -391,3 +391,27 @@ def test_keras_baseline_on_a_tiny_model(tmp_path):
     # the fake clock does not move while Keras runs, so its latency reads 0: the ratio is undefined
     assert report.artifacts[0].edgecam_over_keras is None
     assert "Keras (" in report.to_markdown()
+
+
+def test_an_error_on_the_output_thread_is_reported_at_once_not_after_a_timeout():
+    class Failing(FakeTarget):
+        def __init__(self):
+            super().__init__(FakeClock(), [], [])
+
+        def invoke_raw(self):
+            pass
+
+        def detect(self, frame):
+            return types.SimpleNamespace(timings_ms={})
+
+        def infer(self, prepared):
+            return prepared
+
+        def finish(self, inference):
+            raise ValueError("CAM weights do not fit the feature map")
+
+    t0 = time.monotonic()
+    report = B.bench([Path("m.json")], frames=6, rounds=1, source=frames(2), opener=lambda p, t: Failing(), warmup=0)
+    assert time.monotonic() - t0 < 10.0
+    (r,) = report.artifacts
+    assert r.error is not None and "CAM weights do not fit the feature map" in r.error
