@@ -80,7 +80,8 @@ class RunOptions:
         allow_remote: allow the live view on a non-loopback address.
         write_video: write the annotated ``video.mp4``.
         video_fps: frame rate of the video; None = the source's / stride, else 15.
-        max_frames: stop after this many processed frames; None = until the source ends.
+        max_frames: stop after this many frames taken from the capture (a frame
+            that fails counts); None = until the source ends.
         target_fps: cap the processed frame rate (see ThreadedCapture); None = no cap.
         queue_size: capture queue bound in ALL mode.
         reconnect: backoff for live sources.
