@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import resource
@@ -471,10 +472,13 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
                                   + (f" ({capture.error})" if capture.error else ""))
             return item, (clock() - c0) * 1e3
 
+        def record(out: Any, wait_ms: float) -> None:
+            timings.append({"wait": wait_ms, **dict(getattr(out, "timings_ms", {}) or {})})
+
         def pipeline_step() -> None:
             item, wait_ms = next_item()
-            out = target.detect_prepared(item.prepared) if item.prepared is not None else target.detect(item.frame)
-            timings.append({"wait": wait_ms, **dict(getattr(out, "timings_ms", {}) or {})})
+            record(target.detect_prepared(item.prepared) if item.prepared is not None else target.detect(item.frame),
+                   wait_ms)
 
         split = callable(getattr(target, "infer", None)) and callable(getattr(target, "finish", None))
         finished: list[float] = []
@@ -485,8 +489,7 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
             # the output thread of ``edgecam run``: CAM and boxes while the next frame is inferred
             kind, payload, wait_ms = job
             try:
-                out = target.finish(payload) if kind == "inference" else target.detect(payload)
-                timings.append({"wait": wait_ms, **dict(getattr(out, "timings_ms", {}) or {})})
+                record(target.finish(payload) if kind == "inference" else target.detect(payload), wait_ms)
                 finished.append(clock())
             except BaseException as exc:
                 failures.append(exc)
@@ -516,8 +519,8 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
         raw_d: list[float] = []
         pipe_d: list[float] = []
         raw_wall = pipe_wall = 0.0
-        output = OutputStage(finish, 4, name="output")
-        with capture, output:
+        output = OutputStage(finish, 4, name="output") if split else None
+        with capture, (output or contextlib.nullcontext()):
             # alternate the two loops in rounds, so that a slow spell of the
             # machine falls on both rather than on whichever ran then; the
             # capture thread idles on its full queue during the raw rounds
@@ -529,8 +532,7 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
                 pipe_d += d
                 pipe_wall += w
         result.raw = LatencySummary.from_durations(raw_d, raw_wall)
-        durations, wall = pipe_d, pipe_wall
-        result.pipeline = LatencySummary.from_durations(durations, wall)
+        result.pipeline = LatencySummary.from_durations(pipe_d, pipe_wall)
         result.stages_p50_ms = stage_medians(timings)
         result.pipeline_over_raw = ratio(result.pipeline.p50_ms, result.raw.p50_ms)
         result.throughput_pipeline_over_raw = ratio(result.pipeline.fps, result.raw.fps)

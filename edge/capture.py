@@ -27,6 +27,7 @@ __all__ = ["CaptureMode", "BackoffOptions", "CapturedFrame", "ThreadedCapture"]
 
 log = logging.getLogger(__name__)
 
+
 class CaptureMode(Enum):
     """LATEST: keep only the newest frame (live view, bounded latency). ALL: process every frame."""
 

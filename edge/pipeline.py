@@ -205,7 +205,7 @@ class _Loop:
         self.started = time.monotonic()
         self.fps = 0.0
         self._last_t: float | None = None
-        self.capture: ThreadedCapture | None = None
+        self.capture: ThreadedCapture | None = None  # set by run() before the first frame
         # infer on the main thread, finish (CAM, boxes) on the output thread
         self.split = callable(getattr(detector, "infer", None)) and callable(getattr(detector, "finish", None))
 
@@ -278,7 +278,7 @@ class _Loop:
         self._last_t = t3
 
         if self.live is not None:
-            cap = self.capture.stats() if self.capture is not None else {"dropped": 0, "corrupt": 0, "reconnects": 0}
+            cap = self.capture.stats()
             self.live.publish(shown, {
                 "frame": item.index, "frames": self.counts["frames"], "fps": round(self.fps, 2),
                 "scores": record["scores"], "positive": record["positive"], "smoothed": record["smoothed"],

@@ -101,13 +101,6 @@ class OutputStage:
                     return
                 self.handle(item)
                 self.handled += 1
-        except BaseException as exc:  # never die silently on a thread
+        except BaseException as exc:  # never die silently on a thread; a waiting put() sees it within 0.1 s
             self.error = exc
             log.error("%s stage stopped: %s", self.name, exc)
-            # keep taking items so a producer blocked in put() wakes and sees the error
-            while True:
-                try:
-                    if self._queue.get(timeout=0.2) is _END:
-                        return
-                except queue.Empty:
-                    return

@@ -197,15 +197,22 @@ def dump(model_dir: Path, out: Path, frames: int = 4, seed: int = 7, width: int 
             h, w = det.input_size
             rng = np.random.default_rng(seed)
             exact_inputs = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(frames)]
+            split = hasattr(det, "infer")
             for part, inputs in (("model", exact_inputs), ("scene", images)):
-                results = [det.detect(image) for image in inputs]
+                results, features = [], []
+                for image in inputs:
+                    if split:  # one invoke gives the result and the feature map it came from
+                        inference = det.infer([det.prepare(image)])
+                        results.append(det.finish(inference)[0])
+                        features.append(inference.features[0])
+                    else:
+                        results.append(det.detect(image))
                 arrays[f"{key}/{part}/scores"] = np.stack([np.asarray(r.scores, np.float32) for r in results])
                 arrays[f"{key}/{part}/heatmaps"] = np.stack([np.asarray(r.heatmap, np.float32) for r in results])
-            if hasattr(det, "infer"):
-                # the feature map as the runtime gives it (int8 for a quantised artifact): the model's own
-                # output, before the CAM's float arithmetic, whose last bit depends on the BLAS
-                arrays[f"{key}/model/features"] = np.stack(
-                    [det.infer([det.prepare(image)]).features[0].astype(np.float32) for image in exact_inputs])
+                if part == "model" and features:
+                    # the feature map as the runtime gives it (int8 for a quantised artifact): the model's own
+                    # output, before the CAM's float arithmetic, whose last bit depends on the BLAS
+                    arrays[f"{key}/model/features"] = np.stack(features).astype(np.float32)
             meta["artifacts"][key] = {"manifest": manifest.name, "input_size": [h, w],
                                       "backend": getattr(det.backend, "key", type(det.backend).__name__)}
     meta.update(frames=frames, seed=seed, width=width, height=height, threads=threads)
