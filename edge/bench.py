@@ -6,9 +6,12 @@ For every artifact (a manifest) the bench measures, in one process and one run:
 * **raw**: ``backend.invoke_raw()`` repeated on a prepared input, the ceiling;
 * **pipeline**: the core loop of ``edgecam run`` over frames from a source:
   a capture thread reads each frame and fits it to the model input
-  (``detector.prepare``) while the main thread infers the previous one and
-  computes its CAM and boxes (``detector.detect_prepared``), which is what a
-  camera loop gets;
+  (``detector.prepare``), the main thread runs the model (``infer``) and an
+  output thread takes the CAM and boxes (``finish``) while the next frame is
+  inferred, which is what a camera loop gets;
+* with ``--threads 1,2``: each artifact at each thread count, one row each,
+  so giving the runtime every core can be weighed against leaving one to
+  the capture and output threads;
 * with ``--keras model.keras`` (and only then is TensorFlow imported): the
   naive way, the Keras model called on single frames, for the ratio
   edgecam/Keras.
@@ -125,6 +128,30 @@ def split_rounds(frames: int, rounds: int) -> list[int]:
     rounds = min(rounds, frames)
     base, extra = divmod(frames, rounds)
     return [base + (i < extra) for i in range(rounds)]
+
+
+def thread_label(threads: int | None) -> str:
+    return "default" if threads is None else str(threads)
+
+
+def parse_threads(text: str) -> list[int | None]:
+    """``--threads`` as given on the command line: ``2``, ``1,2`` or ``default,1``; no duplicates."""
+    out: list[int | None] = []
+    for part in str(text).split(","):
+        part = part.strip().lower()
+        if part == "default":
+            value = None
+        else:
+            try:
+                value = int(part)
+            except ValueError:
+                value = 0
+            if value < 1:
+                raise ConfigError(f"bench --threads: expected positive integers or 'default', comma-separated "
+                                  f"(e.g. 1,2); received {text!r}")
+        if value not in out:
+            out.append(value)
+    return out
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -344,6 +371,7 @@ class ArtifactResult:
     name: str
     format: str | None = None
     backend: str | None = None
+    threads: int | None = None  # as asked for; None: the runtime's default
     artifact_path: str | None = None
     file_size_bytes: int | None = None
     load_ms: float | None = None
@@ -392,23 +420,26 @@ class BenchReport:
             f"Machine: {m['cpu']} ({m['arch']}, {m['cores']} cores, {m['cores_usable']} usable; "
             f"flags: {', '.join(m['flags']) or 'none of interest'}), Python {m['python']}, "
             + ", ".join(f"{k} {val}" for k, val in v.items()),
-            f"Settings: {self.settings['frames']} frames, threads {self.settings['threads'] or 'runtime default'}, "
+            f"Settings: {self.settings['frames']} frames, threads "
+            f"{', '.join(thread_label(t) for t in self.settings['threads'])}, "
             f"source {self.settings['source']}, onnxruntime spin-wait "
             f"{'on' if self.settings.get('spin_wait') else 'off'}, raw and pipeline loops alternating in "
             f"{self.settings.get('rounds', 1)} round(s)",
             "",
-            "| artifact | backend | size MiB | load ms | first frame ms | raw p50/p95/p99 ms | raw fps "
+            "| artifact | backend | threads | size MiB | load ms | first frame ms | raw p50/p95/p99 ms | raw fps "
             "| pipeline p50/p95/p99 ms | pipeline fps | pipeline/raw fps | pipeline/raw p50 | edgecam/Keras p50 "
             "| peak RSS MiB |",
-            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
         ]
         for a in self.artifacts:
             if a.error:
-                lines.append(f"| {a.name} | {a.backend or '-'} | error: {a.error} |" + " |" * 10)
+                lines.append(f"| {a.name} | {a.backend or '-'} | {thread_label(a.threads)} | error: {a.error} |"
+                             + " |" * 10)
                 continue
             size = None if a.file_size_bytes is None else a.file_size_bytes / 2**20
             lines.append(
-                f"| {a.name} | {a.backend} | {num(size)} | {num(a.load_ms, '.1f')} | {num(a.warmup_ms, '.1f')} "
+                f"| {a.name} | {a.backend} | {thread_label(a.threads)} | {num(size)} | {num(a.load_ms, '.1f')} "
+                f"| {num(a.warmup_ms, '.1f')} "
                 f"| {lat(a.raw)} | {num(a.raw and a.raw.fps, '.1f')} | {lat(a.pipeline)} "
                 f"| {num(a.pipeline and a.pipeline.fps, '.1f')} | {num(a.throughput_pipeline_over_raw)} "
                 f"| {num(a.pipeline_over_raw)} "
@@ -417,7 +448,7 @@ class BenchReport:
         for a in self.artifacts:
             if a.stages_p50_ms:
                 stages = ", ".join(f"{k} {val:.2f}" for k, val in a.stages_p50_ms.items())
-                lines.append(f"\nPipeline stages of {a.name} (p50 ms): {stages}")
+                lines.append(f"\nPipeline stages of {a.name}, threads {thread_label(a.threads)} (p50 ms): {stages}")
         if self.keras is not None:
             k = self.keras
             if k.skipped:
@@ -611,7 +642,7 @@ def resolve_artifacts(paths: Sequence[str | Path]) -> list[Path]:
 def bench(
     artifacts: Sequence[Path],
     frames: int = 200,
-    threads: int | None = None,
+    threads: int | None | Sequence[int | None] = None,
     source: str | Sequence[np.ndarray] | None = None,
     keras_model: Path | None = None,
     *,
@@ -627,7 +658,8 @@ def bench(
     Args:
         artifacts: manifest paths (see :func:`resolve_artifacts` for CLI forms).
         frames: timed iterations per loop.
-        threads: interpreter threads (None: the runtime's default).
+        threads: interpreter threads (None: the runtime's default), or several counts: each artifact is
+            then measured at each, one row per count, so that they compare in one run.
         source: None for synthetic frames pre-generated in memory, a source
             string as accepted by ``edge.sources.open_source``, or a list of
             RGB uint8 frames.
@@ -641,8 +673,12 @@ def bench(
     """
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
         raise ConfigError(f"bench: frames expected an integer >= 1; received {frames!r}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ConfigError(f"bench: threads expected an integer >= 1 or None; received {threads!r}")
+    counts = list(threads) if isinstance(threads, (list, tuple)) else [threads]
+    for t in counts:
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
+            raise ConfigError(f"bench: threads expected integers >= 1 or None; received {threads!r}")
+    if not counts:
+        raise ConfigError("bench: threads expected at least one count; received none")
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ConfigError(f"bench: rounds expected an integer >= 1; received {rounds!r}")
     feed = FrameFeed(source)
@@ -655,28 +691,32 @@ def bench(
         keras = bench_keras(Path(keras_model), feed, frames, clock, input_size) if keras_model is not None else None
         results = []
         for manifest in artifacts:
-            try:
-                results.append(bench_artifact(Path(manifest), feed, frames, threads, opener=opener, clock=clock,
-                                              warmup=warmup, rounds=rounds))
-            except EdgecamError as exc:
-                results.append(ArtifactResult(name=Path(manifest).name, error=f"{type(exc).__name__}: {exc}"))
+            for t in counts:
+                try:
+                    result = bench_artifact(Path(manifest), feed, frames, t, opener=opener, clock=clock,
+                                            warmup=warmup, rounds=rounds)
+                except EdgecamError as exc:
+                    result = ArtifactResult(name=Path(manifest).name, error=f"{type(exc).__name__}: {exc}")
+                result.threads = t
+                results.append(result)
     finally:
         feed.close()
     if keras is not None and keras.call is not None:
         for r in results:
             r.edgecam_over_keras = ratio(r.pipeline and r.pipeline.p50_ms, keras.call.p50_ms)
-    settings = {"frames": frames, "threads": threads, "source": feed.description, "warmup": warmup,
+    settings = {"frames": frames, "threads": counts, "source": feed.description, "warmup": warmup,
                 "input_size": list(input_size) if input_size else "manifest", "spin_wait": spin_wait,
                 "rounds": min(rounds, frames)}
     return BenchReport(machine_info(), settings, results, keras)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``edgecam bench ARTIFACT_OR_DIR... [--frames N] [--threads T] [--source SRC] [--keras PATH] [--json] [--out DIR]``."""
+    """``edgecam bench ARTIFACT_OR_DIR... [--frames N] [--threads T[,T...]] [--source SRC] [--keras PATH] [--json] [--out DIR]``."""
     parser = argparse.ArgumentParser(prog="edgecam bench", description="Time artifacts: raw invoke, full pipeline, Keras.")
     parser.add_argument("artifacts", nargs="+", help="manifest, artifact with its manifest beside it, or folder of manifests")
     parser.add_argument("--frames", type=int, default=200, help="timed iterations per loop (default 200)")
-    parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: runtime's choice)")
+    parser.add_argument("--threads", default=None, metavar="T[,T...]",
+                        help="interpreter threads, or several to compare, e.g. 1,2 (default: the runtime's choice)")
     parser.add_argument("--source", default=None, help="frame source (default: synthetic frames in memory)")
     parser.add_argument("--keras", type=Path, default=None, metavar="PATH", help="model.keras to compare with (imports TensorFlow)")
     parser.add_argument("--input-size", default=None, metavar="HxW", help="run every artifact at this size (e.g. 224 or 352x640)")
@@ -696,7 +736,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 size = _size(args.input_size)
             except argparse.ArgumentTypeError as exc:
                 raise ConfigError(f"bench --input-size: {exc}") from None
-        report = bench(resolve_artifacts(args.artifacts), args.frames, args.threads, args.source, args.keras,
+        threads = parse_threads(args.threads) if args.threads is not None else [None]
+        report = bench(resolve_artifacts(args.artifacts), args.frames, threads, args.source, args.keras,
                        input_size=size, spin_wait=args.spin_wait, rounds=args.rounds)
     except EdgecamError as exc:
         print(f"edgecam bench: {exc}", file=sys.stderr)

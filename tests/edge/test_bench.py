@@ -137,7 +137,7 @@ def test_bench_reports_known_delays_exactly():
     # the pipeline loop is edgecam run's: frames were prepared on the capture thread, not the main one
     assert target.prepared_on and threading.main_thread().name not in target.prepared_on
     assert r.peak_rss_mib > 0
-    assert report.settings["frames"] == 4 and report.settings["threads"] == 2 and report.settings["spin_wait"] is False
+    assert report.settings["frames"] == 4 and report.settings["threads"] == [2] and report.settings["spin_wait"] is False
     assert "spin-wait off" in report.to_markdown()
     assert target.raw_ms == [] and target.detect_ms == [], "every scripted call happened, no more"
 
@@ -251,7 +251,44 @@ def test_a_splitting_target_finishes_frames_on_an_output_thread_overlapping_the_
     assert r.pipeline.fps > 1 / 0.0075, "finishing must overlap the next inference (sequential would be ~111 fps)"
 
 
-@pytest.mark.parametrize("kwargs", [{"frames": 0}, {"frames": True}, {"threads": 0}, {"rounds": 0}])
+def test_each_thread_count_gets_its_own_row_in_one_run():
+    clock = FakeClock()
+    asked: list[tuple[str, int | None]] = []
+
+    def opener(path, threads):
+        asked.append((path.name, threads))
+        if threads == 3:
+            raise ArtifactError("expected at most 2 threads on this fake; received 3")
+        return FakeTarget(clock, [1.0] * 2, [1.0] * 3)
+
+    report = B.bench([Path("a.json"), Path("b.json")], frames=2, threads=[1, None, 3], source=frames(1),
+                     opener=opener, clock=clock, warmup=0)
+    assert asked == [("a.json", 1), ("a.json", None), ("a.json", 3), ("b.json", 1), ("b.json", None), ("b.json", 3)]
+    assert [(r.name, r.threads, r.error is None) for r in report.artifacts] == [
+        ("fake.tflite.manifest.json", 1, True), ("fake.tflite.manifest.json", None, True), ("a.json", 3, False),
+        ("fake.tflite.manifest.json", 1, True), ("fake.tflite.manifest.json", None, True), ("b.json", 3, False)]
+    assert report.settings["threads"] == [1, None, 3]
+    md = report.to_markdown()
+    assert "threads 1, default, 3," in md
+    assert "| fake.tflite.manifest.json | fake | 1 |" in md and "| fake.tflite.manifest.json | fake | default |" in md
+    assert "| a.json | - | 3 | error: ArtifactError" in md
+    header, rule = [line for line in md.splitlines() if line.startswith("|")][:2]
+    assert header.count("|") == rule.count("|"), "the header and the rule have the same columns"
+
+
+@pytest.mark.parametrize("text, counts", [("2", [2]), ("1,2", [1, 2]), (" default , 1 ", [None, 1]), ("2,2", [2])])
+def test_parse_threads(text, counts):
+    assert B.parse_threads(text) == counts
+
+
+@pytest.mark.parametrize("text", ["0", "1,-2", "two", "1,,2", ""])
+def test_parse_threads_refuses_what_is_not_a_count(text):
+    with pytest.raises(ConfigError, match="expected positive integers"):
+        B.parse_threads(text)
+
+
+@pytest.mark.parametrize("kwargs", [{"frames": 0}, {"frames": True}, {"threads": 0}, {"threads": [1, 0]},
+                                    {"threads": []}, {"rounds": 0}])
 def test_bench_refuses_bad_settings(kwargs):
     with pytest.raises(ConfigError):
         B.bench([Path("m.json")], source=frames(1), **kwargs)
@@ -331,15 +368,22 @@ def test_main_writes_json_and_markdown_atomically(tmp_path, monkeypatch, capsys)
         cv2.imwrite(str(images / f"{i}.png"), f)
     artifact = tmp_path / "m.tflite"
     artifact.write_bytes(b"\0" * 2048)
-    monkeypatch.setattr(B.DetectorTarget, "open",
-                        staticmethod(lambda p, t: FakeTarget(clock, [1.0] * 3, [2.0] * 7, path=artifact)))
+    asked = []
+
+    def opener(p, t):
+        asked.append(t)
+        return FakeTarget(clock, [1.0] * 3, [2.0] * 7, path=artifact)
+
+    monkeypatch.setattr(B.DetectorTarget, "open", staticmethod(opener))
     # an image folder is a file source: read per frame, restarted at its end (2 images, 7 reads)
-    code = B.main([str(tmp_path), "--frames", "3", "--source", str(images), "--out", str(tmp_path / "out"), "--json"])
+    code = B.main([str(tmp_path), "--frames", "3", "--source", str(images), "--out", str(tmp_path / "out"), "--json",
+                   "--threads", "1,2"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     written = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert printed == written
     assert written["artifacts"][0]["file_size_bytes"] == 2048
+    assert asked == [1, 2] and [a["threads"] for a in written["artifacts"]] == [1, 2]
     assert written["settings"]["source"] == str(images)
     assert (tmp_path / "out" / "bench.md").read_text().startswith("Machine: ")
     assert not list((tmp_path / "out").glob("*.tmp"))
@@ -348,6 +392,9 @@ def test_main_writes_json_and_markdown_atomically(tmp_path, monkeypatch, capsys)
 def test_main_usage_error_is_exit_2(tmp_path, capsys):
     assert B.main([str(tmp_path / "nothing-here")]) == 2
     assert "edgecam bench:" in capsys.readouterr().err
+    (tmp_path / "m.tflite.manifest.json").write_text("{}")
+    assert B.main([str(tmp_path), "--threads", "two"]) == 2
+    assert "received 'two'" in capsys.readouterr().err
 
 
 def test_bench_imports_tensorflow_only_for_keras():
