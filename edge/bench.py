@@ -257,6 +257,7 @@ class DetectorTarget:
         self.format = str(detector.manifest.format)
         self.backend_key = str(getattr(detector.backend, "key", type(detector.backend).__name__))
         self.artifact_path = Path(detector.manifest.artifact_path)
+        self.threads = getattr(detector.backend, "threads", None)
 
     @classmethod
     def open(cls, manifest_path: Path, threads: int | None, input_size: tuple[int, int] | None = None,
@@ -371,7 +372,7 @@ class ArtifactResult:
     name: str
     format: str | None = None
     backend: str | None = None
-    threads: int | None = None  # as asked for; None: the runtime's default
+    threads: int | None = None  # as the runtime was given them; None: unknown (a test double)
     artifact_path: str | None = None
     file_size_bytes: int | None = None
     load_ms: float | None = None
@@ -480,6 +481,7 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
     load_s = clock() - t0
     try:
         result = ArtifactResult(name=target.name, format=target.format, backend=target.backend_key,
+                                threads=getattr(target, "threads", threads),
                                 artifact_path=str(target.artifact_path), load_ms=load_s * 1e3)
         try:
             result.file_size_bytes = target.artifact_path.stat().st_size
@@ -658,7 +660,7 @@ def bench(
     Args:
         artifacts: manifest paths (see :func:`resolve_artifacts` for CLI forms).
         frames: timed iterations per loop.
-        threads: interpreter threads (None: the runtime's default), or several counts: each artifact is
+        threads: interpreter threads (None: one per physical core), or several counts: each artifact is
             then measured at each, one row per count, so that they compare in one run.
         source: None for synthetic frames pre-generated in memory, a source
             string as accepted by ``edge.sources.open_source``, or a list of
@@ -693,12 +695,11 @@ def bench(
         for manifest in artifacts:
             for t in counts:
                 try:
-                    result = bench_artifact(Path(manifest), feed, frames, t, opener=opener, clock=clock,
-                                            warmup=warmup, rounds=rounds)
+                    results.append(bench_artifact(Path(manifest), feed, frames, t, opener=opener, clock=clock,
+                                                  warmup=warmup, rounds=rounds))
                 except EdgecamError as exc:
-                    result = ArtifactResult(name=Path(manifest).name, error=f"{type(exc).__name__}: {exc}")
-                result.threads = t
-                results.append(result)
+                    results.append(ArtifactResult(name=Path(manifest).name, threads=t,
+                                                  error=f"{type(exc).__name__}: {exc}"))
     finally:
         feed.close()
     if keras is not None and keras.call is not None:
@@ -716,7 +717,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("artifacts", nargs="+", help="manifest, artifact with its manifest beside it, or folder of manifests")
     parser.add_argument("--frames", type=int, default=200, help="timed iterations per loop (default 200)")
     parser.add_argument("--threads", default=None, metavar="T[,T...]",
-                        help="interpreter threads, or several to compare, e.g. 1,2 (default: the runtime's choice)")
+                        help="interpreter threads, or several to compare, e.g. 1,2 (default: one per physical core)")
     parser.add_argument("--source", default=None, help="frame source (default: synthetic frames in memory)")
     parser.add_argument("--keras", type=Path, default=None, metavar="PATH", help="model.keras to compare with (imports TensorFlow)")
     parser.add_argument("--input-size", default=None, metavar="HxW", help="run every artifact at this size (e.g. 224 or 352x640)")

@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="runs/run")
     r.add_argument("--device", help="device profile (edgecam devices); explicit flags override it")
     r.add_argument("--backend", choices=("litert", "onnxruntime"))
-    r.add_argument("--threads", type=int)
+    r.add_argument("--threads", type=int,
+                   help="inference threads (default: the device profile's, else one per physical core)")
     r.add_argument("--input-size", type=_size, help="HxW the model runs at (default: manifest, or the device profile)")
     r.add_argument("--resize", choices=("stretch", "letterbox"))
     r.add_argument("--tile", action="store_true", help="overlapping tiles for frames much larger than the model input")

@@ -43,7 +43,7 @@ class LiteRTBackend(Backend):
     def _load(self, path: Path) -> None:
         mod = interpreter_module()
         self.runtime = mod.__name__.split(".")[0]
-        kwargs = {"model_path": str(path), "num_threads": self.options.threads}
+        kwargs = {"model_path": str(path), "num_threads": self.threads}
         if not self.options.xnnpack and hasattr(mod, "OpResolverType"):
             kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
@@ -77,7 +77,7 @@ class LiteRTBackend(Backend):
             self.interpreter.resize_tensor_input(self._in_index, list(want), strict=False)
         self.interpreter.allocate_tensors()
         self._shape = want
-        log.debug("litert: %s via %s, threads=%s", path.name, self.runtime, self.options.threads)
+        log.debug("litert: %s via %s, threads=%s", path.name, self.runtime, self.threads)
 
     def set_input(self, batch: np.ndarray) -> None:
         if batch.shape != self._shape:

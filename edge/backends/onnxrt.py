@@ -29,8 +29,7 @@ class OnnxRuntimeBackend(Backend):
         if "CPUExecutionProvider" not in providers:
             providers.append("CPUExecutionProvider")
         so = ort.SessionOptions()
-        if self.options.threads:
-            so.intra_op_num_threads = self.options.threads
+        so.intra_op_num_threads = self.threads
         so.log_severity_level = 3
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.options.spin_wait else "0")
         self.session_options = so

@@ -43,3 +43,25 @@ def test_shrink_is_close_to_area_interpolation(src, dst):
     exact = cv2.resize(base, (dst[1], dst[0]), interpolation=cv2.INTER_AREA if dst[0] < src[0] else cv2.INTER_LINEAR)
     assert fast.shape == (*dst, 3) and fast.dtype == np.uint8
     assert np.abs(fast.astype(int) - exact.astype(int)).mean() < 3.0
+
+
+SMT_CPUINFO = "".join(
+    f"processor\t: {p}\nphysical id\t: 0\ncore id\t\t: {p // 2}\nflags\t\t: avx2\n\n" for p in range(8)
+)
+ARM_CPUINFO = "".join(f"processor\t: {p}\nCPU part\t: 0xd0b\n\n" for p in range(4))
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, usable, cores",
+    [
+        (SMT_CPUINFO, set(range(8)), 4),  # 8 hyper-threads on 4 cores
+        (SMT_CPUINFO, {0, 1, 2}, 2),  # the affinity mask holds both threads of core 0 and one of core 1
+        (ARM_CPUINFO, set(range(4)), 4),  # no core ids: every usable processor counts
+        (ARM_CPUINFO, {2}, 1),
+        ("", {0, 1}, 2),
+    ],
+)
+def test_physical_cores(cpuinfo, usable, cores):
+    from edge.backends.base import physical_cores
+
+    assert physical_cores(cpuinfo, usable) == cores

@@ -145,3 +145,28 @@ def test_onnxruntime_threads_do_not_spin_unless_asked(tiny_export):
     for spin, expected in ((False, "0"), (True, "1")):
         with Detector.from_manifest(mp, spin_wait=spin) as det:
             assert det.backend.session_options.get_session_config_entry(key) == expected
+
+
+def test_threads_default_to_one_per_physical_core_in_both_runtimes(tiny_export, monkeypatch):
+    import types
+
+    import edge.backends.base as base
+    import edge.backends.litert as litert
+    from edge.detector import Detector
+
+    monkeypatch.setattr(base, "physical_cores", lambda: 3)
+    real = litert.interpreter_module()
+    given: list[object] = []
+
+    def recording(**kwargs):
+        given.append(kwargs["num_threads"])
+        return real.Interpreter(**kwargs)
+
+    monkeypatch.setattr(litert, "interpreter_module",
+                        lambda: types.SimpleNamespace(__name__=real.__name__, Interpreter=recording))
+    for threads, expected in ((None, 3), (1, 1)):
+        with Detector.from_manifest(tiny_export / "model-int8.tflite.manifest.json", threads=threads) as det:
+            assert det.backend.threads == expected and given[-1] == expected
+        with Detector.from_manifest(tiny_export / "model-fp32.onnx.manifest.json", threads=threads) as det:
+            assert det.backend.threads == expected
+            assert det.backend.session_options.intra_op_num_threads == expected
