@@ -57,3 +57,14 @@ def test_artifacts_and_parity_report(demo):
     assert "model-int8.tflite.manifest.json" in names and "model-fp32.onnx.manifest.json" in names
     parity = json.loads((out / "export" / "parity.json").read_text())
     assert {r["format"] for r in parity["artifacts"]} == {"tflite-int8", "onnx-fp32"}
+
+
+def test_the_table_warns_that_quick_figures_mean_nothing(demo, capsys):
+    from training.demo import print_table
+
+    out, summary = demo
+    print_table(summary, out)
+    printed = capsys.readouterr().out
+    assert "int8 agreement with Keras" in printed and "not a model" in printed
+    print_table({**summary, "quick": False}, out)
+    assert "not a model" not in capsys.readouterr().out

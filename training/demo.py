@@ -262,4 +262,7 @@ def print_table(s: dict, out: Path) -> None:
     print(f"\nedgecam demo — {s['machine']['cpu']}, {s['machine']['cores_usable']} cores")
     for k, v in rows:
         print(f"  {k:<{width}}  {v}")
+    if s.get("quick"):
+        print("\n--quick trains one epoch on 64 stills: a check that every step runs, not a model. Its accuracy\n"
+              "and int8 agreement figures mean nothing; run `make demo` for real ones.")
     print(f"\noutputs in {out}: video.mp4, frames.jsonl, summary.json, frame.png, export/, train/")
