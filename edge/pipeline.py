@@ -31,7 +31,7 @@ from edge.live import LiveServer
 from edge.results import FrameResult
 from edge.sinks import EventSink, JsonlSink, Sink, VideoSink
 from edge.sources import BackoffOptions, CapturedFrame, CaptureMode, FrameSource, ThreadedCapture
-from edge.stage import OutputStage
+from edge.stage import OutputStage, splits
 from edge.stats import LatencyStats
 from edge.tiling import TileSpec, detect_tiled
 
@@ -207,7 +207,7 @@ class _Loop:
         self._last_t: float | None = None
         self.capture: ThreadedCapture | None = None  # set by run() before the first frame
         # infer on the main thread, finish (CAM, boxes) on the output thread
-        self.split = callable(getattr(detector, "infer", None)) and callable(getattr(detector, "finish", None))
+        self.split = splits(detector)
 
     def infer(self, item: CapturedFrame) -> tuple[str, Any, float]:
         """The model's part of one frame, on the main thread: (kind, payload, milliseconds).

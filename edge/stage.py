@@ -15,11 +15,20 @@ from typing import Any, Callable
 
 from edge.errors import ConfigError, EdgecamError
 
-__all__ = ["OutputStage"]
+__all__ = ["OutputStage", "splits"]
 
 log = logging.getLogger(__name__)
 
 _END = object()
+
+
+def splits(worker: Any) -> bool:
+    """True when ``worker`` has ``infer`` and ``finish`` (as :class:`edge.detector.Detector` has).
+
+    Such a worker's inference runs on the thread that feeds the runtime and
+    its finishing on an :class:`OutputStage`; any other is run whole.
+    """
+    return callable(getattr(worker, "infer", None)) and callable(getattr(worker, "finish", None))
 
 
 class OutputStage:
