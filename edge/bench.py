@@ -44,7 +44,8 @@ import numpy as np
 from edge.atomic import write_json, write_text
 from edge.errors import ConfigError, EdgecamError, SourceError
 from edge.capture import CaptureMode, ThreadedCapture
-from edge.stage import OutputStage
+from edge.stage import OutputStage, splits
+from edge.machine import read_cpuinfo, usable_cpus
 from edge.manifest import MANIFEST_SUFFIX
 from edge.sources import FrameSource
 
@@ -190,19 +191,12 @@ def _version(dist: str) -> str | None:
 
 def machine_info() -> dict[str, Any]:
     """Where a result was measured: CPU, cores, SIMD flags that matter for int8, library versions."""
-    try:
-        model, flags = parse_cpuinfo(Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace"))
-    except OSError:
-        model, flags = None, []
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = os.cpu_count()
+    model, flags = parse_cpuinfo(read_cpuinfo())
     return {
         "cpu": model or platform.processor() or platform.machine(),
         "arch": platform.machine(),
         "cores": os.cpu_count(),
-        "cores_usable": usable,
+        "cores_usable": len(usable_cpus()),
         "flags": flags,
         "os": platform.platform(terse=True),
         "python": platform.python_version(),
@@ -513,7 +507,7 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
             record(target.detect_prepared(item.prepared) if item.prepared is not None else target.detect(item.frame),
                    wait_ms)
 
-        split = callable(getattr(target, "infer", None)) and callable(getattr(target, "finish", None))
+        split = splits(target)
         finished: list[float] = []
         failures: list[BaseException] = []
         progress = threading.Condition()

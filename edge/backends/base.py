@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,38 +11,10 @@ from typing import ClassVar
 import numpy as np
 
 from edge.errors import ArtifactError, ConfigError, FrameError
+from edge.machine import physical_cores
 from edge.manifest import Manifest
 
 log = logging.getLogger("edgecam.backends")
-
-
-def physical_cores(cpuinfo: str | None = None, usable: set[int] | None = None) -> int:
-    """Cores this process may run on, counting a core's hyper-threads once.
-
-    Reads ``/proc/cpuinfo`` (``physical id`` / ``core id`` per processor) for
-    the processors in the affinity mask; where those fields are missing (Arm
-    boards, which have no SMT) every usable processor counts.
-    """
-    if usable is None:
-        try:
-            usable = set(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            usable = set(range(os.cpu_count() or 1))
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            cpuinfo = ""
-    cores: set[tuple[str, str]] = set()
-    for block in cpuinfo.split("\n\n"):
-        fields = {k.strip(): v.strip() for k, sep, v in (line.partition(":") for line in block.splitlines()) if sep}
-        try:
-            processor = int(fields["processor"])
-        except (KeyError, ValueError):
-            continue
-        if processor in usable and "core id" in fields:
-            cores.add((fields.get("physical id", "0"), fields["core id"]))
-    return max(1, len(cores) or len(usable))
 
 
 @dataclass(frozen=True)
@@ -52,7 +23,7 @@ class BackendOptions:
 
     Attributes:
         threads: intra-op threads (XNNPACK / onnxruntime); ``None`` means one
-            per physical core this process may use (:func:`physical_cores`).
+            per physical core this process may use (:func:`edge.machine.physical_cores`).
             That is onnxruntime's own default; LiteRT's Python interpreter
             would otherwise run one thread. ``edgecam bench --threads 1,2``
             shows whether leaving a core to capture and output is faster.
@@ -112,7 +83,8 @@ class Backend(ABC):
             )
         self.manifest = manifest
         self.options = options or BackendOptions()
-        self._default_threads = physical_cores()
+        # the intra-op thread count the runtime is given
+        self.threads: int = self.options.threads or physical_cores()
         self._closed = False
         shape = manifest.input.shape
         if self.options.input_size and len(shape) == 4 and shape[1] > 0 and tuple(shape[1:3]) != self.options.input_size:
@@ -148,11 +120,6 @@ class Backend(ABC):
         pass
 
     # -- shared logic -----------------------------------------------------
-    @property
-    def threads(self) -> int:
-        """The intra-op thread count the runtime was given."""
-        return self.options.threads or self._default_threads
-
     @property
     def input_size(self) -> tuple[int, int]:
         return self.options.input_size or self.manifest.input_size

@@ -62,6 +62,6 @@ ARM_CPUINFO = "".join(f"processor\t: {p}\nCPU part\t: 0xd0b\n\n" for p in range(
     ],
 )
 def test_physical_cores(cpuinfo, usable, cores):
-    from edge.backends.base import physical_cores
+    from edge.machine import physical_cores
 
     assert physical_cores(cpuinfo, usable) == cores
