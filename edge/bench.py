@@ -148,7 +148,7 @@ def parse_threads(text: str) -> list[int | None]:
             except ValueError:
                 value = 0
             if value < 1:
-                raise ConfigError(f"bench --threads: expected positive integers or 'default', comma-separated "
+                raise ConfigError(f"--threads: expected positive integers or 'default', comma-separated "
                                   f"(e.g. 1,2); received {text!r}")
         if value not in out:
             out.append(value)
