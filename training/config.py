@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,6 +27,9 @@ class TrainConfig:
         augment: ``aerial`` (top-down views: any rotation), ``upright`` (side views) or ``none``.
         monitor: validation metric for early stopping and the best checkpoint.
         threshold_rule: ``youden`` or ``recall`` (with ``target_recall``) or ``fixed`` (0.5).
+        time_budget: wall seconds for the whole run (both phases, every ``--resume`` session);
+            training stops at the end of the epoch after which one more would overrun it
+            (see ``parse_duration`` for ``90m`` and the like). None: no limit.
     """
 
     data: str
@@ -55,11 +60,12 @@ class TrainConfig:
     seed: int = 0
     skip_bad: bool = False
     max_images: int | None = None
+    time_budget: float | None = None
     verbose: int = 1
 
     def __post_init__(self) -> None:
         choices = {
-            "pooling": ("max", "avg"),
+            "pooling": ("max", "avg", "cell"),
             "schedule": ("constant", "cyclic", "cosine"),
             "class_weight": ("auto", "balanced", "none"),
             "threshold_rule": ("youden", "recall", "fixed"),
@@ -74,6 +80,11 @@ class TrainConfig:
                 raise ConfigError(f"{key}: expected >= 0; received {getattr(self, key)}")
         if self.batch_size < 1 or self.lr <= 0 or self.finetune_lr <= 0:
             raise ConfigError(f"batch_size >= 1 and positive rates expected; received {self.batch_size}, {self.lr}, {self.finetune_lr}")
+        if self.time_budget is not None:
+            budget = self.time_budget
+            if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not (math.isfinite(budget) and budget > 0):
+                raise ConfigError(f"time_budget: expected seconds > 0 or None; received {budget!r}")
+            object.__setattr__(self, "time_budget", float(budget))
         if not 0 <= self.finetune_blocks <= 17:
             raise ConfigError(f"finetune_blocks: MobileNetV2 has 17 blocks; received {self.finetune_blocks}")
         size = self.input_size
@@ -94,3 +105,32 @@ class TrainConfig:
         d = asdict(self)
         d["input_size"] = list(self.input_size)
         return d
+
+
+_NUMBER = r"\d+(?:\.\d+)?"
+_DURATION = re.compile(rf"(?:(?P<h>{_NUMBER})h)?(?:(?P<m>{_NUMBER})m)?(?:(?P<s>{_NUMBER})s)?")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration written ``90m``, ``1h30m``, ``2h``, ``45s``, ``5400s`` or ``5400`` (seconds).
+
+    Units come in the order h, m, s; a bare number is seconds. ``1h30`` is
+    refused rather than guessed (30 minutes or 30 seconds?).
+
+    Example:
+        >>> parse_duration("1h30m")
+        5400.0
+    """
+    t = str(text).strip().lower()
+    if re.fullmatch(_NUMBER, t):
+        seconds = float(t)
+    else:
+        m = _DURATION.fullmatch(t)
+        if m is None or not any(m.groups()):
+            seconds = math.nan
+        else:
+            seconds = sum(float(m[k] or 0) * f for k, f in (("h", 3600), ("m", 60), ("s", 1)))
+    if not seconds > 0:
+        raise ConfigError("expected a duration greater than zero such as 90m, 1h30m, 2h, 5400s or 5400 (seconds); "
+                          f"received {text!r}")
+    return seconds

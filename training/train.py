@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,132 @@ class TrainResult:
     run_dir: Path
     metrics: dict
     seconds: float
+
+
+class RunClock:
+    """Wall and CPU seconds of one run across the processes (sessions) that trained it.
+
+    A resumed run starts from the totals its ``state.json`` recorded, so the
+    time budget and ``run.json`` count every session, not only the last. Time a
+    process spent after its last completed epoch before it died is lost.
+
+    Example:
+        >>> clock = RunClock.from_state({"elapsed_s": 600.0, "cpu_s": 2400.0, "sessions": 1})
+        >>> clock.sessions, clock.elapsed_s() >= 600.0
+        (2, True)
+    """
+
+    def __init__(self, prior_s: float = 0.0, prior_cpu_s: float = 0.0, sessions: int = 1,
+                 wall=time.monotonic, cpu=time.process_time):
+        self.prior_s, self.prior_cpu_s, self.sessions = float(prior_s), float(prior_cpu_s), int(sessions)
+        self._wall, self._cpu = wall, cpu
+        self._t0, self._c0 = wall(), cpu()
+
+    @classmethod
+    def from_state(cls, state: dict | None, **clocks) -> "RunClock":
+        """The clock of a new session: continues ``state`` (a resumed run's state.json), or starts at zero."""
+        if not state:
+            return cls(**clocks)
+        return cls(state.get("elapsed_s", 0.0), state.get("cpu_s", 0.0), int(state.get("sessions", 1)) + 1, **clocks)
+
+    def session_s(self) -> float:
+        return self._wall() - self._t0
+
+    def elapsed_s(self) -> float:
+        return self.prior_s + self.session_s()
+
+    def cpu_s(self) -> float:
+        return self.prior_cpu_s + self._cpu() - self._c0
+
+    def fields(self) -> dict:
+        return {"elapsed_s": round(self.elapsed_s(), 3), "cpu_s": round(self.cpu_s(), 3), "sessions": self.sessions}
+
+
+@dataclass
+class Progress:
+    """What ``state.json`` records after every epoch, so that ``--resume`` continues the run and its clocks."""
+
+    run: Path
+    monitor: str
+    clock: RunClock
+    best: float | None = None
+    phase: str = "head"
+    epoch: int = 0
+    epochs_run: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_state(cls, run: Path, state: dict | None, monitor: str, **clocks) -> "Progress":
+        """A new session's progress: continues ``state`` (a resumed run's state.json), or starts afresh."""
+        clock = RunClock.from_state(state, **clocks)
+        if not state:
+            return cls(Path(run), monitor, clock)
+        epochs_run = state.get("epochs_run") or {state["phase"]: state["epoch"]}
+        return cls(Path(run), monitor, clock, state.get("best"), state["phase"], state["epoch"], dict(epochs_run))
+
+    def epoch_done(self, phase: str, epoch: int, best: float | None) -> None:
+        """Record epoch ``epoch`` (1-based, counted within ``phase``) and write state.json."""
+        self.phase, self.epoch, self.best = phase, epoch, best
+        self.epochs_run[phase] = epoch
+        self.write()
+
+    def write(self) -> None:
+        atomic.write_json(self.run / "state.json", {
+            "phase": self.phase, "epoch": self.epoch, "best": self.best, "monitor": self.monitor,
+            "epochs_run": self.epochs_run, **self.clock.fields()})
+
+
+class TimeBudget:
+    """Decides, at each epoch end and before each phase, whether one more epoch fits in the run's time budget.
+
+    The next epoch is predicted to last the mean of this phase's epochs so far in
+    this session (the first one includes tracing, so the guess errs long);
+    phase 2 is predicted at phase 1's pace, which errs short, since fine-tuning
+    back-propagates through the backbone. Elapsed time is the run's total
+    (:class:`RunClock`), across phases and resumed sessions.
+
+    Example:
+        >>> budget = TimeBudget(None, RunClock())
+        >>> budget.may_start("head", 1, 5)
+        True
+    """
+
+    def __init__(self, seconds: float | None, clock: RunClock):
+        self.seconds, self.clock = seconds, clock
+        self.stopped = False
+        self._durations: list[float] = []
+        self._mark = clock.elapsed_s()
+
+    def may_start(self, phase: str, first_epoch: int, total: int) -> bool:
+        """Whether ``phase`` may run epoch ``first_epoch`` (1-based) of ``total``; resets the epoch timer."""
+        if self.stopped:
+            log.warning("time budget: phase %s not started: the budget is spent", phase)
+            return False
+        now = self.clock.elapsed_s()
+        guess = float(np.mean(self._durations)) if self._durations else 0.0
+        if self.seconds is not None and (now >= self.seconds or now + guess > self.seconds):
+            self._stop(f"phase {phase} not started (epoch {first_epoch} of {total} would be next)", now, guess)
+            return False
+        self._durations, self._mark = [], now
+        return True
+
+    def epoch_ended(self, phase: str, epoch: int, total: int) -> bool:
+        """True when training must stop after epoch ``epoch`` (1-based) of ``total`` in ``phase``."""
+        now = self.clock.elapsed_s()
+        self._durations.append(now - self._mark)
+        self._mark = now
+        guess = float(np.mean(self._durations))
+        if self.seconds is None or epoch >= total or now + guess <= self.seconds:
+            return False
+        self._stop(f"stopping phase {phase} after epoch {epoch} of {total}", now, guess)
+        return True
+
+    def _stop(self, what: str, now: float, guess: float) -> None:
+        self.stopped = True
+        if guess > 0:
+            log.warning("time budget: %s: %.1f s elapsed + ~%.1f s per epoch would exceed the budget of %g s",
+                        what, now, guess, self.seconds)
+        else:
+            log.warning("time budget: %s: %.1f s elapsed, the budget of %g s is spent", what, now, self.seconds)
 
 
 def load_data(cfg: TrainConfig) -> tuple[D.LabeledImages, D.LabeledImages]:
@@ -93,31 +219,36 @@ def distribution_strategy(kind: str = "auto"):
     return tf.distribute.get_strategy()
 
 
-def _callbacks(cfg: TrainConfig, run: Path, phase: str):
+def _callbacks(cfg: TrainConfig, progress: Progress, budget: TimeBudget, phase: str, total: int):
     import keras
 
+    run = progress.run
     mode = "min" if cfg.monitor == "val_loss" else "max"
 
     class Checkpoint(keras.callbacks.Callback):
-        """Best model to ``model.keras`` and the latest to ``last.keras``, both written atomically."""
-
-        def __init__(self):
-            super().__init__()
-            self.best = json.loads((run / "state.json").read_text())["best"] if (run / "state.json").exists() else None
+        """Best model to ``model.keras``, the latest to ``last.keras`` and progress to ``state.json``, all atomically."""
 
         def on_epoch_end(self, epoch, logs=None):
             value = float((logs or {}).get(cfg.monitor, np.nan))
-            better = self.best is None or (value < self.best if mode == "min" else value > self.best)
-            if better and np.isfinite(value):
-                self.best = value
+            best = progress.best
+            if np.isfinite(value) and (best is None or (value < best if mode == "min" else value > best)):
+                best = value
                 _save(self.model, run / "model.keras")
             _save(self.model, run / "last.keras")
-            atomic.write_json(run / "state.json", {"phase": phase, "epoch": epoch + 1, "best": self.best, "monitor": cfg.monitor})
+            progress.epoch_done(phase, epoch + 1, best)
+
+    class BudgetStop(keras.callbacks.Callback):
+        """Ends ``fit`` at an epoch end when one more epoch would overrun ``cfg.time_budget``."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if budget.epoch_ended(phase, epoch + 1, total):
+                self.model.stop_training = True
 
     return [
         Checkpoint(),
         keras.callbacks.EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.patience, restore_best_weights=True),
         keras.callbacks.CSVLogger(str(run / f"history_{phase}.csv"), append=True),
+        BudgetStop(),  # last, so the epoch it times includes the checkpoint writes
     ]
 
 
@@ -144,14 +275,20 @@ def set_finetune(model, blocks: int) -> int:
 def train(cfg: TrainConfig, strategy=None, resume: bool = False) -> TrainResult:
     """Run both phases and write the run directory.
 
+    With ``cfg.time_budget`` training stops at the end of the epoch after which
+    one more would overrun the budget, counted over the whole run (both phases
+    and, with ``resume``, the earlier sessions); the final evaluation still runs.
+
     Example:
         >>> result = train(TrainConfig(data="runs/demo/data", out="runs/demo/train"))  # doctest: +SKIP
         >>> result.metrics["balanced_accuracy"]  # doctest: +SKIP
     """
+    run = Path(cfg.out)
+    state = _read_state(run) if resume else None
+    progress = Progress.from_state(run, state, cfg.monitor)  # the session clock starts here
+    budget = TimeBudget(cfg.time_budget, progress.clock)
     import keras
 
-    t0 = time.monotonic()
-    run = Path(cfg.out)
     run.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     train_set, val_set = load_data(cfg)
@@ -172,12 +309,12 @@ def train(cfg: TrainConfig, strategy=None, resume: bool = False) -> TrainResult:
     train_ds = D.tf_dataset(train_set, cfg.input_size, cfg.batch_size, True, cfg.seed, cfg.augment, cfg.mixup)
     val_ds = D.tf_dataset(val_set, cfg.input_size, cfg.batch_size, False)
     steps = int(np.ceil(len(train_set) / cfg.batch_size))
-    state = json.loads((run / "state.json").read_text()) if resume and (run / "state.json").exists() else None
 
     with strategy.scope():
         if state and (run / "last.keras").exists():
             model = keras.models.load_model(run / "last.keras")
-            log.info("resuming %s from phase %s epoch %d", run, state["phase"], state["epoch"])
+            log.info("resuming %s from phase %s epoch %d (session %d, %.0f s so far)",
+                     run, state["phase"], state["epoch"], progress.clock.sessions, progress.clock.prior_s)
         else:
             model = build_classifier(mcfg)
         pretrained = cfg.weights is not None
@@ -193,21 +330,21 @@ def train(cfg: TrainConfig, strategy=None, resume: bool = False) -> TrainResult:
             lr = cosine_schedule(cfg.lr, steps * max(cfg.epochs - start, 1))
         compile_model(model, task, lr)
     histories = []
-    if cfg.epochs > start:
-        h = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start,
-                      class_weight=cw, callbacks=_callbacks(cfg, run, "head"), verbose=cfg.verbose)
+    if cfg.epochs > start and budget.may_start("head", start + 1, cfg.epochs):
+        h = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start, class_weight=cw,
+                      callbacks=_callbacks(cfg, progress, budget, "head", cfg.epochs), verbose=cfg.verbose)
         histories.append(("head", h.history))
-    if pretrained and cfg.finetune_epochs > 0:
+    start2 = state["epoch"] if state and state["phase"] == "finetune" else 0
+    if pretrained and cfg.finetune_epochs > start2 and budget.may_start("finetune", start2 + 1, cfg.finetune_epochs):
         with strategy.scope():
             n = set_finetune(model, cfg.finetune_blocks)
             log.info("phase 2: %d backbone layers trainable (last %d blocks), lr %g", n, cfg.finetune_blocks, cfg.finetune_lr)
-            start2 = state["epoch"] if state and state["phase"] == "finetune" else 0
             lr2 = cfg.finetune_lr
             if cfg.schedule == "cosine":
                 lr2 = cosine_schedule(cfg.finetune_lr, steps * max(cfg.finetune_epochs - start2, 1))
             compile_model(model, task, lr2)
-        h = model.fit(train_ds, validation_data=val_ds, epochs=cfg.finetune_epochs, initial_epoch=start2,
-                      class_weight=cw, callbacks=_callbacks(cfg, run, "finetune"), verbose=cfg.verbose)
+        h = model.fit(train_ds, validation_data=val_ds, epochs=cfg.finetune_epochs, initial_epoch=start2, class_weight=cw,
+                      callbacks=_callbacks(cfg, progress, budget, "finetune", cfg.finetune_epochs), verbose=cfg.verbose)
         histories.append(("finetune", h.history))
     elif not pretrained and cfg.finetune_epochs > 0:
         log.info("phase 2 skipped: the backbone was trained from scratch in phase 1 (weights=None)")
@@ -222,8 +359,18 @@ def train(cfg: TrainConfig, strategy=None, resume: bool = False) -> TrainResult:
     metrics = evaluate_keras(model, val_set, cfg.input_size, task, rule=cfg.threshold_rule, target_recall=cfg.target_recall)
     info["thresholds"] = metrics["thresholds"]
     info["threshold_rule"] = metrics["threshold_rule"]
-    info["seconds"] = round(time.monotonic() - t0, 1)
+    clock = progress.clock
+    info.update({
+        "seconds": round(clock.elapsed_s(), 1),  # every session of this run: training and evaluation
+        "seconds_this_session": round(clock.session_s(), 1),
+        "sessions": clock.sessions,
+        "cpu_seconds": round(clock.cpu_s(), 1),
+        "time_budget_s": cfg.time_budget,
+        "stopped_by_budget": budget.stopped,
+        "epochs_run": {"head": progress.epochs_run.get("head", 0), "finetune": progress.epochs_run.get("finetune", 0)},
+    })
     atomic.write_json(run / "run.json", info)
+    progress.write()  # a later --resume then counts this session's evaluation too
     atomic.write_json(run / "metrics.json", metrics)
     try:
         from training import plots
@@ -231,7 +378,20 @@ def train(cfg: TrainConfig, strategy=None, resume: bool = False) -> TrainResult:
         plots.run_plots(run, model, val_set, metrics, cfg.input_size, task)
     except ImportError as exc:  # matplotlib is optional for headless CI images
         log.warning("plots skipped: %s", exc)
-    return TrainResult(run, metrics, time.monotonic() - t0)
+    return TrainResult(run, metrics, clock.session_s())
+
+
+def _read_state(run: Path) -> dict | None:
+    """The state.json of a run to resume, or None when it has none."""
+    path = run / "state.json"
+    if not path.is_file():
+        return None
+    state = json.loads(path.read_text())
+    if "elapsed_s" not in state:  # written before the run clock existed
+        last = json.loads((run / "run.json").read_text()).get("seconds", 0.0) if (run / "run.json").is_file() else 0.0
+        log.warning("%s has no elapsed time; counting earlier sessions as the %.0f s run.json reported", path, last)
+        state["elapsed_s"] = last
+    return state
 
 
 def _write_history(run: Path, histories) -> None:
