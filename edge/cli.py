@@ -51,17 +51,32 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="tiny configuration for tests: few images, small input, short clip")
 
     t = sp["train"]
-    t.add_argument("data", help="folder with one sub-folder per class (or train/ and val/ inside), or image root for --csv")
+    t.add_argument("data", nargs="+",
+                   help="folder with one sub-folder per class (or train/ and val/ inside), image root for --csv, "
+                        "or one or more box-labelled datasets (YOLO, COCO or VOC; detected from the files)")
     t.add_argument("--val", help="validation folder (default: --val-split of DATA, stratified)")
     t.add_argument("--val-split", type=float, default=0.2)
-    t.add_argument("--positive", help="one-vs-rest: this class is positive, the rest negative")
+    t.add_argument("--positive", help="one-vs-rest: this class is positive, the rest negative; "
+                                      "with box-labelled data, CLASS[,CLASS...] are the vessel classes")
+    b = t.add_argument_group("box-labelled data (crops cut from whole frames)")
+    b.add_argument("--scale", type=float, default=1.5,
+                   help="model pixels per frame pixel for the crops; edgecam run resizes frames by the same (default 1.5)")
+    b.add_argument("--split-by", choices=("frame", "camera"), default="frame",
+                   help="hold out frames (bursts kept whole) or whole cameras (default frame)")
+    b.add_argument("--test-fraction", type=float, default=0.2,
+                   help="frames held out from training and validation, listed in split.json (default 0.2)")
+    b.add_argument("--mine-frames", type=int, default=150,
+                   help="training frames a round-one model is run over to mine hard negatives (0: none; default 150)")
+    b.add_argument("--label", help="name of the positive class in the model (default: the first --positive)")
     t.add_argument("--csv", help="multi-label CSV: path,<class>,<class>... with 0/1 values")
     t.add_argument("--out", default="runs/train")
     t.add_argument("--input-size", type=_size, default=(96, 96), help="SIZE or HxW (default 96)")
     t.add_argument("--alpha", type=float, default=None,
                    help="MobileNetV2 width (default: read from a weights file name such as ..._1.0_224_no_top.h5, else 0.35)")
     t.add_argument("--weights", default="imagenet", help="imagenet (default; downloads), none, or PATH to a no-top .h5")
-    t.add_argument("--pooling", choices=("max", "avg"), default="max")
+    t.add_argument("--pooling", choices=("max", "avg", "cell"), default=None,
+                   help="max or avg: pool then dense; cell: dense per feature cell, score = best cell "
+                        "(the same meaning at any input size; default for box-labelled data, else max)")
     t.add_argument("--dropout", type=float, default=0.2)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--epochs", type=int, default=5, help="phase 1 epochs (head only when pretrained)")
@@ -82,6 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--skip-bad", action="store_true", help="skip corrupt images (listed) instead of stopping")
     t.add_argument("--max-images", type=int, help="use at most N training images (quick runs)")
+
+    def duration(text: str) -> float:  # training.config is imported only when --time-budget is given
+        from training.config import parse_duration
+
+        try:
+            return parse_duration(text)
+        except EdgecamError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    t.add_argument("--time-budget", type=duration, metavar="DURATION",
+                   help="wall time for the whole run, both phases and every --resume: 90m, 1h30m, 2h, 5400s or 5400; "
+                        "training stops at the epoch end after which one more would overrun it, then evaluates")
     t.add_argument("--sanity", action="store_true", help="first check that the model can overfit one batch")
     t.add_argument("--find-lr", action="store_true", help="run the LR range test, write the plot, and stop")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
@@ -89,8 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sp["evaluate"]
     e.add_argument("model", help="run directory, model.keras, or an artifact's manifest")
-    e.add_argument("data", help="labelled folder (one sub-folder per class)")
-    e.add_argument("--positive")
+    e.add_argument("data", nargs="+", help="labelled folder (one sub-folder per class), or one or more "
+                                          "box-labelled datasets (YOLO, COCO or VOC) for the localisation figures")
+    e.add_argument("--positive", help="positive class; with box-labelled data CLASS[,CLASS...], the vessel classes")
+    e.add_argument("--split", help="box-labelled data: split.json of a training run; evaluate only its --split-name "
+                                   "frames (default: the run folder's own split.json when MODEL is a run folder)")
+    e.add_argument("--split-name", choices=("test", "val", "train"), default="test")
+    e.add_argument("--scale", type=float, default=None, help="box-labelled data: frame scale (default: the manifest's)")
+    e.add_argument("--grid", type=int, default=12, help="box-labelled data: frames in the picture grid (default 12)")
+    e.add_argument("--out", help="box-labelled data: report folder (default MODEL/boxeval)")
     e.add_argument("--tta", action="store_true",
                    help="also average over flipped copies: left-right, and up-down for a run trained with --augment aerial")
     e.add_argument("--json", action="store_true")
@@ -127,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int,
                    help="inference threads (default: the device profile's, else one per physical core)")
     r.add_argument("--input-size", type=_size, help="HxW the model runs at (default: manifest, or the device profile)")
+    r.add_argument("--scale", type=float, default=None,
+                   help="resize each frame by this factor instead of to one input size (default: the manifest's "
+                        "frame_scale for models trained on box-labelled frames)")
     r.add_argument("--resize", choices=("stretch", "letterbox"))
     r.add_argument("--tile", action="store_true", help="overlapping tiles for frames much larger than the model input")
     r.add_argument("--live", metavar="HOST:PORT", help="serve a live view, e.g. 127.0.0.1:8080")

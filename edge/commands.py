@@ -32,17 +32,22 @@ def alpha_for(alpha: float | None, weights: str | None) -> float:
 
 
 def cmd_train(a) -> int:
+    from edge.datasets import is_box_dataset
     from training.config import TrainConfig
 
     a.alpha = alpha_for(a.alpha, a.weights)
+    boxes = is_box_dataset(a.data[0])
+    if not boxes and len(a.data) > 1:
+        raise ConfigError(f"train: several DATA folders are read only as box-labelled datasets; {a.data[0]} is not one")
     cfg = TrainConfig(
-        data=a.data, out=a.out, val=a.val, val_split=a.val_split, positive=a.positive, csv=a.csv,
-        input_size=a.input_size, alpha=a.alpha, weights=a.weights, pooling=a.pooling, dropout=a.dropout,
+        data=a.data[0], out=a.out, val=a.val, val_split=a.val_split, positive=a.positive, csv=a.csv,
+        input_size=a.input_size, alpha=a.alpha, weights=a.weights,
+        pooling=a.pooling or ("cell" if boxes else "max"), dropout=a.dropout,
         batch_size=a.batch_size, epochs=a.epochs, lr=a.lr, schedule=a.schedule, finetune_epochs=a.finetune_epochs,
         finetune_blocks=a.finetune_blocks, finetune_lr=a.finetune_lr, class_weight=a.class_weight,
         augment=a.augment, mixup=a.mixup, patience=a.patience, monitor=a.monitor,
         threshold_rule=a.threshold_rule, target_recall=a.target_recall, seed=a.seed, skip_bad=a.skip_bad,
-        max_images=a.max_images, verbose=1 if sys.stdout.isatty() else 2,
+        max_images=a.max_images, time_budget=a.time_budget, verbose=1 if sys.stdout.isatty() else 2,
     )
     if a.find_lr or a.sanity:
         from training.checks import find_lr, sanity
@@ -55,7 +60,17 @@ def cmd_train(a) -> int:
             return 0
     from training.train import distribution_strategy, train
 
-    result = train(cfg, strategy=distribution_strategy(a.strategy), resume=a.resume)
+    if boxes:
+        from training.boxtrain import BoxTrainOptions, train_boxes
+
+        if not a.positive:
+            raise ConfigError("train: box-labelled data needs --positive CLASS[,CLASS...] (the vessel classes)")
+        opts = BoxTrainOptions(datasets=tuple(a.data), positive=tuple(p for p in a.positive.split(",") if p),
+                               label=a.label, scale=a.scale, test_fraction=a.test_fraction, split_by=a.split_by,
+                               mine_frames=a.mine_frames)
+        result = train_boxes(cfg, opts, strategy=distribution_strategy(a.strategy), resume=a.resume)
+    else:
+        result = train(cfg, strategy=distribution_strategy(a.strategy), resume=a.resume)
     m = result.metrics
     print(f"run: {result.run_dir}  ({result.seconds:.0f} s)")
     for k in ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "threshold", "threshold_rule"):
@@ -65,9 +80,15 @@ def cmd_train(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
+    from edge.datasets import is_box_dataset
+
+    if is_box_dataset(a.data[0]):
+        return _evaluate_boxes(a)
+    if len(a.data) > 1:
+        raise ConfigError(f"evaluate: several DATA folders are read only as box-labelled datasets; {a.data[0]} is not one")
     from training.evaluate import evaluate_path
 
-    r = evaluate_path(a.model, a.data, a.positive, a.tta)
+    r = evaluate_path(a.model, a.data[0], a.positive, a.tta)
     if a.json:
         print_json(r)
         return 0
@@ -80,6 +101,27 @@ def cmd_evaluate(a) -> int:
     for name, pc in r.get("per_class", {}).items():
         if "precision" in pc:
             print(f"  {name:<18} P {pc['precision']:.3f}  R {pc['recall']:.3f}  F1 {pc['f1']:.3f}  n {pc['support']}")
+    return 0
+
+
+def _evaluate_boxes(a) -> int:
+    """Localisation figures of every artifact of ``a.model`` on box-labelled frames (no TensorFlow needed)."""
+    from edge.boxeval import BoxEvalOptions, evaluate_boxes, manifests_of
+
+    if not a.positive:
+        raise ConfigError("evaluate: box-labelled data needs --positive CLASS[,CLASS...] (the vessel classes)")
+    split = a.split
+    if split is None and Path(a.model).is_dir() and (Path(a.model) / "split.json").is_file():
+        split = str(Path(a.model) / "split.json")  # a run folder: judge it on its own held-out frames
+    opts = BoxEvalOptions(positive=tuple(p for p in a.positive.split(",") if p), split=split, split_name=a.split_name,
+                          scale=a.scale, grid=a.grid)
+    out = a.out or str((Path(a.model) if Path(a.model).is_dir() else manifests_of(a.model)[0].parent) / "boxeval")
+    doc = evaluate_boxes(a.model, list(a.data), opts, out)
+    if a.json:
+        print_json(doc)
+        return 0
+    print(Path(out, "boxeval.md").read_text())
+    print(f"written: {out}/boxeval.json, boxeval.md, pr_*.png, frames_*.png")
     return 0
 
 
@@ -151,15 +193,20 @@ def cmd_run(a) -> int:
     preferred += ["tflite-int8", "tflite-fp32", "onnx-fp32", "onnx-int8", "tflite-fp16", "tflite-dynamic"]
     manifest_path = pick_manifest(a.model, preferred)
     manifest = load_manifest(manifest_path)
+    # A model trained on crops of box-labelled frames runs every frame resized
+    # by the scale it was trained at, whatever the frame's size.
+    frame_scale = a.scale if a.scale is not None else (None if a.input_size else manifest.extra.get("frame_scale"))
     if a.input_size:
         size = a.input_size
+    elif frame_scale:
+        size = None
     elif s.input_size:
         size = scaled_size(manifest.input_size, s.input_size)
     else:
         size = manifest.input_size
     backend = a.backend or (s.backend.value if s.backend and s.backend.value in ("litert", "onnxruntime") and
                             manifest.format.startswith("tflite" if s.backend.value == "litert" else "onnx") else None)
-    det_opts = DetectorOptions(resize=a.resize or "stretch", box_threshold=a.box_threshold)
+    det_opts = DetectorOptions(resize=a.resize or "stretch", box_threshold=a.box_threshold, scale=frame_scale)
     providers = tuple(s.execution_providers) or None
     source = open_source(s.source or "synthetic")
     # --mode wins; else a profile's capture mode, which is meant for live sources; else
@@ -176,11 +223,12 @@ def cmd_run(a) -> int:
     with Detector.from_manifest(manifest_path, backend=backend, threads=s.threads, providers=providers,
                                 options=det_opts, input_size=size) as det:
         opts = RunOptions(
-            out_dir=Path(a.out), mode=mode, stride=a.stride, tile=TileSpec(tile=tuple(size)) if a.tile else None,
+            out_dir=Path(a.out), mode=mode, stride=a.stride, tile=TileSpec(tile=tuple(size or (640, 640))) if a.tile else None,
             threshold=a.box_threshold, hysteresis=HysteresisOptions(enter=enter, leave=leave, min_frames=a.min_frames),
             live=a.live, allow_remote=a.allow_remote, write_video=not a.no_video, max_frames=a.max_frames,
         )
-        print(f"edgecam run: {manifest.format} via {det.backend.key} at {size[0]}x{size[1]}, source {source!r}, mode {mode.value}")
+        at = f"{size[0]}x{size[1]}" if size else f"{frame_scale:g}x each frame's size"
+        print(f"edgecam run: {manifest.format} via {det.backend.key} at {at}, source {source!r}, mode {mode.value}")
         summary = run(det, source, opts)
     print_json({k: summary[k] for k in summary if k in ("frames", "dropped", "corrupt", "reconnects", "seconds", "fps", "events", "p50_ms", "p95_ms")})
     return 0

@@ -17,6 +17,10 @@ from edge.preprocess import Placement, ResizeMode, fit
 from edge.results import Boxes, FrameResult
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class DetectorOptions:
     """How frames are fitted and boxes found; style only, no data.
@@ -26,14 +30,23 @@ class DetectorOptions:
         box_threshold: heatmap level in [0, 1] above which pixels form boxes.
         min_box_area: smallest box in frame pixels.
         warmup: invokes at load, so the first real frame is not slow.
+        scale: resize every frame by this factor (model pixels per frame
+            pixel) instead of fitting it to one input size, so frames of any
+            size run without reloading and a vessel looks as large as in
+            training. ``None`` takes the manifest's ``frame_scale`` (set for
+            models trained on crops of box-labelled frames), else the input
+            size. Each side is rounded to a multiple of 32.
     """
 
     resize: ResizeMode = ResizeMode.STRETCH
     box_threshold: float = 0.5
     min_box_area: int = 16
     warmup: int = 2
+    scale: float | None = None
 
     def __post_init__(self) -> None:
+        if self.scale is not None and not 0.05 <= float(self.scale) <= 8.0:
+            raise ConfigError(f"scale: expected a factor in [0.05, 8]; received {self.scale}")
         object.__setattr__(self, "resize", ResizeMode(self.resize))
         if not 0.0 < self.box_threshold < 1.0:
             raise ConfigError(f"box_threshold: expected a value in (0, 1); received {self.box_threshold}")
@@ -91,6 +104,13 @@ class Detector:
         self.labels = self.manifest.labels
         self.thresholds = np.asarray(self.manifest.thresholds, np.float32)
         self.cam = DenseCAM(self.manifest.cam.weights, self.manifest.cam.bias)
+        # A cell-pooled head scores the best cell: its heatmap is that cell map
+        # through the output activation, on an absolute scale (an empty frame
+        # stays dark), and boxes are the regions above the decision threshold.
+        self.absolute = self.manifest.cam.pooling == "cell" and self.manifest.task != "multiclass"
+        fixed = backend.options.input_size is not None
+        scale = self.options.scale if self.options.scale is not None else self.manifest.extra.get("frame_scale")
+        self.scale: float | None = None if (fixed and self.options.scale is None) else (float(scale) if scale else None)
         self._closed = False
         h, w = self.input_size
         for _ in range(self.options.warmup):
@@ -122,6 +142,14 @@ class Detector:
     def input_size(self) -> tuple[int, int]:
         return self.backend.input_size
 
+    def input_size_for(self, frame: np.ndarray) -> tuple[int, int]:
+        """The model input (h, w) a frame is fitted to: scaled from its own size when a scale is set."""
+        if self.scale is None:
+            return self.input_size
+        from edge.preprocess import check_frame, scaled_input_size
+
+        return scaled_input_size(check_frame(frame).shape[:2], self.scale)
+
     def decide(self, scores: np.ndarray) -> np.ndarray:
         """Per-label decision: threshold for binary / multi-label, argmax for multi-class."""
         if self.manifest.task == "multiclass":
@@ -138,7 +166,7 @@ class Detector:
         run`` and ``edgecam bench`` do so. Raises FrameError for a bad frame.
         """
         t0 = time.perf_counter()
-        image, placement = fit(frame, self.input_size, self.options.resize)  # fit checks the frame
+        image, placement = fit(frame, self.input_size_for(frame), self.options.resize)  # fit checks the frame
         batch = self.backend.prepare(image[None])
         return PreparedFrame(frame, batch, placement, (time.perf_counter() - t0) * 1e3)
 
@@ -183,35 +211,42 @@ class Detector:
         for i, p in enumerate(prepared):
             t3 = time.perf_counter()
             scores = all_scores[i]
-            positive = self.decide(scores)
             cls_index = int(np.argmax(scores))
             if fq is None:
                 raw = self.cam.raw(features[i], cls_index)
             else:
                 raw = self.cam.raw_quantized(features[i], cls_index, fq.scale, fq.zero_point)
-            cam = normalise(raw)
-            peak = self._peak(raw, p.placement)
+            if self.absolute:
+                cam = _sigmoid(raw + self.cam.bias[cls_index])
+                # the score is the best cell, read from the same float map
+                # (an int8 score output has 1/256 steps, too coarse near 1)
+                scores = np.array(scores, np.float32, copy=True)
+                scores[cls_index] = float(cam.max())
+            else:
+                cam = normalise(raw)
+            positive = self.decide(scores)
+            peak = self._peak(raw, p)
             t4 = time.perf_counter()
             boxes = self._boxes(cam, cls_index, p) if positive.any() else Boxes.empty()
             t5 = time.perf_counter()
             timings = dict(preprocess=p.preprocess_ms, infer=infer_ms, cam=(t4 - t3) * 1e3, boxes=(t5 - t4) * 1e3)
-            heatmap = functools.partial(self._frame_heatmap, cam, p.frame.shape[:2], p.placement)
+            heatmap = functools.partial(self._frame_heatmap, cam, p.frame.shape[:2], p)
             results.append(FrameResult(scores, self.labels, positive, heatmap, boxes, timings, peak))
         return results
 
-    def _peak(self, raw: np.ndarray, placement: Placement) -> tuple[float, float]:
+    def _peak(self, raw: np.ndarray, prepared: PreparedFrame) -> tuple[float, float]:
         """The CAM maximum (x, y) in frame pixels, to sub-cell precision."""
-        p = placement
-        x, y = peak_location(raw, self.input_size)
+        p = prepared.placement
+        x, y = peak_location(raw, prepared.input.shape[1:3])
         return (x - p.pad_left + 0.5) / p.scale_x - 0.5, (y - p.pad_top + 0.5) / p.scale_y - 0.5
 
-    def _frame_heatmap(self, cam: np.ndarray, frame_hw: tuple[int, int], placement: Placement) -> np.ndarray:
+    def _frame_heatmap(self, cam: np.ndarray, frame_hw: tuple[int, int], prepared: PreparedFrame) -> np.ndarray:
         """The CAM upsampled onto the frame (called lazily, through FrameResult.heatmap)."""
         if self.options.resize is ResizeMode.STRETCH:
             return resize_heatmap(cam, frame_hw)
         from edge.preprocess import unplace
 
-        return unplace(resize_heatmap(cam, self.input_size), placement, frame_hw)
+        return unplace(resize_heatmap(cam, prepared.input.shape[1:3]), prepared.placement, frame_hw)
 
     def _boxes(self, cam: np.ndarray, cls_index: int, prepared: PreparedFrame) -> Boxes:
         """Boxes on the CAM at model-input resolution, scaled to frame pixels.
@@ -223,9 +258,10 @@ class Detector:
         from edge.boxes import boxes_from_heatmap
 
         p = prepared.placement
-        hm = resize_heatmap(cam, self.input_size)[p.pad_top : p.pad_top + p.content_h, p.pad_left : p.pad_left + p.content_w]
+        hm = resize_heatmap(cam, prepared.input.shape[1:3])[p.pad_top : p.pad_top + p.content_h, p.pad_left : p.pad_left + p.content_w]
         min_area = max(1, int(round(self.options.min_box_area * p.scale_x * p.scale_y)))
-        found = boxes_from_heatmap(hm, self.options.box_threshold, min_area, cls_index)
+        level = float(self.thresholds[cls_index]) if self.absolute else self.options.box_threshold
+        found = boxes_from_heatmap(hm, min(max(level, 1e-6), 1.0), min_area, cls_index)
         if not len(found):
             return found
         H, W = prepared.frame.shape[:2]

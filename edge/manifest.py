@@ -76,15 +76,15 @@ class CamSpec:
 
     weights: np.ndarray  # (K, C)
     bias: np.ndarray  # (C,)
-    pooling: str  # "max" or "avg"
+    pooling: str  # "max" or "avg" (pool, then dense) or "cell" (dense per cell, then max)
 
     def __post_init__(self) -> None:
         w = np.asarray(self.weights, dtype=np.float32)
         b = np.asarray(self.bias, dtype=np.float32).reshape(-1)
         if w.ndim != 2 or w.shape[1] != b.shape[0]:
             raise ManifestError(f"cam: expected weights (K, C) and bias (C,); received {w.shape} and {b.shape}")
-        if self.pooling not in ("max", "avg"):
-            raise ManifestError(f"cam.pooling: expected 'max' or 'avg'; received {self.pooling!r}")
+        if self.pooling not in ("max", "avg", "cell"):
+            raise ManifestError(f"cam.pooling: expected 'max', 'avg' or 'cell'; received {self.pooling!r}")
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "bias", b)
 

@@ -219,7 +219,9 @@ class _Loop:
         opts = self.options
         t0 = time.monotonic()
         if opts.tile is not None:
-            kind, payload = "result", detect_tiled(self.detector, item.frame, opts.tile, opts.threshold)
+            # an absolute-heatmap detector boxes at its own decision threshold, as on whole frames
+            level = None if getattr(self.detector, "absolute", False) else opts.threshold
+            kind, payload = "result", detect_tiled(self.detector, item.frame, opts.tile, level)
         elif item.prepared is not None and self.split:
             kind, payload = "inference", self.detector.infer([item.prepared])  # fitted on the capture thread
         elif item.prepared is not None:

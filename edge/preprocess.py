@@ -7,7 +7,7 @@ from enum import Enum
 
 import numpy as np
 
-from edge.errors import FrameError
+from edge.errors import ConfigError, FrameError
 
 
 class ResizeMode(str, Enum):
@@ -62,6 +62,20 @@ def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:
     if src.shape[:2] == (height, width):
         return src
     return cv2.resize(src, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def scaled_input_size(frame_hw: tuple[int, int], scale: float, multiple: int = 32) -> tuple[int, int]:
+    """The model input for a whole frame resized by ``scale``: each side rounded to a multiple of the feature stride.
+
+    Example:
+        >>> scaled_input_size((1080, 1920), 1.5)
+        (1632, 2880)
+    """
+    if not scale > 0:
+        raise ConfigError(f"scale: expected a positive factor; received {scale!r}")
+    H, W = frame_hw
+    return (max(multiple, int(round(H * scale / multiple)) * multiple),
+            max(multiple, int(round(W * scale / multiple)) * multiple))
 
 
 def fit(frame: np.ndarray, size: tuple[int, int], mode: ResizeMode = ResizeMode.STRETCH) -> tuple[np.ndarray, Placement]:

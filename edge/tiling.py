@@ -132,27 +132,42 @@ def stitch(heatmaps: Sequence[np.ndarray], windows: Sequence[Window], frame_shap
     return out
 
 
+def box_level(detector, class_index: int = 0) -> float:
+    """The heatmap level that makes a box for ``detector``: its decision threshold when its heatmaps are absolute."""
+    if getattr(detector, "absolute", False):
+        return float(min(max(float(detector.thresholds[class_index]), 1e-6), 1.0))
+    options = getattr(detector, "options", None)
+    return float(getattr(options, "box_threshold", 0.5))
+
+
 def detect_tiled(
     detector: TileDetector,
     frame: np.ndarray,
     spec: TileSpec,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     min_area: int = 4,
     merge_gap: float = 2.0,
 ) -> FrameResult:
     """Classify a large frame tile by tile and return one frame-level result.
 
     Scores are the max over tiles and a label is positive if any tile says so.
-    Boxes are found on the stitched heatmap and then merged (touching boxes
-    join), so a ship straddling a seam gives one box even when the two tiles'
-    CAMs do not quite meet. Each tile's heatmap is the CAM of that tile's top
-    class; boxes carry the frame's top class.
+    Every tile is gated by its own decision: a tile that is not positive
+    contributes no heat, so one hot spot per tile (each normalised CAM has
+    one) does not become a box. A detector whose heatmaps are absolute (a
+    cell-pooled model, ``detector.absolute``) puts every tile on one scale,
+    and its boxes are the regions above the decision threshold, the same rule
+    as on a whole frame. Boxes are found on the stitched heatmap and then
+    merged (touching boxes join), so a ship straddling a seam gives one box
+    even when the two tiles' CAMs do not quite meet. Each tile's heatmap is
+    the CAM of that tile's top class; boxes carry the frame's top class.
 
     Args:
         detector: anything with ``detect_batch`` and ``labels``.
         frame: RGB uint8 ``(H, W, 3)`` frame.
         spec: tile size and overlap.
-        threshold: heatmap threshold for boxes, in (0, 1].
+        threshold: heatmap threshold for boxes, in (0, 1]; ``None`` takes the
+            detector's own rule (its decision threshold for absolute heatmaps,
+            else its ``options.box_threshold``, else 0.5).
         min_area: smallest box region in pixels.
         merge_gap: boxes this close (pixels) are joined. A CAM fades at a tile's
             border (zero padding in the convolutions), so a ship cut by a seam
@@ -178,10 +193,13 @@ def detect_tiled(
         raise FrameError(f"expected {len(windows)} results from detect_batch; received {len(results)}")
 
     t_stitch = time.monotonic()
-    heatmap = stitch([r.heatmap for r in results], windows, frame.shape)
+    heatmap = stitch([r.heatmap if np.any(r.positive) else np.zeros(r.heatmap.shape[:2], np.float32) for r in results],
+                     windows, frame.shape)
     scores = np.max([r.scores for r in results], axis=0)
     positive = np.any([r.positive for r in results], axis=0)
     top = int(np.argmax(scores))
+    if threshold is None:
+        threshold = box_level(detector, top)
     boxes = merge_boxes(boxes_from_heatmap(heatmap, threshold, min_area, class_id=top), gap=merge_gap)
     end = time.monotonic()
 

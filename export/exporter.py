@@ -149,6 +149,9 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
                     extra["calibration"]["io"] = options.io
             extra["source_run"] = str(Path(run).resolve())
             extra["train_input_size"] = list(train_size)
+            if info.get("frame_scale"):
+                # trained on crops cut at this scale: the runtime resizes whole frames by it
+                extra["frame_scale"] = float(info["frame_scale"])
             extra.update(options.extra)
             written.append(_write_pair(out / fmt.filename, content, info, key, inp, outs, size, w, b, pooling, extra))
     finally:

@@ -16,6 +16,7 @@ from edge.errors import ConfigError, DataError
 BACKBONE = "backbone"
 FEATURES_LAYER = "out_relu"  # the last conv activation of Keras' MobileNetV2
 LOGITS = "logits"
+POOLINGS = ("max", "avg", "cell")
 
 
 class WeightsUnavailable(DataError):
@@ -33,7 +34,12 @@ class ModelConfig:
             artifact can later be exported at another size.
         alpha: MobileNetV2 width multiplier.
         weights: ``"imagenet"``, ``None`` or a path to a ``*_no_top.h5`` file.
-        pooling: ``max`` or ``avg``.
+        pooling: ``max`` or ``avg`` pool the feature map and then apply the
+            dense layer; ``cell`` applies the dense layer to every feature
+            cell (a 1x1 convolution) and takes the maximum cell logit. With
+            ``cell`` the score is the evidence of the best cell, so it means
+            the same on a 96-px crop and on a whole 4K frame, and the CAM is
+            exactly the logit map that the score is the maximum of.
         dropout: dropout rate before the dense layer.
     """
 
@@ -52,8 +58,8 @@ class ModelConfig:
             raise ConfigError(f"binary task: expected num_classes 1 (one logit); received {self.num_classes}")
         if self.task != "binary" and self.num_classes < 2:
             raise ConfigError(f"{self.task} task: expected num_classes >= 2; received {self.num_classes}")
-        if self.pooling not in ("max", "avg"):
-            raise ConfigError(f"pooling: expected 'max' or 'avg'; received {self.pooling!r}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"pooling: expected one of {list(POOLINGS)}; received {self.pooling!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout: expected a value in [0, 1); received {self.dropout}")
         h, w = self.input_size
@@ -137,6 +143,13 @@ def build_classifier(cfg: ModelConfig):
     # Pretrained batch norm stays in inference mode even when unfrozen, so a
     # small fine-tuning batch does not wreck its statistics.
     feats = backbone(x, training=False) if cfg.frozen_batchnorm else backbone(x)
+    if cfg.pooling == "cell":
+        # Dense on a 4-D tensor acts on the channel axis of every cell: the
+        # logit map, whose maximum is the score (multiple-instance learning).
+        x = keras.layers.Dropout(cfg.dropout, name="dropout")(feats)
+        cells = keras.layers.Dense(cfg.num_classes, name=LOGITS)(x)
+        logits = keras.layers.GlobalMaxPooling2D(name="pool")(cells)
+        return keras.Model(inputs, logits, name="edgecam_classifier")
     pool = keras.layers.GlobalMaxPooling2D if cfg.pooling == "max" else keras.layers.GlobalAveragePooling2D
     x = pool(name="pool")(feats)
     x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
@@ -168,8 +181,10 @@ def inference_model(model, task: str = "binary", input_size: tuple[int, int] | N
         backbone = keras.applications.MobileNetV2(input_shape=shape, alpha=alpha, include_top=False, weights=None)
         backbone.set_weights(trained.get_weights())
     feats = backbone(x, training=False)
-    pooled = model.get_layer("pool")(feats)
-    logits = model.get_layer(LOGITS)(pooled)
+    if is_cell_pooled(model):
+        logits = model.get_layer("pool")(model.get_layer(LOGITS)(feats))
+    else:
+        logits = model.get_layer(LOGITS)(model.get_layer("pool")(feats))
     scores = keras.layers.Activation(act, name="scores")(logits)
     features = keras.layers.Identity(name="features")(feats)
     return keras.Model(inputs, {"scores": scores, "features": features}, name="edgecam_inference")
@@ -185,9 +200,16 @@ def _alpha_of(backbone) -> float:
     raise ConfigError(f"cannot tell the MobileNetV2 width multiplier of a backbone whose last block has {filters} filters")
 
 
+def is_cell_pooled(model) -> bool:
+    """True when the dense layer runs on every feature cell before pooling (``pooling="cell"``)."""
+    return len(model.get_layer(LOGITS).input.shape) == 4
+
+
 def cam_weights(model):
-    """(weights (K, C), bias (C,), pooling) of the dense layer after pooling."""
+    """(weights (K, C), bias (C,), pooling) of the dense layer (after pooling, or per cell)."""
     dense = model.get_layer(LOGITS)
     w, b = dense.get_weights()
+    if is_cell_pooled(model):
+        return w, b, "cell"
     pooling = "max" if "Max" in type(model.get_layer("pool")).__name__ else "avg"
     return w, b, pooling

@@ -15,13 +15,14 @@ from edge.detector import Detector, DetectorOptions
 class ScriptedBackend:
     """Returns the feature map it is given; the CAM weights are ones, so the CAM is the channel sum."""
 
-    def __init__(self, features: np.ndarray, score: float = 0.9, input_size=(96, 160)):
+    def __init__(self, features: np.ndarray, score: float = 0.9, input_size=(96, 160), pooling="max", extra=None):
         k = features.shape[-1]
         self.features, self.score, self._size = features.astype(np.float32), score, input_size
         self.manifest = types.SimpleNamespace(
-            labels=("ship",), thresholds=(0.5,), task="binary",
-            cam=types.SimpleNamespace(weights=np.ones((k, 1), np.float32), bias=np.zeros(1, np.float32)),
+            labels=("ship",), thresholds=(0.5,), task="binary", extra=dict(extra or {}),
+            cam=types.SimpleNamespace(weights=np.ones((k, 1), np.float32), bias=np.zeros(1, np.float32), pooling=pooling),
         )
+        self.options = types.SimpleNamespace(input_size=None)
 
     @property
     def input_size(self):

@@ -1,0 +1,205 @@
+"""Training from box-labelled frames (YOLO, COCO or VOC): split, cut, mine, train.
+
+``edgecam train DATA --positive sea`` on a detection dataset runs this:
+
+1. the frames are split into training, validation and held-out evaluation
+   frames (by frame, with bursts kept whole, or by camera), and the split is
+   written to ``split.json`` so ``edgecam evaluate --split`` can judge the
+   model on frames it never saw;
+2. crops are cut from the training and validation frames at ``scale``
+   (:mod:`training.tiles`);
+3. round one: a short head-only model is trained on those crops and run
+   over whole training frames; the cells that fire away from every vessel
+   become hard negatives (hard-negative mining);
+4. round two: the model is trained on all crops, with ``pooling="cell"``, so
+   the score is the best cell's evidence and means the same on a crop and on
+   a whole frame.
+
+``run.json`` records ``frame_scale``; the exporter copies it into every
+manifest, and the runtime resizes whole frames by it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from edge import atomic
+from edge.errors import ConfigError, DataError
+from training.config import TrainConfig
+from training.tiles import TileOptions, mine_windows, summary_line, write_tiles
+
+log = logging.getLogger("edgecam.training")
+
+
+@dataclass(frozen=True)
+class BoxTrainOptions:
+    """What a box-labelled run adds to :class:`TrainConfig`.
+
+    Attributes:
+        datasets: one or more detection dataset roots (formats may differ).
+        positive: class names that count as a vessel (e.g. ``("sea", "vessel")``).
+        label: name of the positive class in the model (default: the first positive).
+        scale: model pixels per native pixel, for crops and for the runtime.
+        test_fraction: share of frames held out from training and validation.
+        val_fraction: share of frames for validation (early stopping, threshold).
+        split_by: ``frame`` (bursts kept whole) or ``camera``.
+        tiles: crop options (its ``input_size`` and ``scale`` follow the run's).
+        mine_frames: training frames the round-one model is run over (0: no mining).
+        mine_floor: cell probability above which a cell away from vessels is mined.
+        mine_per_frame: mined windows per frame at most.
+        round1_epochs: head-only epochs of the round-one model.
+    """
+
+    datasets: tuple[str, ...]
+    positive: tuple[str, ...]
+    label: str | None = None
+    scale: float = 1.5
+    test_fraction: float = 0.2
+    val_fraction: float = 0.15
+    split_by: str = "frame"
+    tiles: TileOptions = field(default_factory=TileOptions)
+    mine_frames: int = 150
+    mine_floor: float = 0.3
+    mine_per_frame: int = 6
+    round1_epochs: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.datasets:
+            raise ConfigError("box training: expected at least one dataset folder; received none")
+        if not self.positive:
+            raise ConfigError("box training: expected --positive CLASS[,CLASS...] naming the vessel class(es); received none")
+        if self.split_by not in ("frame", "camera"):
+            raise ConfigError(f"split_by: expected 'frame' or 'camera'; received {self.split_by!r}")
+        if not (0.0 <= self.test_fraction < 0.9 and 0.0 < self.val_fraction < 0.9
+                and self.test_fraction + self.val_fraction < 0.9):
+            raise ConfigError(f"test/val fractions: expected each in [0, 0.9) and together < 0.9; "
+                              f"received {self.test_fraction}, {self.val_fraction}")
+        if self.mine_frames < 0 or self.mine_per_frame < 0 or not 0.0 < self.mine_floor < 1.0:
+            raise ConfigError(f"mining: expected frames >= 0, per-frame >= 0 and a floor in (0, 1); received "
+                              f"{self.mine_frames}, {self.mine_per_frame}, {self.mine_floor}")
+
+    @property
+    def positive_label(self) -> str:
+        return self.label or self.positive[0]
+
+
+def split_datasets(opts: BoxTrainOptions, seed: int) -> dict[str, list]:
+    """Frames of every dataset, split into ``train``, ``val`` and ``test``; no frame is in two splits."""
+    from edge.datasets import load_box_dataset, split_frames
+
+    out = {"train": [], "val": [], "test": []}
+    for root in opts.datasets:
+        ds = load_box_dataset(root)
+        known = set(ds.class_names)
+        if not known & set(opts.positive):
+            raise DataError(f"--positive {','.join(opts.positive)}: none of these is a class of {root}; "
+                            f"its classes are {list(ds.class_names)}")
+        rest = ds
+        if opts.test_fraction > 0:
+            rest, test = split_frames(ds, opts.test_fraction, seed, by=opts.split_by)
+            out["test"] += list(test.frames)
+        train, val = split_frames(rest, opts.val_fraction / (1.0 - opts.test_fraction), seed + 1, by=opts.split_by)
+        out["train"] += list(train.frames)
+        out["val"] += list(val.frames)
+        log.info("%s (%s): %d frames, cameras %s -> %d train, %d val, %d held out", root, ds.format, len(ds),
+                 ds.cameras(), len(train), len(val), len(ds) - len(train) - len(val))
+    seen = {}
+    for split, frames in out.items():
+        for f in frames:
+            if seen.setdefault(f.path, split) != split:
+                raise DataError(f"frame {f.path} fell into both {seen[f.path]} and {split}; split is broken")
+    return out
+
+
+def mine(model_path: Path, frames, opts: BoxTrainOptions, out_dir: Path, seed: int) -> int:
+    """Run a round-one model over whole frames and write its false-alarm cells as negative crops."""
+    import cv2
+    import keras
+
+    from edge.imageio import read_image
+    from edge.preprocess import fit, scaled_input_size
+    from training.model import cam_weights, inference_model
+    from training.tiles import cut
+
+    model = keras.models.load_model(model_path, compile=False)
+    inference = inference_model(model, "binary", dynamic=True)
+    w, b, _ = cam_weights(model)
+    rng = np.random.default_rng(seed)
+    pick = rng.permutation(len(frames))[: opts.mine_frames]
+    tiles = replace(opts.tiles, scale=opts.scale)
+    written = 0
+    for i in sorted(pick):
+        frame = frames[i]
+        image = read_image(frame.path)
+        fitted, _ = fit(image, scaled_input_size(image.shape[:2], opts.scale))
+        feats = np.asarray(inference(fitted[None].astype(np.float32))["features"])[0]
+        probs = 1.0 / (1.0 + np.exp(-(feats @ w[:, 0] + b[0])))
+        for k, win in enumerate(mine_windows(probs, frame, opts.positive, tiles, opts.mine_floor, opts.mine_per_frame)):
+            crop = cut(image, win, tiles.input_size)
+            if crop is not None:
+                path = out_dir / f"mined{i:05d}_{k}_{Path(frame.path).stem[:40]}.jpg"
+                cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+                written += 1
+    return written
+
+
+def train_boxes(cfg: TrainConfig, opts: BoxTrainOptions, strategy=None, resume: bool = False):
+    """Split, cut, mine and train; returns the :class:`training.train.TrainResult` of the final model.
+
+    Example:
+        >>> train_boxes(TrainConfig(data="shore", out="runs/ships", weights="imagenet"),  # doctest: +SKIP
+        ...             BoxTrainOptions(datasets=("shore",), positive=("sea",)))
+    """
+    from training.train import train
+
+    t0 = time.monotonic()
+    run = Path(cfg.out)
+    run.mkdir(parents=True, exist_ok=True)
+    if cfg.input_size[0] != cfg.input_size[1]:
+        raise ConfigError(f"box training cuts square crops: expected --input-size N; received {cfg.input_size}")
+    tiles = replace(opts.tiles, input_size=cfg.input_size[0], scale=opts.scale, seed=cfg.seed)
+    label = opts.positive_label
+    tile_root = run / "tiles"
+    splits = split_datasets(opts, cfg.seed)
+    atomic.write_json(run / "split.json", {
+        "by": opts.split_by, "seed": cfg.seed, "positive": list(opts.positive), "datasets": list(opts.datasets),
+        **{k: [f.path for f in v] for k, v in splits.items()}})
+    manifest_path = tile_root / "tiles.json"
+    if resume and manifest_path.is_file():
+        counts_json = json.loads(manifest_path.read_text())
+        log.info("resume: reusing the crops in %s", tile_root)
+    else:
+        counts = {s: write_tiles(splits[s], opts.positive, tile_root / s, label, tiles, split=s) for s in ("train", "val")}
+        for s in ("train", "val"):
+            if counts[s].positive == 0:
+                raise DataError(f"no {s} crop holds a whole {'/'.join(opts.positive)} box; check --positive and the labels")
+        print(summary_line(counts))
+        if opts.mine_frames > 0 and cfg.weights is not None:
+            r1 = replace(cfg, data=str(tile_root / "train"), val=str(tile_root / "val"), positive=label, pooling="cell",
+                         out=str(run / "round1"), epochs=opts.round1_epochs, finetune_epochs=0)
+            first = train(r1, strategy=strategy)
+            counts["train"].mined = mine(first.run_dir / "model.keras", splits["train"], opts,
+                                         tile_root / "train" / f"no_{label}", cfg.seed)
+            print(f"hard-negative mining: {counts['train'].mined} crops from the cells a round-one model "
+                  f"(val ROC AUC {first.metrics.get('roc_auc', float('nan')):.3f}) fired on away from vessels")
+        counts_json = {s: c.as_dict() for s, c in counts.items()}
+        counts_json.update(scale=opts.scale, input_size=tiles.input_size, window_native_px=tiles.window)
+        atomic.write_json(manifest_path, counts_json)
+    final = replace(cfg, data=str(tile_root / "train"), val=str(tile_root / "val"), positive=label, pooling="cell")
+    result = train(final, strategy=strategy, resume=resume)
+    info = json.loads((run / "run.json").read_text())
+    info.update(frame_scale=opts.scale, box_training={
+        "datasets": list(opts.datasets), "positive": list(opts.positive), "split": "split.json",
+        "split_by": opts.split_by, "crops": counts_json, "frames": {k: len(v) for k, v in splits.items()},
+        "seconds_with_crops": round(time.monotonic() - t0, 1)})
+    atomic.write_json(run / "run.json", info)
+    return result
+
+
+__all__ = ["BoxTrainOptions", "train_boxes", "split_datasets", "mine"]
