@@ -78,19 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max or avg: pool then dense; cell: dense per feature cell, score = best cell "
                         "(the same meaning at any input size; default for box-labelled data, else max)")
     t.add_argument("--dropout", type=float, default=0.2)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--epochs", type=int, default=5, help="phase 1 epochs (head only when pretrained)")
+    t.add_argument("--batch-size", type=int, default=64, help="default 64")
+    t.add_argument("--epochs", type=int, default=3, help="phase 1 epochs (head only when pretrained; default 3)")
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--schedule", choices=("constant", "cyclic", "cosine"), default="constant",
+    t.add_argument("--schedule", choices=("constant", "cyclic", "cosine"), default="cosine",
                    help="constant; cyclic (triangular, phase 1); cosine (each phase decays to zero over its epochs)")
-    t.add_argument("--finetune-epochs", type=int, default=0, help="phase 2 epochs with the last blocks unfrozen")
-    t.add_argument("--finetune-blocks", type=int, default=3)
+    t.add_argument("--finetune-epochs", type=int, default=18,
+                   help="phase 2 epochs with the last blocks unfrozen (default 18; early stopping ends it sooner)")
+    t.add_argument("--finetune-blocks", type=int, default=17, help="blocks unfrozen in phase 2 (default 17: all)")
     t.add_argument("--finetune-lr", type=float, default=1e-4)
     t.add_argument("--class-weight", choices=("auto", "balanced", "none"), default="auto")
-    t.add_argument("--augment", choices=("aerial", "upright", "none"), default="aerial",
-                   help="aerial: top-down views, any rotation (default); upright: side views; none")
+    t.add_argument("--augment", choices=("aerial", "upright", "none"), default="upright",
+                   help="upright: side views from a shore or a deck, small tilts (default); aerial: top-down views from drones or masts, any rotation; none")
     t.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
-    t.add_argument("--patience", type=int, default=5)
+    t.add_argument("--patience", type=int, default=8, help="epochs without a better val metric before stopping (default 8)")
     t.add_argument("--monitor", choices=("val_auc", "val_loss", "val_accuracy"), default="val_auc")
     t.add_argument("--threshold-rule", choices=("youden", "recall", "fixed"), default="youden")
     t.add_argument("--target-recall", type=float, default=0.95)

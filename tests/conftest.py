@@ -64,7 +64,7 @@ def tiny_run(scenes, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("run")
     train(TrainConfig(data=str(scenes), out=str(out), input_size=TINY_SIZE, epochs=4, lr=1e-3, batch_size=16,
-                      weights=None, verbose=0, seed=1, augment="none"))
+                      weights=None, verbose=0, seed=1, augment="none", schedule="constant"))
     return out
 
 

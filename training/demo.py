@@ -155,6 +155,7 @@ def run_demo(opts: DemoOptions) -> dict:
     s = time.monotonic()
     cfg = TrainConfig(data=str(out / "data"), out=str(out / "train"), input_size=plan["train_size"], alpha=0.35,
                       weights=opts.weights, epochs=plan["epochs"], lr=2e-3, batch_size=32, patience=plan["epochs"],
+                      schedule="constant", augment="aerial", finetune_epochs=0, finetune_blocks=3,
                       seed=opts.seed, verbose=0 if opts.quick else 2)
     result = train(cfg)
     step("train", s)

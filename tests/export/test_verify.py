@@ -86,7 +86,8 @@ def test_int8_does_not_collapse_on_real_photos(tmp_path, cifar, imagenet_weights
 
     run = tmp_path / "run"
     train(TrainConfig(data=str(cifar / "val"), out=str(run), positive="ship", input_size=(64, 64), alpha=1.0,
-                      weights=str(imagenet_weights), epochs=2, batch_size=32, max_images=600, augment="none", verbose=0))
+                      weights=str(imagenet_weights), epochs=2, batch_size=32, max_images=600, augment="none", verbose=0,
+                      finetune_epochs=0, schedule="constant"))
     export_run(run, tmp_path / "exp", ExportOptions(formats=("tflite-int8", "onnx-int8"), calib=str(cifar / "train"),
                                                      calib_size=100))
     r = verify(tmp_path / "exp", cifar / "val", positive="ship", limit=400)
