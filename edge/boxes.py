@@ -12,7 +12,7 @@ import numpy as np
 from edge.errors import ConfigError, FrameError
 from edge.results import Boxes
 
-__all__ = ["boxes_from_heatmap", "merge_boxes"]
+__all__ = ["boxes_from_heatmap", "boxes_from_cells", "cell_peaks", "merge_boxes"]
 
 
 def boxes_from_heatmap(
@@ -77,6 +77,77 @@ def boxes_from_heatmap(
         np.asarray(scores, np.float32)[order],
         np.full(len(order), int(class_id), np.int32),
     )
+
+
+def cell_peaks(cells: np.ndarray, threshold: float) -> np.ndarray:
+    """``(P, 2)`` (row, col) of the cells that are at least ``threshold`` and no lower than any of their 8 neighbours."""
+    c = np.asarray(cells, np.float32)
+    padded = np.pad(c, 1, constant_values=-np.inf)
+    h, w = c.shape
+    neighbours = np.stack([padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+                           for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
+    is_peak = (c >= threshold) & (c >= neighbours.max(axis=0))
+    return np.argwhere(is_peak)
+
+
+def boxes_from_cells(cells: np.ndarray, heatmap: np.ndarray, threshold: float, min_area: int = 4,
+                     class_id: int = 0) -> Boxes:
+    """Boxes on an absolute heatmap, one per peak cell: two vessels side by side are two boxes.
+
+    A hot region of ``heatmap`` (the cell map ``cells`` upsampled) that holds
+    one peak cell gives one box, as :func:`boxes_from_heatmap` would. A region
+    that holds several is split: each of its pixels goes to the nearest peak,
+    and each peak's pixels give its box, scored by the peak's value.
+
+    Args:
+        cells: ``(h, w)`` per-cell probabilities (the feature grid).
+        heatmap: ``(H, W)`` the same map upsampled, half-pixel centres (``resize_heatmap``).
+        threshold: level in (0, 1] of a hot pixel and of a peak.
+        min_area: smallest region or part kept, in pixels.
+        class_id: class written into every box.
+
+    Example:
+        >>> c = np.zeros((2, 4), np.float32); c[0, 0] = c[0, 2] = 0.9
+        >>> from edge.cam import resize_heatmap
+        >>> len(boxes_from_cells(c, resize_heatmap(c, (64, 128)), 0.3))
+        2
+    """
+    import cv2
+
+    found = boxes_from_heatmap(heatmap, threshold, min_area, class_id)
+    peaks = cell_peaks(cells, threshold)
+    if len(found) == 0 or len(peaks) < 2:
+        return found
+    h, w = np.asarray(cells).shape
+    H, W = np.asarray(heatmap).shape
+    py = (peaks[:, 0] + 0.5) * H / h - 0.5
+    px = (peaks[:, 1] + 0.5) * W / w - 0.5
+    mask = (np.asarray(heatmap) >= threshold).astype(np.uint8)
+    n, labels = cv2.connectedComponents(mask, connectivity=8, ltype=cv2.CV_32S)
+    owner = labels[np.clip(np.round(py).astype(int), 0, H - 1), np.clip(np.round(px).astype(int), 0, W - 1)]
+    xyxy, scores = [], []
+    for region in range(1, n):
+        mine = np.flatnonzero(owner == region)
+        ys, xs = np.nonzero(labels == region)
+        if len(ys) < min_area:
+            continue
+        if len(mine) <= 1:
+            xyxy.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+            scores.append(float(np.asarray(heatmap)[ys, xs].max()))
+            continue
+        d = (xs[:, None] - px[mine][None]) ** 2 + (ys[:, None] - py[mine][None]) ** 2
+        nearest = d.argmin(axis=1)
+        for k, peak in enumerate(mine):
+            sel = nearest == k
+            if sel.sum() < min_area:
+                continue
+            xyxy.append((xs[sel].min(), ys[sel].min(), xs[sel].max() + 1, ys[sel].max() + 1))
+            scores.append(float(np.asarray(cells)[peaks[peak, 0], peaks[peak, 1]]))
+    if not xyxy:
+        return Boxes.empty()
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    return Boxes(np.asarray(xyxy, np.float32)[order], np.asarray(scores, np.float32)[order],
+                 np.full(len(order), int(class_id), np.int32))
 
 
 def merge_boxes(boxes: Boxes, iou_threshold: float = 0.0, gap: float | None = 1.0) -> Boxes:

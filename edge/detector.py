@@ -17,6 +17,15 @@ from edge.preprocess import Placement, ResizeMode, fit
 from edge.results import Boxes, FrameResult
 
 
+def _crop_boxes(boxes: Boxes, p: Placement) -> Boxes:
+    """Boxes found on the whole input, shifted to the fitted content (letterbox padding removed)."""
+    if not len(boxes) or (p.pad_top == 0 and p.pad_left == 0):
+        return boxes
+    shift = np.array([p.pad_left, p.pad_top, p.pad_left, p.pad_top], np.float32)
+    lim = np.array([p.content_w, p.content_h, p.content_w, p.content_h], np.float32)
+    return Boxes(np.clip(boxes.xyxy - shift, 0, lim), boxes.score, boxes.class_id)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))).astype(np.float32)
 
@@ -258,10 +267,17 @@ class Detector:
         from edge.boxes import boxes_from_heatmap
 
         p = prepared.placement
-        hm = resize_heatmap(cam, prepared.input.shape[1:3])[p.pad_top : p.pad_top + p.content_h, p.pad_left : p.pad_left + p.content_w]
+        full = resize_heatmap(cam, prepared.input.shape[1:3])
         min_area = max(1, int(round(self.options.min_box_area * p.scale_x * p.scale_y)))
-        level = float(self.thresholds[cls_index]) if self.absolute else self.options.box_threshold
-        found = boxes_from_heatmap(hm, min(max(level, 1e-6), 1.0), min_area, cls_index)
+        if self.absolute:
+            from edge.boxes import boxes_from_cells
+
+            # one box per peak cell, so vessels moored side by side stay apart
+            level = min(max(float(self.thresholds[cls_index]), 1e-6), 1.0)
+            found = _crop_boxes(boxes_from_cells(cam, full, level, min_area, cls_index), p)
+        else:
+            hm = full[p.pad_top : p.pad_top + p.content_h, p.pad_left : p.pad_left + p.content_w]
+            found = boxes_from_heatmap(hm, self.options.box_threshold, min_area, cls_index)
         if not len(found):
             return found
         H, W = prepared.frame.shape[:2]

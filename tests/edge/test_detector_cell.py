@@ -119,3 +119,27 @@ def test_a_bad_scale_is_refused():
 
     with pytest.raises(ConfigError, match="scale"):
         DetectorOptions(scale=0.0)
+
+
+def test_two_vessels_side_by_side_are_two_boxes():
+    det = Detector(BlockBackend(frame_scale=1.0), DetectorOptions(warmup=0))
+    frame = _frame(patch=(64, 96, 32))
+    frame[64:96, 160:192] = 255  # a second hull two cells along, with a dimmer cell between them
+    frame[64:96, 128:160] = 150
+    r = det.detect(frame)
+    assert len(r.boxes) == 2
+    centres = sorted(float((b[0] + b[2]) / 2) for b in r.boxes.xyxy)
+    assert centres[0] < 128 < centres[1]
+
+
+def test_cell_peaks_and_box_split_on_a_hand_made_map():
+    from edge.boxes import boxes_from_cells, cell_peaks
+    from edge.cam import resize_heatmap
+
+    cells = np.array([[0.1, 0.9, 0.7, 0.95, 0.1], [0.1, 0.2, 0.2, 0.2, 0.1]], np.float32)
+    assert cell_peaks(cells, 0.5).tolist() == [[0, 1], [0, 3]]
+    boxes = boxes_from_cells(cells, resize_heatmap(cells, (64, 160)), 0.5)
+    assert len(boxes) == 2 and boxes.score.tolist() == pytest.approx([0.95, 0.9])
+    # one peak: the same single box as the plain connected-region rule
+    one = np.array([[0.1, 0.9, 0.6, 0.1]], np.float32)
+    assert len(boxes_from_cells(one, resize_heatmap(one, (32, 128)), 0.5)) == 1
