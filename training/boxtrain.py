@@ -13,7 +13,9 @@
    become hard negatives (hard-negative mining);
 4. round two: the model is trained on all crops, with ``pooling="cell"``, so
    the score is the best cell's evidence and means the same on a crop and on
-   a whole frame.
+   a whole frame;
+5. the decision threshold is fitted on the whole validation frames (at most
+   0.5 false peaks per frame), not on crops.
 
 ``run.json`` records ``frame_scale``; the exporter copies it into every
 manifest, and the runtime resizes whole frames by it.
@@ -149,6 +151,86 @@ def mine(model_path: Path, frames, opts: BoxTrainOptions, out_dir: Path, seed: i
     return written
 
 
+def cell_maps(model_path: Path, frames, scale: float):
+    """Per-cell vessel probability ``(h, w)`` of a model over each whole frame, resized as the runtime does."""
+    import keras
+
+    from edge.imageio import read_image
+    from edge.preprocess import fit, scaled_input_size
+    from training.model import cam_weights, inference_model
+
+    model = keras.models.load_model(model_path, compile=False)
+    inference = inference_model(model, "binary", dynamic=True)
+    w, b, _ = cam_weights(model)
+    for frame in frames:
+        image = read_image(frame.path)
+        fitted, _ = fit(image, scaled_input_size(image.shape[:2], scale))
+        feats = np.asarray(inference(fitted[None].astype(np.float32))["features"])[0]
+        yield frame, 1.0 / (1.0 + np.exp(-(feats @ w[:, 0] + b[0])))
+
+
+def fit_frame_threshold(maps, positive: tuple[str, ...], scale: float, max_false_per_frame: float = 0.5,
+                        min_width: float = 32.0) -> dict:
+    """The decision threshold, fitted on whole held-out frames rather than on crops.
+
+    A crop-level threshold knows nothing of the thousands of cells a whole
+    frame has. Here each peak cell of each validation frame is a candidate
+    box: true when its centre lies in a vessel box (grown by half a cell),
+    false otherwise. The threshold is the lowest level at which the false
+    peaks stay within ``max_false_per_frame``; the recall of vessels at least
+    ``min_width`` px wide at that level is reported beside it.
+
+    Args:
+        maps: ``(LabeledFrame, cell probabilities)`` pairs, e.g. from :func:`cell_maps`.
+    """
+    from edge.boxes import cell_peaks
+    from training.tiles import cell_centres
+
+    false_levels, best_per_vessel, n = [], [], 0
+    for frame, probs in maps:
+        n += 1
+        vessels = frame.boxes_of(positive)
+        grow = 16.0 / scale  # half a 32-px cell, in frame pixels
+        xs, ys = cell_centres(probs.shape, (probs.shape[0] * 32, probs.shape[1] * 32), (frame.height, frame.width))
+        peaks = cell_peaks(probs, 0.01)
+        px, py, pv = xs[peaks[:, 1]], ys[peaks[:, 0]], probs[peaks[:, 0], peaks[:, 1]]
+        inside = np.zeros((len(peaks), len(vessels)), bool)
+        if len(vessels):
+            inside = ((px[:, None] >= vessels[None, :, 0] - grow) & (px[:, None] <= vessels[None, :, 2] + grow)
+                      & (py[:, None] >= vessels[None, :, 1] - grow) & (py[:, None] <= vessels[None, :, 3] + grow))
+        false_levels += list(pv[~inside.any(axis=1)])
+        for k, box in enumerate(vessels):
+            if box[2] - box[0] >= min_width:
+                best_per_vessel.append(float(pv[inside[:, k]].max()) if inside[:, k].any() else 0.0)
+    if n == 0:
+        raise DataError("frame threshold: expected validation frames; received none")
+    # float32 throughout: the runtime compares float32 scores with float32 thresholds
+    levels = np.sort(np.asarray(false_levels, np.float32))[::-1]
+    allowed = int(np.floor(max_false_per_frame * n))
+    # the (allowed+1)-th strongest false peak must fall below the threshold
+    threshold = np.nextafter(levels[allowed], np.float32(1)) if len(levels) > allowed else np.float32(0.5)
+    threshold = float(np.clip(threshold, np.float32(0.05), np.float32(0.999)))
+    best = np.asarray(best_per_vessel)
+    return {"threshold": threshold, "frames": n, "max_false_per_frame": max_false_per_frame,
+            "false_per_frame": float((np.asarray(false_levels, np.float32) >= np.float32(threshold)).sum() / n),
+            "recall_wide": float((best >= threshold).mean()) if best.size else None, "wide_vessels": int(best.size)}
+
+
+def apply_frame_threshold(run: Path, frames, opts: BoxTrainOptions) -> dict:
+    """Fit the threshold on ``frames`` (validation) and make it the run's decision threshold."""
+    fitted = fit_frame_threshold(cell_maps(run / "model.keras", frames, opts.scale), opts.positive, opts.scale)
+    info = json.loads((run / "run.json").read_text())
+    info.setdefault("crop_thresholds", info.get("thresholds"))
+    info["thresholds"] = [fitted["threshold"]]
+    info["threshold_rule"] = f"frames: at most {fitted['max_false_per_frame']} false peaks per validation frame"
+    info["frame_threshold"] = fitted
+    atomic.write_json(run / "run.json", info)
+    print(f"frame threshold {fitted['threshold']:.3f} on {fitted['frames']} validation frames: "
+          f"{fitted['false_per_frame']:.2f} false peaks per frame, recall of vessels >= 32 px "
+          f"{fitted['recall_wide'] if fitted['recall_wide'] is None else round(fitted['recall_wide'], 3)}")
+    return fitted
+
+
 def train_boxes(cfg: TrainConfig, opts: BoxTrainOptions, strategy=None, resume: bool = False):
     """Split, cut, mine and train; returns the :class:`training.train.TrainResult` of the final model.
 
@@ -199,6 +281,7 @@ def train_boxes(cfg: TrainConfig, opts: BoxTrainOptions, strategy=None, resume: 
         "split_by": opts.split_by, "crops": counts_json, "frames": {k: len(v) for k, v in splits.items()},
         "seconds_with_crops": round(time.monotonic() - t0, 1)})
     atomic.write_json(run / "run.json", info)
+    apply_frame_threshold(run, splits["val"], opts)
     return result
 
 

@@ -119,3 +119,22 @@ def test_bad_tile_options_are_refused():
     for bad in ({"scale": 0.0}, {"input_size": 16}, {"context": (0.5,)}, {"negatives_per_frame": -1}):
         with pytest.raises(ConfigError):
             TileOptions(**bad)
+
+
+def test_frame_threshold_keeps_false_peaks_within_the_allowance():
+    from training.boxtrain import fit_frame_threshold
+
+    frames, maps = [], []
+    false_levels = [0.9, 0.8, 0.7, 0.6]  # one false peak per frame, far from the vessel
+    for i, f in enumerate(false_levels):
+        probs = np.full((4, 6), 0.02, np.float32)
+        probs[1, 1] = 0.95 if i % 2 else 0.65  # the vessel's cell: x 32..64, y 32..64
+        probs[3, 5] = f
+        frame = LabeledFrame(path=f"f{i}.jpg", width=192, height=128, boxes=np.array([[34, 36, 70, 60]], np.float32),
+                             classes=("boat",), camera="c", timestamp=None)
+        maps.append((frame, probs))
+    fitted = fit_frame_threshold(maps, ("boat",), scale=1.0, max_false_per_frame=0.5)
+    # 4 frames allow 2 false peaks: the third strongest (0.7) must fall below the threshold
+    assert float(np.float32(0.7)) < fitted["threshold"] <= 0.8 + 1e-6
+    assert fitted["false_per_frame"] == 0.5
+    assert fitted["recall_wide"] == 0.5 and fitted["wide_vessels"] == 4  # only the 0.95 vessels stay above it
