@@ -36,6 +36,8 @@ class BoxEvalOptions:
         split_name: ``test`` (default), ``val`` or ``train``.
         scale: frame scale for every artifact (default: each manifest's).
         grid: frames in the picture grid (0: none).
+        threshold: decision threshold for every artifact instead of the
+            manifest's (another operating point of the same model).
         tolerance_px: the pointing game's tolerance around a box.
         backend: force a backend key (default: the manifest format's).
         threads: runtime threads (default: one per physical core).
@@ -46,6 +48,7 @@ class BoxEvalOptions:
     split_name: str = "test"
     scale: float | None = None
     grid: int = 12
+    threshold: float | None = None
     tolerance_px: float = 15.0
     backend: str | None = None
     threads: int | None = None
@@ -55,6 +58,8 @@ class BoxEvalOptions:
             raise ConfigError("evaluate: box-labelled data needs --positive CLASS[,CLASS...]; received none")
         if self.split_name not in ("train", "val", "test"):
             raise ConfigError(f"split name: expected train, val or test; received {self.split_name!r}")
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"threshold: expected a value in (0, 1); received {self.threshold}")
         if self.grid < 0:
             raise ConfigError(f"grid: expected >= 0 frames; received {self.grid}")
 
@@ -102,6 +107,8 @@ def evaluate_artifact(manifest: Path, frames: list, opts: BoxEvalOptions, keep_f
     seconds, seconds_1080, grid = [], [], []
     det_opts = DetectorOptions(scale=opts.scale)
     with Detector.from_manifest(manifest, backend=opts.backend, threads=opts.threads, options=det_opts) as det:
+        if opts.threshold is not None:
+            det.thresholds = np.full_like(det.thresholds, opts.threshold)
         for i, frame in enumerate(frames):
             image = read_image(frame.path)
             t0 = time.perf_counter()

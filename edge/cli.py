@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 
 from edge.errors import EdgecamError
@@ -34,6 +35,46 @@ def _size(text: str) -> tuple[int, int]:
     if len(parts) != 2 or min(parts) < 1:
         raise argparse.ArgumentTypeError(f"expected SIZE or HxW (e.g. 96 or 352x640); received {text!r}")
     return parts[0], parts[1]
+
+
+def add_gpu_flags(p: argparse.ArgumentParser) -> None:
+    """Flags for onnxruntime's TensorRT and CUDA providers; unset ones keep the device profile's value."""
+    g = p.add_argument_group("onnxruntime GPU providers (default: the device profile's onnxruntime_gpu)")
+    g.add_argument("--providers", metavar="LIST",
+                   help="execution providers, comma-separated, in the order TensorRT, CUDA, CPU "
+                        "(e.g. CUDAExecutionProvider,CPUExecutionProvider)")
+    g.add_argument("--trt-cache", metavar="DIR", help="TensorRT engine cache: relative = inside --out, absolute = as given")
+    g.add_argument("--trt-workspace", type=int, metavar="MIB", help="TensorRT builder workspace limit in MiB")
+    g.add_argument("--trt-fp16", choices=("on", "off"), help="let TensorRT use fp16 kernels")
+    g.add_argument("--cuda-device", type=int, metavar="N", help="CUDA device id")
+
+
+def gpu_settings(a: argparse.Namespace) -> dict:
+    """The GPU flags of ``add_gpu_flags`` as ``resolve_run_settings`` keywords (None: not given)."""
+    fp16 = None if a.trt_fp16 is None else a.trt_fp16 == "on"
+    return {
+        "execution_providers": [p.strip() for p in a.providers.split(",") if p.strip()] if a.providers else None,
+        "gpu": {"tensorrt_engine_cache": a.trt_cache, "tensorrt_workspace_mib": a.trt_workspace,
+                "tensorrt_fp16": fp16, "device_id": a.cuda_device},
+    }
+
+
+def add_recording_flags(r: argparse.ArgumentParser) -> None:
+    """``edgecam run``'s recording flags and its exit codes (edge.recording)."""
+    g = r.add_argument_group("recording (README: Reliability)")
+    g.add_argument("--segment-seconds", type=float, default=10.0,
+                   help="video in closed, playable segments of at most this long; a kill loses only the open one "
+                        "(default 10; 0: one video.mp4, playable only if the run closes it)")
+    g.add_argument("--min-free-mb", type=float, default=64.0,
+                   help="stop the video when less than this is free under --out; records and events go on "
+                        "(default 64; 0: only when the disk is full)")
+    g.add_argument("--jsonl-max-mb", type=float, default=50.0,
+                   help="rotate frames.jsonl at this size into frames.000001.jsonl, ... (default 50; 0: never)")
+    g.add_argument("--jsonl-keep", type=int, default=20,
+                   help="rotated frames.jsonl parts kept per run, the oldest deleted first (default 20; 0: all)")
+    r.epilog = ("exit codes: 0 ran to the end and recorded everything; 1 ran but lost data or hit errors (failed frames "
+                "or writes, full disk, failed source); 2 bad input or configuration; 130 / 143 stopped by SIGINT / "
+                "SIGTERM after a clean flush")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split-name", choices=("test", "val", "train"), default="test")
     e.add_argument("--scale", type=float, default=None, help="box-labelled data: frame scale (default: the manifest's)")
     e.add_argument("--grid", type=int, default=12, help="box-labelled data: frames in the picture grid (default 12)")
+    e.add_argument("--threshold", type=float, default=None,
+                   help="box-labelled data: decision threshold instead of the manifest's (another operating point)")
     e.add_argument("--out", help="box-labelled data: report folder (default MODEL/boxeval)")
     e.add_argument("--tta", action="store_true",
                    help="also average over flipped copies: left-right, and up-down for a run trained with --augment aerial")
@@ -141,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--onnx-calibration", choices=("minmax", "entropy", "percentile"), default="minmax")
     x.add_argument("--no-per-channel", action="store_true")
     x.add_argument("--input-size", type=_size, help="size the manifest declares for the runtime (default: training size)")
+    x.add_argument("--int8-float", default="none", metavar="none|auto|LAYER,...",
+                   help="int8 layers kept in float: none (full int8, default), auto (returned to float by sensitivity "
+                        "until --int8-targets hold or the float cap is reached), or Keras layer names such as Conv_1")
+    x.add_argument("--int8-targets", metavar="KEY=V,...",
+                   help="for auto: agreement=0.995,cam_r=0.97,max_float=0.25 (share of MACs),margin=1 (any subset)")
+    x.add_argument("--int8-holdout", type=int, default=300,
+                   help="calibration-folder images held out to measure mixed precision (default 300)")
 
     v = sp["verify"]
     v.add_argument("dir", help="export folder with *.manifest.json")
@@ -156,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--source", default=None,
                    help="video file, camera index or /dev/videoN, rtsp:// or http:// URL, GStreamer pipeline, picamera2, "
                         "folder or glob of stills, synthetic[:SEED] (default: the device profile's camera, else synthetic)")
-    r.add_argument("--out", default="runs/run")
+    r.add_argument("--out", default="runs/run",
+                   help="output root: each run records into OUT/NNNN-<UTC time>/ (its run id, in every record) and "
+                        "OUT/latest points at the newest; an earlier run is never touched (default runs/run)")
     r.add_argument("--device", help="device profile (edgecam devices); explicit flags override it")
     r.add_argument("--backend", choices=("litert", "onnxruntime"))
     r.add_argument("--threads", type=int,
@@ -176,11 +228,31 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--enter", type=float, default=None, help="event start threshold on the smoothed score")
     r.add_argument("--leave", type=float, default=None, help="event end threshold")
     r.add_argument("--min-frames", type=int, default=3)
-    r.add_argument("--no-video", action="store_true")
+    r.add_argument("--no-video", action="store_true", help="no annotated video: frames.jsonl, events and summary.json only")
+    add_recording_flags(sp["run"])
+    add_gpu_flags(r)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``edgecam``; as the program (``argv`` None), a run stopped by a signal ends by that signal.
+
+    After a clean flush the process kills itself with the signal it was
+    stopped by, as Python itself does for an uncaught KeyboardInterrupt: a
+    shell then sees 130 / 143, and systemd counts the stop as clean (an exit
+    status of 143 would mark the unit failed).
+    """
+    code = _main(argv)
+    if argv is None and code in (130, 143):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sig = signal.SIGINT if code == 130 else signal.SIGTERM
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     verbose = "-v" in argv or "--verbose" in argv

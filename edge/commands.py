@@ -114,7 +114,7 @@ def _evaluate_boxes(a) -> int:
     if split is None and Path(a.model).is_dir() and (Path(a.model) / "split.json").is_file():
         split = str(Path(a.model) / "split.json")  # a run folder: judge it on its own held-out frames
     opts = BoxEvalOptions(positive=tuple(p for p in a.positive.split(",") if p), split=split, split_name=a.split_name,
-                          scale=a.scale, grid=a.grid)
+                          scale=a.scale, grid=a.grid, threshold=a.threshold)
     out = a.out or str((Path(a.model) if Path(a.model).is_dir() else manifests_of(a.model)[0].parent) / "boxeval")
     doc = evaluate_boxes(a.model, list(a.data), opts, out)
     if a.json:
@@ -131,7 +131,7 @@ def cmd_export(a) -> int:
     opts = ExportOptions(
         formats=tuple(f.strip() for f in a.formats.split(",") if f.strip()), calib=a.calib, calib_size=a.calib_size,
         io=a.io, opset=a.opset, onnx_calibration=a.onnx_calibration, per_channel=not a.no_per_channel,
-        input_size=a.input_size,
+        input_size=a.input_size, int8_float=a.int8_float, int8_targets=a.int8_targets, int8_holdout=a.int8_holdout,
     )
     out = a.out or str(Path(a.run) / "export")
     for m in export_run(a.run, out, opts):
@@ -181,14 +181,17 @@ def scaled_size(manifest_size: tuple[int, int], short_side: int) -> tuple[int, i
 
 def cmd_run(a) -> int:
     from devices import resolve_run_settings
+    from edge.backends import BackendOptions, create_backend
+    from edge.cli import gpu_settings
     from edge.detector import Detector, DetectorOptions
     from edge.events import HysteresisOptions
     from edge.manifest import load_manifest
     from edge.pipeline import RunOptions, run
+    from edge.recording import RecordingOptions, RunFolder
     from edge.sources import CaptureMode, open_source
     from edge.tiling import TileSpec
 
-    s = resolve_run_settings(a.device, backend=a.backend, threads=a.threads, source=a.source)
+    s = resolve_run_settings(a.device, backend=a.backend, threads=a.threads, source=a.source, **gpu_settings(a))
     preferred = [f.value for f in ([s.artifact_format] if s.artifact_format else [])]
     preferred += ["tflite-int8", "tflite-fp32", "onnx-fp32", "onnx-int8", "tflite-fp16", "tflite-dynamic"]
     manifest_path = pick_manifest(a.model, preferred)
@@ -217,18 +220,41 @@ def cmd_run(a) -> int:
         mode = CaptureMode(s.capture_mode.value) if s.capture_mode else CaptureMode.LATEST
     else:
         mode = CaptureMode.ALL
+    recording = dict(segment_s=a.segment_seconds or None, min_free_mb=a.min_free_mb, jsonl_max_mb=a.jsonl_max_mb or None,
+                     jsonl_keep=a.jsonl_keep)
+    RecordingOptions(**recording)  # a bad value is refused before the model loads or a folder is made
     thr = float(manifest.thresholds[0])
     enter = a.enter if a.enter is not None else thr
     leave = a.leave if a.leave is not None else max(0.0, enter * 0.6)
-    with Detector.from_manifest(manifest_path, backend=backend, threads=s.threads, providers=providers,
-                                options=det_opts, input_size=size) as det:
+    # the TensorRT engine cache lives in the run's folder (--out), so the next run reuses it
+    bopts = BackendOptions(threads=s.threads, providers=providers or ("CPUExecutionProvider",), input_size=size,
+                           gpu=s.gpu, run_dir=Path(a.out))
+    with Detector(create_backend(manifest, backend, bopts), det_opts) as det:
+        folder = RunFolder.create(a.out)  # a folder of its own: a restart never overwrites an earlier run
         opts = RunOptions(
-            out_dir=Path(a.out), mode=mode, stride=a.stride, tile=TileSpec(tile=tuple(size or (640, 640))) if a.tile else None,
+            out_dir=folder.path, mode=mode, stride=a.stride, tile=TileSpec(tile=tuple(size or (640, 640))) if a.tile else None,
             threshold=a.box_threshold, hysteresis=HysteresisOptions(enter=enter, leave=leave, min_frames=a.min_frames),
             live=a.live, allow_remote=a.allow_remote, write_video=not a.no_video, max_frames=a.max_frames,
+            recording=RecordingOptions(run_id=folder.run_id, **recording),
         )
         at = f"{size[0]}x{size[1]}" if size else f"{frame_scale:g}x each frame's size"
         print(f"edgecam run: {manifest.format} via {det.backend.key} at {at}, source {source!r}, mode {mode.value}")
+        print(f"edgecam run: recording into {folder.path} ({folder.root / 'latest'} points at it)", flush=True)
         summary = run(det, source, opts)
-    print_json({k: summary[k] for k in summary if k in ("frames", "dropped", "corrupt", "reconnects", "seconds", "fps", "events", "p50_ms", "p95_ms")})
-    return 0
+    shown = ("run", "frames", "dropped", "corrupt", "reconnects", "seconds", "fps", "events", "p50_ms", "p95_ms", "ended_by",
+             "signal", "errors", "sink_errors", "source_error", "recording", "exit_code", "exit_reasons")
+    print_json({k: summary[k] for k in shown if k in summary})
+    print(f"edgecam run: {run_ending(summary)}")
+    return int(summary["exit_code"])
+
+
+def run_ending(summary: dict) -> str:
+    """One line: how the run ended, where it recorded, and its exit code with the reasons for a 1."""
+    how = {"stopped": f"stopped by {summary.get('signal') or 'request'}", "max_frames": "reached --max-frames",
+           "source ended": "the source ended", "source failed": f"the source failed ({summary.get('source_error')})",
+           "error": "stopped by an error"}.get(summary["ended_by"], summary["ended_by"])
+    flushed = ", outputs flushed" if summary["ended_by"] == "stopped" else ""
+    where = (summary.get("recording") or {}).get("folder", "?")
+    code, reasons = summary["exit_code"], summary.get("exit_reasons") or []
+    return (f"{how} after {summary['frames']} frames{flushed}; recorded in {where}; exit {code}"
+            + (f": {'; '.join(reasons)}" if reasons else ""))

@@ -13,7 +13,8 @@
    become hard negatives (hard-negative mining);
 4. round two: the model is trained on all crops, with ``pooling="cell"``, so
    the score is the best cell's evidence and means the same on a crop and on
-   a whole frame;
+   a whole frame; then it mines its own false alarms on whole training
+   frames and fine-tunes a few more epochs on them;
 5. the decision threshold is fitted on the whole validation frames (at most
    0.5 false peaks per frame), not on crops.
 
@@ -56,6 +57,9 @@ class BoxTrainOptions:
         mine_floor: cell probability above which a cell away from vessels is mined.
         mine_per_frame: mined windows per frame at most.
         round1_epochs: head-only epochs of the round-one model.
+        final_mining_epochs: after training, the trained model mines its own
+            false alarms on other training frames and fine-tunes this many
+            more epochs on them (0: no such round).
     """
 
     datasets: tuple[str, ...]
@@ -70,6 +74,7 @@ class BoxTrainOptions:
     mine_floor: float = 0.3
     mine_per_frame: int = 6
     round1_epochs: int = 2
+    final_mining_epochs: int = 3
 
     def __post_init__(self) -> None:
         if not self.datasets:
@@ -119,7 +124,7 @@ def split_datasets(opts: BoxTrainOptions, seed: int) -> dict[str, list]:
     return out
 
 
-def mine(model_path: Path, frames, opts: BoxTrainOptions, out_dir: Path, seed: int) -> int:
+def mine(model_path: Path, frames, opts: BoxTrainOptions, out_dir: Path, seed: int, prefix: str = "mined") -> int:
     """Run a round-one model over whole frames and write its false-alarm cells as negative crops."""
     import cv2
     import keras
@@ -145,10 +150,41 @@ def mine(model_path: Path, frames, opts: BoxTrainOptions, out_dir: Path, seed: i
         for k, win in enumerate(mine_windows(probs, frame, opts.positive, tiles, opts.mine_floor, opts.mine_per_frame)):
             crop = cut(image, win, tiles.input_size)
             if crop is not None:
-                path = out_dir / f"mined{i:05d}_{k}_{Path(frame.path).stem[:40]}.jpg"
+                path = out_dir / f"{prefix}{i:05d}_{k}_{Path(frame.path).stem[:40]}.jpg"
                 cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
                 written += 1
     return written
+
+
+def mine_and_continue(run: Path, cfg: TrainConfig, opts: BoxTrainOptions, train_frames, strategy=None):
+    """The trained model mines its own false alarms on training frames, then fine-tunes on them.
+
+    The continued run lives in ``run/final_mining``; its model and metrics
+    replace the run's, and ``tiles.json`` counts the new crops.
+    """
+    import shutil
+
+    from training.train import train
+
+    label = opts.positive_label
+    tile_root = run / "tiles"
+    n = mine(run / "model.keras", train_frames, opts, tile_root / "train" / f"no_{label}", cfg.seed + 1, prefix="final")
+    print(f"hard-negative mining with the trained model: {n} more crops")
+    cont = replace(cfg, data=str(tile_root / "train"), val=str(tile_root / "val"), positive=label, pooling="cell",
+                   out=str(run / "final_mining"), epochs=0, finetune_epochs=opts.final_mining_epochs,
+                   init_model=str(run / "model.keras"))
+    result = train(cont, strategy=strategy)
+    shutil.copyfile(run / "final_mining" / "model.keras", run / "model.keras")
+    shutil.copyfile(run / "final_mining" / "metrics.json", run / "metrics.json")
+    info = json.loads((run / "run.json").read_text())
+    done = json.loads((run / "final_mining" / "run.json").read_text())
+    info.update(thresholds=done["thresholds"], threshold_rule=done["threshold_rule"],
+                final_mining={"crops": n, "epochs": opts.final_mining_epochs, "seconds": done.get("seconds")})
+    atomic.write_json(run / "run.json", info)
+    counts = json.loads((tile_root / "tiles.json").read_text())
+    counts["train"]["mined_final"] = n
+    atomic.write_json(tile_root / "tiles.json", counts)
+    return result
 
 
 def cell_maps(model_path: Path, frames, scale: float):
@@ -281,6 +317,8 @@ def train_boxes(cfg: TrainConfig, opts: BoxTrainOptions, strategy=None, resume: 
         "split_by": opts.split_by, "crops": counts_json, "frames": {k: len(v) for k, v in splits.items()},
         "seconds_with_crops": round(time.monotonic() - t0, 1)})
     atomic.write_json(run / "run.json", info)
+    if opts.final_mining_epochs > 0 and opts.mine_frames > 0 and cfg.weights is not None:
+        result = mine_and_continue(run, cfg, opts, splits["train"], strategy)
     apply_frame_threshold(run, splits["val"], opts)
     return result
 

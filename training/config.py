@@ -30,6 +30,8 @@ class TrainConfig:
         time_budget: wall seconds for the whole run (both phases, every ``--resume`` session);
             training stops at the end of the epoch after which one more would overrun it
             (see ``parse_duration`` for ``90m`` and the like). None: no limit.
+        init_model: a ``model.keras`` whose weights a new run starts from (box
+            training's last mining round continues the trained model this way).
     """
 
     data: str
@@ -61,6 +63,7 @@ class TrainConfig:
     skip_bad: bool = False
     max_images: int | None = None
     time_budget: float | None = None
+    init_model: str | None = None
     verbose: int = 1
 
     def __post_init__(self) -> None:

@@ -315,6 +315,13 @@ def train(cfg: TrainConfig, strategy=None, resume: bool = False) -> TrainResult:
             model = keras.models.load_model(run / "last.keras")
             log.info("resuming %s from phase %s epoch %d (session %d, %.0f s so far)",
                      run, state["phase"], state["epoch"], progress.clock.sessions, progress.clock.prior_s)
+        elif cfg.init_model:
+            # continue from an earlier model's weights (e.g. after another round of mined negatives)
+            init = Path(cfg.init_model)
+            if not init.is_file():
+                raise DataError(f"init_model: expected a model.keras to start from; {init} does not exist")
+            model = keras.models.load_model(init)
+            log.info("starting from the weights of %s", init)
         else:
             model = build_classifier(mcfg)
         pretrained = cfg.weights is not None
