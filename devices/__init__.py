@@ -8,14 +8,13 @@ Example:
     True
 """
 
+from devices.cli import cli_main, format_profiles_table
 from devices.registry import (
     ArtifactFormat,
     Backend,
     CaptureMode,
     DeviceProfile,
     RunSettings,
-    cli_main,
-    format_profiles_table,
     list_profiles,
     load_profile,
     resolve_run_settings,

@@ -16,16 +16,15 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import enum
 import json
 import os
-import sys
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+from edge.backends.base import ONNX_PROVIDER_ORDER, GpuOptions
 from edge.errors import ConfigError
 
 SCHEMA_VERSION = 1
@@ -72,11 +71,8 @@ class Arch(str, enum.Enum):
     X86_64 = "x86_64"
 
 
-ONNX_PROVIDERS = (
-    "TensorrtExecutionProvider",
-    "CUDAExecutionProvider",
-    "CPUExecutionProvider",
-)
+# the onnxruntime providers a profile may name, in the one order edgecam asks for them
+ONNX_PROVIDERS = ONNX_PROVIDER_ORDER
 
 
 def _enum(cls: type[enum.Enum]):
@@ -124,7 +120,23 @@ def _providers(key: str, value: Any, where: str) -> tuple[str, ...]:
         )
     if len(set(value)) != len(value):
         raise ConfigError(f"{where}: key {key!r} expected each provider once; received {list(value)!r}")
+    if [p for p in ONNX_PROVIDERS if p in value] != list(value):
+        raise ConfigError(
+            f"{where}: key {key!r} expected the order {', '.join(ONNX_PROVIDERS)} (TensorRT before CUDA before CPU); "
+            f"received {list(value)!r}"
+        )
     return tuple(value)
+
+
+def _gpu(key: str, value: Any, where: str) -> GpuOptions | None:
+    if value is None or isinstance(value, GpuOptions):
+        return value
+    try:
+        return GpuOptions.from_dict(value, f"{where}: key {key!r}")
+    except ConfigError as exc:
+        msg = str(exc)
+        # GpuOptions names its own fields as onnxruntime_gpu.<field>; say which profile too
+        raise ConfigError(msg if msg.startswith(where) else f"{where}: key {key!r}: {msg}") from None
 
 
 def _requirements(key: str, value: Any, where: str) -> str:
@@ -179,6 +191,9 @@ class DeviceProfile:
         camera_source: default source: ``picamera2``, a GStreamer pipeline, or a device index.
         requirements: pinned requirements for the device, relative to the ``devices`` package.
         notes: what works and what does not, in plain words.
+        onnxruntime_gpu: settings for the TensorRT and CUDA providers
+            (:class:`edge.backends.base.GpuOptions`: device id, TensorRT fp16,
+            workspace, engine cache folder); only with a GPU provider listed.
     """
 
     schema_version: int
@@ -203,6 +218,7 @@ class DeviceProfile:
     camera_source: str
     requirements: str
     notes: tuple[str, ...] = field(default=())
+    onnxruntime_gpu: GpuOptions | None = None
 
     def __post_init__(self) -> None:
         where = f"device profile {self.name!r}" if isinstance(self.name, str) else "device profile"
@@ -233,6 +249,11 @@ class DeviceProfile:
                 f"{where}: key 'execution_providers' expected [] for the litert backend; "
                 f"received {list(self.execution_providers)!r}"
             )
+        if self.onnxruntime_gpu is not None and not set(self.execution_providers) - {"CPUExecutionProvider"}:
+            raise ConfigError(
+                f"{where}: key 'onnxruntime_gpu' expected only with TensorrtExecutionProvider or CUDAExecutionProvider "
+                f"in 'execution_providers'; received providers {list(self.execution_providers)!r}"
+            )
         if self.execution_providers and self.execution_providers[-1] != "CPUExecutionProvider":
             raise ConfigError(
                 f"{where}: key 'execution_providers' expected 'CPUExecutionProvider' last as the fallback; "
@@ -249,7 +270,7 @@ class DeviceProfile:
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ConfigError(f"{where}: unknown key {unknown[0]!r}; expected only keys from {', '.join(known)}")
-        required = [f.name for f in fields(cls) if f.name != "notes"]
+        required = [f.name for f in fields(cls) if f.name not in ("notes", "onnxruntime_gpu")]
         missing = [k for k in required if k not in data]
         if missing:
             raise ConfigError(f"{where}: missing key {missing[0]!r}")
@@ -258,6 +279,8 @@ class DeviceProfile:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; ``DeviceProfile.from_dict(p.to_dict()) == p``."""
         out = asdict(self)
+        if out["onnxruntime_gpu"] is None:
+            del out["onnxruntime_gpu"]
         for key, value in out.items():
             if isinstance(value, enum.Enum):
                 out[key] = value.value
@@ -293,6 +316,7 @@ _PARSERS = {
     "camera_source": _text,
     "requirements": _requirements,
     "notes": _notes,
+    "onnxruntime_gpu": _gpu,
 }
 
 
@@ -353,6 +377,7 @@ class RunSettings:
     capture_height: int | None
     capture_fps: int | None
     source: str | None
+    gpu: GpuOptions = field(default_factory=GpuOptions)
     origin: dict[str, str] = field(default_factory=dict, compare=False)
 
 
@@ -387,6 +412,9 @@ def resolve_run_settings(profile: DeviceProfile | str | None, **explicit_flags: 
        ``tflite-fp32``), and ``execution_providers`` becomes
        ``("CPUExecutionProvider",)`` for onnxruntime and ``()`` for litert.
     4. Without a profile (``None``) only flags count; the rest stays ``None``.
+    5. ``gpu`` is a dict of :class:`~edge.backends.base.GpuOptions` fields
+       (``None`` values: not given) laid over the profile's ``onnxruntime_gpu``,
+       else over the defaults; the result is always a ``GpuOptions``.
 
     Flags are validated like profile values (``threads=0`` raises), an unknown
     flag name raises, and ``threads`` above the profile's core count raises.
@@ -395,7 +423,7 @@ def resolve_run_settings(profile: DeviceProfile | str | None, **explicit_flags: 
         profile: a :class:`DeviceProfile`, the name of a shipped one, or None.
         **explicit_flags: any of ``backend, artifact_format, execution_providers,
             threads, input_size, capture_mode, capture_width, capture_height,
-            capture_fps, source``.
+            capture_fps, source, gpu``.
 
     Example:
         >>> s = resolve_run_settings("rpi5", threads=2, backend=None)
@@ -404,12 +432,16 @@ def resolve_run_settings(profile: DeviceProfile | str | None, **explicit_flags: 
     """
     if isinstance(profile, str):
         profile = load_profile(profile)
+    gpu_flags = explicit_flags.pop("gpu", None) or {}
     unknown = sorted(set(explicit_flags) - set(_SETTING_FROM_PROFILE))
     if unknown:
         raise ConfigError(
-            f"run settings: unknown flag {unknown[0]!r}; expected one of {', '.join(_SETTING_FROM_PROFILE)}"
+            f"run settings: unknown flag {unknown[0]!r}; expected one of {', '.join(_SETTING_FROM_PROFILE)}, gpu"
         )
     where = "run settings (flag)"
+    gpu_base = (profile.onnxruntime_gpu if profile is not None else None) or GpuOptions()
+    gpu_given = {k: v for k, v in dict(gpu_flags).items() if v is not None}
+    gpu = GpuOptions.from_dict(gpu_base.to_dict() | gpu_given, f"{where}: gpu")
     flags: dict[str, Any] = {}
     for key, value in explicit_flags.items():
         if value is None:
@@ -441,6 +473,12 @@ def resolve_run_settings(profile: DeviceProfile | str | None, **explicit_flags: 
             values["execution_providers"] = ("CPUExecutionProvider",) if backend is Backend.ONNXRUNTIME else ()
             origin["execution_providers"] = "default"
 
+    values["gpu"] = gpu
+    if gpu_given:
+        origin["gpu"] = "flag"
+    else:
+        origin["gpu"] = f"profile:{profile.name}" if profile is not None and profile.onnxruntime_gpu else "default"
+
     if values["backend"] is not None and values["artifact_format"] is not None:
         if values["artifact_format"].backend is not values["backend"]:
             raise ConfigError(
@@ -457,54 +495,3 @@ def resolve_run_settings(profile: DeviceProfile | str | None, **explicit_flags: 
             f"{where}: threads expected at most the {profile.cores} cores of {profile.name}; received {values['threads']}"
         )
     return RunSettings(**values, origin=origin)
-
-
-def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def format_profiles_table(profiles: Sequence[DeviceProfile] | None = None) -> str:
-    """Plain-text table of profiles (all shipped ones by default), for ``edgecam devices``."""
-    if profiles is None:
-        profiles = [load_profile(n) for n in list_profiles()]
-    header = ("NAME", "ARCH", "CPU", "CORES", "BACKEND", "FORMAT", "THREADS", "INPUT", "CAPTURE", "SOURCE")
-    rows = [header]
-    for p in profiles:
-        rows.append((
-            p.name,
-            p.arch.value,
-            p.cpu,
-            str(p.cores),
-            p.backend.value,
-            p.artifact_format.value,
-            str(p.threads),
-            f"{p.input_size}x{p.input_size}",
-            f"{p.capture_mode.value} {p.capture_width}x{p.capture_height}@{p.capture_fps}",
-            _short(p.camera_source, 32),
-        ))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def cli_main(argv: Sequence[str] | None = None) -> int:
-    """``edgecam devices [NAME] [--json]``: list profiles, or show one as JSON.
-
-    Returns the process exit code (0 ok, 2 unknown or invalid profile).
-    """
-    parser = argparse.ArgumentParser(prog="edgecam devices", description="List device profiles or show one.")
-    parser.add_argument("name", nargs="?", help="profile name or path to a profile .json; shows it as JSON")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    args = parser.parse_args(argv)
-    try:
-        if args.name:
-            print(json.dumps(load_profile(args.name).to_dict(), indent=2))
-        elif args.json:
-            print(json.dumps([load_profile(n).to_dict() for n in list_profiles()], indent=2))
-        else:
-            print(format_profiles_table())
-    except ConfigError as exc:
-        print(f"edgecam devices: {exc}", file=sys.stderr)
-        return 2
-    return 0

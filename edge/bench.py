@@ -2,7 +2,10 @@
 
 For every artifact (a manifest) the bench measures, in one process and one run:
 
-* load time (interpreter/session creation) and the first, cold frame;
+* load time (interpreter/session creation) and the first, cold frame; with
+  onnxruntime, the providers the session really runs on, and whether the
+  TensorRT engine was built during load and that first frame or loaded from
+  its cache (so a build of minutes is never mistaken for steady-state latency);
 * **raw**: ``backend.invoke_raw()`` repeated on a prepared input, the ceiling;
 * **pipeline**: the core loop of ``edgecam run`` over frames from a source:
   a capture thread reads each frame and fits it to the model input
@@ -252,15 +255,28 @@ class DetectorTarget:
         self.backend_key = str(getattr(detector.backend, "key", type(detector.backend).__name__))
         self.artifact_path = Path(detector.manifest.artifact_path)
         self.threads = getattr(detector.backend, "threads", None)
+        # onnxruntime only: the providers the session really runs on, and why fewer than asked
+        self.providers = getattr(detector.backend, "providers", None)
+        self.fallback = getattr(detector.backend, "fallback", None)
 
     @classmethod
     def open(cls, manifest_path: Path, threads: int | None, input_size: tuple[int, int] | None = None,
-             spin_wait: bool = False) -> "DetectorTarget":
+             spin_wait: bool = False, providers: Sequence[str] | None = None, gpu: Any = None,
+             run_dir: Path | None = None) -> "DetectorTarget":
+        from edge.backends import BackendOptions, create_backend
         from edge.detector import Detector, DetectorOptions
+        from edge.manifest import load_manifest
 
-        det = Detector.from_manifest(manifest_path, threads=threads, options=DetectorOptions(warmup=0),
-                                     input_size=input_size, spin_wait=spin_wait)
+        extra = {"gpu": gpu} if gpu is not None else {}
+        opts = BackendOptions(threads=threads, providers=tuple(providers or ("CPUExecutionProvider",)),
+                              input_size=input_size, spin_wait=spin_wait, run_dir=run_dir, **extra)
+        det = Detector(create_backend(load_manifest(manifest_path, verify=True), None, opts), DetectorOptions(warmup=0))
         return cls(det, Path(manifest_path))
+
+    def engine_cache_state(self) -> Any:
+        """The TensorRT engine cache before load and now (onnxruntime with TensorRT only), else None."""
+        state = getattr(self._det.backend, "engine_cache_state", None)
+        return state() if state is not None else None
 
     def detect(self, frame: np.ndarray) -> Any:
         return self._det.detect(frame)
@@ -378,6 +394,9 @@ class ArtifactResult:
     pipeline_over_raw: float | None = None
     throughput_pipeline_over_raw: float | None = None
     edgecam_over_keras: float | None = None
+    providers: list[str] | None = None  # onnxruntime: what the session runs on, in order
+    fallback: str | None = None  # onnxruntime: why it runs on fewer GPU providers than asked for
+    engine_cache: dict[str, Any] | None = None  # TensorRT: built or reused, where, which files
     error: str | None = None
 
 
@@ -441,6 +460,8 @@ class BenchReport:
                 f"| {num(a.edgecam_over_keras)} | {num(a.peak_rss_mib, '.0f')} |"
             )
         for a in self.artifacts:
+            lines.extend(_provider_lines(a))
+        for a in self.artifacts:
             if a.stages_p50_ms:
                 stages = ", ".join(f"{k} {val:.2f}" for k, val in a.stages_p50_ms.items())
                 lines.append(f"\nPipeline stages of {a.name}, threads {thread_label(a.threads)} (p50 ms): {stages}")
@@ -460,6 +481,29 @@ class BenchReport:
                      "Peak RSS is the process high-water mark after that artifact, so it includes "
                      "what was loaded before it.")
         return "\n".join(lines) + "\n"
+
+
+def _provider_lines(a: ArtifactResult) -> list[str]:
+    """What the session ran on and what the TensorRT engine cost, apart from steady-state latency."""
+    if not a.providers:
+        return []
+    out = [f"\n{a.name}, threads {thread_label(a.threads)}: onnxruntime runs on {', '.join(a.providers)}"
+           + (f"; it {a.fallback}" if a.fallback else "")]
+    c = a.engine_cache
+    if c:
+        steady = "-" if a.raw is None else f"{a.raw.p50_ms:.2f} ms"
+        if c["state"] == "built":
+            out.append(f"TensorRT engine built during load and the first frame ({a.load_ms or 0:.0f} ms load + "
+                       f"{a.warmup_ms or 0:.0f} ms first frame, {len(c['written'])} engine file(s) written to "
+                       f"{c['folder']}); steady-state raw p50 {steady}. The next run loads it from there.")
+        elif c["state"] == "reused":
+            out.append(f"TensorRT engine loaded from the cache {c['folder']} ({c['engines_before']} engine file(s)): "
+                       f"{a.load_ms or 0:.0f} ms load + {a.warmup_ms or 0:.0f} ms first frame; steady-state raw p50 "
+                       f"{steady}.")
+        else:
+            out.append(f"TensorRT engine cache {c['folder']} is still empty after the first frame; TensorRT may "
+                       "have taken no part of the graph (see the providers above and the log).")
+    return out
 
 
 # --------------------------------------------------------------------------- measuring
@@ -484,6 +528,11 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
         t0 = clock()
         target.detect(feed.next())  # cold: first allocation, caches; also sets the input invoke_raw reuses
         result.warmup_ms = (clock() - t0) * 1e3
+        # a TensorRT engine for a model with free height and width is built on the first frame
+        result.providers = list(target.providers) if getattr(target, "providers", None) else None
+        result.fallback = getattr(target, "fallback", None)
+        state = target.engine_cache_state() if hasattr(target, "engine_cache_state") else None
+        result.engine_cache = state.to_dict() if state is not None else None
         for _ in range(warmup):
             target.detect(feed.next())
 
@@ -648,6 +697,9 @@ def bench(
     input_size: tuple[int, int] | None = None,
     spin_wait: bool = False,
     rounds: int = 5,
+    providers: Sequence[str] | None = None,
+    gpu: Any = None,
+    run_dir: Path | None = None,
 ) -> BenchReport:
     """Benchmark manifests side by side: raw invoke loop, full pipeline, and optionally Keras.
 
@@ -664,6 +716,8 @@ def bench(
         input_size: (h, w) to run every artifact (and the Keras model) at, instead of the manifest's.
         spin_wait: let onnxruntime's idle threads spin (see ``BackendOptions``); both loops use it.
         rounds: the raw and pipeline loops alternate this many times, ``frames`` split among them.
+        providers, gpu: onnxruntime execution providers and their :class:`~edge.backends.base.GpuOptions`
+            (from ``--device`` and the GPU flags); run_dir: where a relative TensorRT engine cache lives.
 
     An artifact that fails to load is reported with its error; the others still run.
     """
@@ -678,11 +732,16 @@ def bench(
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ConfigError(f"bench: rounds expected an integer >= 1; received {rounds!r}")
     feed = FrameFeed(source)
-    if opener is None and (input_size is not None or spin_wait):
+    gpu_asked = any(p != "CPUExecutionProvider" for p in providers or ())
+    if opener is None and (input_size is not None or spin_wait or providers):
         import functools
 
-        opener = functools.partial(DetectorTarget.open, input_size=tuple(input_size) if input_size else None,
-                                   spin_wait=spin_wait)
+        kw: dict[str, Any] = {"input_size": tuple(input_size) if input_size else None, "spin_wait": spin_wait}
+        if providers:
+            kw["providers"] = tuple(providers)
+        if gpu_asked:
+            kw.update(gpu=gpu, run_dir=run_dir)
+        opener = functools.partial(DetectorTarget.open, **kw)
     try:
         keras = bench_keras(Path(keras_model), feed, frames, clock, input_size) if keras_model is not None else None
         results = []
@@ -701,7 +760,7 @@ def bench(
             r.edgecam_over_keras = ratio(r.pipeline and r.pipeline.p50_ms, keras.call.p50_ms)
     settings = {"frames": frames, "threads": counts, "source": feed.description, "warmup": warmup,
                 "input_size": list(input_size) if input_size else "manifest", "spin_wait": spin_wait,
-                "rounds": min(rounds, frames)}
+                "rounds": min(rounds, frames), "providers": list(providers) if providers else None}
     return BenchReport(machine_info(), settings, results, keras)
 
 
@@ -720,9 +779,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5,
                         help="alternate the raw and pipeline loops this many times, splitting --frames (default 5)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
-    parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="also write bench.json and bench.md there")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="also write bench.json and bench.md there (and keep a TensorRT engine cache; default runs/bench)")
+    parser.add_argument("--device", metavar="NAME", help="device profile: its onnxruntime providers, GPU settings and threads")
+    from edge.cli import add_gpu_flags, gpu_settings
+
+    add_gpu_flags(parser)
     args = parser.parse_args(argv)
     try:
+        from devices import resolve_run_settings
+
+        s = resolve_run_settings(args.device, **gpu_settings(args))
+        if args.threads is None and s.threads is not None:
+            args.threads = str(s.threads)
         size = None
         if args.input_size:
             from edge.cli import _size
@@ -733,7 +802,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ConfigError(f"bench --input-size: {exc}") from None
         threads = parse_threads(args.threads) if args.threads is not None else [None]
         report = bench(resolve_artifacts(args.artifacts), args.frames, threads, args.source, args.keras,
-                       input_size=size, spin_wait=args.spin_wait, rounds=args.rounds)
+                       input_size=size, spin_wait=args.spin_wait, rounds=args.rounds,
+                       providers=s.execution_providers or None, gpu=s.gpu, run_dir=args.out or Path("runs/bench"))
     except EdgecamError as exc:
         print(f"edgecam bench: {exc}", file=sys.stderr)
         return 2

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -15,6 +16,98 @@ from edge.machine import physical_cores
 from edge.manifest import Manifest
 
 log = logging.getLogger("edgecam.backends")
+
+
+# onnxruntime execution providers edgecam asks for, in this order of preference: TensorRT builds
+# its own engine (the fastest on a Jetson), CUDA runs what TensorRT rejects, the CPU runs the rest.
+ONNX_PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+GPU_PROVIDERS = ONNX_PROVIDER_ORDER[:2]
+
+
+def _check_int(where: str, value: Any, lo: int, hi: int) -> int:
+    # bool is an int subclass: True must not pass as 1
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{where}: expected an integer from {lo} to {hi}; received {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class GpuOptions:
+    """onnxruntime's TensorRT and CUDA providers: what edgecam asks them for.
+
+    The CPU provider and LiteRT ignore these. A device profile sets them under
+    ``onnxruntime_gpu``; ``edgecam run`` and ``edgecam bench`` flags override them.
+
+    Attributes:
+        device_id: the CUDA device (0 on a Jetson, which has one GPU).
+        tensorrt_fp16: let TensorRT pick fp16 kernels where they are faster.
+            Int8 is not a setting: it is on exactly when the artifact is the
+            QDQ-quantised ``onnx-int8``, whose Q/DQ nodes carry the scales.
+        tensorrt_workspace_mib: the most scratch memory TensorRT may use while
+            it builds an engine, in MiB.
+        tensorrt_engine_cache: folder for built engines, so that the next run
+            loads them instead of building again (which takes minutes). A
+            relative folder lies inside the run's folder and may not leave it;
+            an absolute one is used as configured. ``None`` turns caching off.
+
+    Example:
+        >>> GpuOptions.from_dict({"tensorrt_workspace_mib": 2048}).tensorrt_workspace_mib
+        2048
+    """
+
+    device_id: int = 0
+    tensorrt_fp16: bool = True
+    tensorrt_workspace_mib: int = 1024
+    tensorrt_engine_cache: str | None = "trt-engines"
+
+    def __post_init__(self) -> None:
+        _check_int("onnxruntime_gpu.device_id", self.device_id, 0, 63)
+        _check_int("onnxruntime_gpu.tensorrt_workspace_mib", self.tensorrt_workspace_mib, 16, 1 << 20)
+        if not isinstance(self.tensorrt_fp16, bool):
+            raise ConfigError(f"onnxruntime_gpu.tensorrt_fp16: expected true or false; received {self.tensorrt_fp16!r}")
+        cache = self.tensorrt_engine_cache
+        if cache is not None:
+            if not isinstance(cache, (str, os.PathLike)) or not str(cache).strip():
+                raise ConfigError(
+                    f"onnxruntime_gpu.tensorrt_engine_cache: expected a folder path or null; received {cache!r}"
+                )
+            object.__setattr__(self, "tensorrt_engine_cache", os.fspath(cache))
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "onnxruntime_gpu") -> "GpuOptions":
+        """Build from a JSON object, refusing unknown keys."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a JSON object; received {data!r}")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"{where}: expected keys from {', '.join(known)}; received unknown {unknown!r}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def engine_cache_dir(self, run_dir: str | os.PathLike[str] | None) -> Path | None:
+        """The engine cache folder for a run writing to ``run_dir`` (not created here).
+
+        Raises:
+            ConfigError: a relative folder that would leave ``run_dir`` (``../x``).
+        """
+        if self.tensorrt_engine_cache is None:
+            return None
+        cache = Path(self.tensorrt_engine_cache).expanduser()
+        if cache.is_absolute():
+            return cache
+        if run_dir is None:
+            return None
+        root = Path(run_dir).resolve()
+        target = (root / cache).resolve()
+        if target != root and root not in target.parents:
+            raise ConfigError(
+                f"onnxruntime_gpu.tensorrt_engine_cache: expected a folder inside the run folder {root} "
+                f"or an absolute path; received {self.tensorrt_engine_cache!r}, which resolves to {target}"
+            )
+        return target
 
 
 @dataclass(frozen=True)
@@ -28,9 +121,10 @@ class BackendOptions:
             would otherwise run one thread. ``edgecam bench --threads 1,2``
             shows whether leaving a core to capture and output is faster.
         xnnpack: LiteRT only: apply the XNNPACK delegate (the default in LiteRT).
-        providers: onnxruntime execution providers in order of preference,
-            e.g. ``("TensorrtExecutionProvider", "CUDAExecutionProvider",
-            "CPUExecutionProvider")``; unavailable ones are skipped with a logged reason.
+        providers: onnxruntime execution providers to ask for, a subsequence of
+            ``ONNX_PROVIDER_ORDER`` (TensorRT, CUDA, CPU, in that order); those
+            this onnxruntime build lacks are skipped with a logged reason, and
+            the CPU provider is always added last.
         input_size: (h, w) to run at instead of the manifest's; needs an
             artifact with free height and width (edgecam exports them so).
         spin_wait: onnxruntime only: let idle intra-op threads spin between
@@ -38,6 +132,9 @@ class BackendOptions:
             ``edgecam run`` it takes the CPU from the capture thread that
             prepares the next frame, and the loop as a whole gets slower
             (see the README's bench section).
+        gpu: settings for the TensorRT and CUDA providers (:class:`GpuOptions`).
+        run_dir: the folder this run writes to; a relative TensorRT engine
+            cache lies inside it. ``None``: only an absolute cache folder is used.
     """
 
     threads: int | None = None
@@ -45,6 +142,8 @@ class BackendOptions:
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     input_size: tuple[int, int] | None = None
     spin_wait: bool = False
+    gpu: GpuOptions = field(default_factory=GpuOptions)
+    run_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.input_size is not None:
@@ -54,7 +153,20 @@ class BackendOptions:
             object.__setattr__(self, "input_size", (int(h), int(w)))
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"threads: expected a positive integer or None; received {self.threads!r}")
-        object.__setattr__(self, "providers", tuple(self.providers))
+        providers = tuple(self.providers)
+        if isinstance(self.providers, str) or [p for p in ONNX_PROVIDER_ORDER if p in providers] != list(providers):
+            raise ConfigError(
+                f"providers: expected a subsequence of {', '.join(ONNX_PROVIDER_ORDER)} (each once, in that order); "
+                f"received {self.providers!r}"
+            )
+        object.__setattr__(self, "providers", providers)
+        if not isinstance(self.gpu, GpuOptions):
+            raise ConfigError(f"gpu: expected GpuOptions; received {type(self.gpu).__name__}")
+        if self.run_dir is not None:
+            object.__setattr__(self, "run_dir", Path(self.run_dir))
+            # refuse a cache folder that leaves the run's folder here, on every machine, not only
+            # on one where TensorRT happens to be available
+            self.gpu.engine_cache_dir(self.run_dir)
 
 
 def _is_identity(q) -> bool:

@@ -36,7 +36,8 @@ def test_shipped_profile_validates_and_round_trips(name):
 def test_shipped_profile_requirements_are_pinned_ranges(name):
     text = load_profile(name).requirements_text()
     reqs = [line.split("#")[0].strip() for line in text.splitlines()]
-    reqs = [r for r in reqs if r]
+    # pip options (--extra-index-url of the Jetson GPU wheels) are not requirements
+    reqs = [r for r in reqs if r and not r.startswith("--")]
     assert reqs, f"{name}: empty requirements"
     for req in reqs:
         assert re.search(r">=[\d.]+,<[\d.]+", req), f"{name}: {req!r} is not a pinned range"
@@ -85,6 +86,7 @@ def test_camera_defaults_per_device_kind():
         ("camera_source", "", True),
         ("schema_version", 2, True),
         ("rationale", None, True),  # key left out
+        ("onnxruntime_gpu", {"device_id": 0}, True),  # a litert profile names no GPU provider
     ],
 )
 def test_profile_validation_table(key, value, raises):
@@ -111,6 +113,60 @@ def test_onnxruntime_profile_needs_cpu_provider_last():
     data["execution_providers"] = []
     with pytest.raises(ConfigError, match="execution_providers"):
         DeviceProfile.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    "key, value, raises, match",
+    [
+        ("onnxruntime_gpu", None, False, None),
+        ("onnxruntime_gpu", {"tensorrt_workspace_mib": 2048}, False, None),
+        ("onnxruntime_gpu", {"tensorrt_engine_cache": "/var/lib/edgecam/engines"}, False, None),
+        ("onnxruntime_gpu", {"tensorrt_workspace": 2048}, True, "received unknown \\['tensorrt_workspace'\\]"),
+        ("onnxruntime_gpu", {"tensorrt_fp16": 1}, True, "tensorrt_fp16: expected true or false; received 1"),
+        ("onnxruntime_gpu", "fp16", True, "expected a JSON object; received 'fp16'"),
+        ("execution_providers", ["CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"], True,
+         "expected the order TensorrtExecutionProvider, CUDAExecutionProvider, CPUExecutionProvider"),
+        ("execution_providers", ["CUDAExecutionProvider", "CPUExecutionProvider"], False, None),
+    ],
+)
+def test_gpu_profile_validation_table(key, value, raises, match):
+    data = load_profile("jetson-orin-nano").to_dict()
+    if value is None:
+        data.pop(key)
+    else:
+        data[key] = value
+    if raises:
+        with pytest.raises(ConfigError, match=match) as info:
+            DeviceProfile.from_dict(data, "test")
+        assert repr(key) in str(info.value)
+    else:
+        profile = DeviceProfile.from_dict(data, "test")
+        assert DeviceProfile.from_dict(json.loads(json.dumps(profile.to_dict()))) == profile
+
+
+def test_gpu_profile_without_gpu_providers_is_refused():
+    data = load_profile("jetson-orin-nano").to_dict() | {"execution_providers": ["CPUExecutionProvider"]}
+    with pytest.raises(ConfigError, match="'onnxruntime_gpu' expected only with TensorrtExecutionProvider or "
+                                          "CUDAExecutionProvider.*received providers \\['CPUExecutionProvider'\\]"):
+        DeviceProfile.from_dict(data, "test")
+
+
+def test_resolve_lays_gpu_flags_over_the_profile_value_by_value():
+    s = resolve_run_settings("jetson-orin-nano")
+    assert s.gpu.to_dict() == {"device_id": 0, "tensorrt_fp16": True, "tensorrt_workspace_mib": 1024,
+                               "tensorrt_engine_cache": "trt-engines"}
+    assert s.origin["gpu"] == "profile:jetson-orin-nano"
+    s = resolve_run_settings("jetson-orin-nano", gpu={"tensorrt_fp16": False, "tensorrt_workspace_mib": None,
+                                                      "tensorrt_engine_cache": "/srv/engines", "device_id": None})
+    assert s.gpu.to_dict() == {"device_id": 0, "tensorrt_fp16": False, "tensorrt_workspace_mib": 1024,
+                               "tensorrt_engine_cache": "/srv/engines"}
+    assert s.origin["gpu"] == "flag"
+    assert resolve_run_settings("rpi4").origin["gpu"] == "default"
+    assert resolve_run_settings(None, gpu={"device_id": 2}).gpu.device_id == 2
+    with pytest.raises(ConfigError, match="device_id: expected an integer from 0 to 63; received -1"):
+        resolve_run_settings("jetson-orin-nano", gpu={"device_id": -1})
+    with pytest.raises(ConfigError, match="received unknown \\['fp16'\\]"):
+        resolve_run_settings("jetson-orin-nano", gpu={"fp16": True})
 
 
 def test_load_profile_from_path_and_errors(tmp_path):
