@@ -20,7 +20,7 @@ COMMANDS = {
     "verify": "parity report of every artifact against its Keras model; gates for CI",
     "run": "run an artifact frame by frame on a video, camera, stream, folder or the synthetic clip",
     "bench": "latency / throughput of artifacts side by side on this machine",
-    "devices": "list device profiles (Raspberry Pi, Jetson, x86)",
+    "devices": "list device profiles (Raspberry Pi, Jetson, x86); --check: what each one gets on this machine",
 }
 DELEGATED = {"bench": ("edge.bench", "main"), "devices": ("devices", "cli_main")}
 
@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = t.add_argument_group("box-labelled data (crops cut from whole frames)")
     b.add_argument("--scale", type=float, default=1.5,
                    help="model pixels per frame pixel for the crops; edgecam run resizes frames by the same (default 1.5)")
+    b.add_argument("--split-file", help="reuse the split.json of an earlier run (the same held-out frames)")
     b.add_argument("--split-by", choices=("frame", "camera"), default="frame",
                    help="hold out frames (bursts kept whole) or whole cameras (default frame)")
     b.add_argument("--test-fraction", type=float, default=0.2,
@@ -199,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--gate", help="JSON file of per-format gates")
     v.add_argument("--model", help="Keras run directory (default: the one named in the manifests)")
     v.add_argument("--limit", type=int, help="at most N images")
+    v.add_argument("--frames", help="also: CAM fidelity on the camera images under this folder, at --frame-size")
+    v.add_argument("--frame-size", type=_size, default=(352, 640), help="HxW the --frames run at (default 352x640)")
+    v.add_argument("--frames-limit", type=int, default=40, help="at most N frames (default 40)")
     v.add_argument("--json", action="store_true")
 
     r = sp["run"]

@@ -66,7 +66,7 @@ def cmd_train(a) -> int:
         if not a.positive:
             raise ConfigError("train: box-labelled data needs --positive CLASS[,CLASS...] (the vessel classes)")
         opts = BoxTrainOptions(datasets=tuple(a.data), positive=tuple(p for p in a.positive.split(",") if p),
-                               label=a.label, scale=a.scale, test_fraction=a.test_fraction, split_by=a.split_by,
+                               label=a.label, scale=a.scale, test_fraction=a.test_fraction, split_by=a.split_by, split_file=a.split_file,
                                mine_frames=a.mine_frames)
         result = train_boxes(cfg, opts, strategy=distribution_strategy(a.strategy), resume=a.resume)
     else:
@@ -150,6 +150,14 @@ def cmd_verify(a) -> int:
 
         print(to_markdown(r))
         print(f"report: {Path(a.dir) / 'parity.md'}, {Path(a.dir) / 'parity.json'}")
+    if a.frames:
+        from export.verify import frame_fidelity
+
+        f = frame_fidelity(a.dir, a.frames, a.frame_size, a.frames_limit, a.model)
+        if a.json:
+            print_json(f)
+        else:
+            print(Path(a.dir, "frames.md").read_text())
     failed = [f"{row['format']}: {'; '.join(row['failures'])}" for row in r["artifacts"] if row["failures"]]
     if failed:
         print("verify: FAILED\n  " + "\n  ".join(failed))

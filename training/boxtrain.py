@@ -57,6 +57,8 @@ class BoxTrainOptions:
         mine_floor: cell probability above which a cell away from vessels is mined.
         mine_per_frame: mined windows per frame at most.
         round1_epochs: head-only epochs of the round-one model.
+        split_file: reuse the ``split.json`` of an earlier run, so two runs
+            are judged on the same held-out frames.
         final_mining_epochs: after training, the trained model mines its own
             false alarms on other training frames and fine-tunes this many
             more epochs on them (0: no such round).
@@ -75,6 +77,7 @@ class BoxTrainOptions:
     mine_per_frame: int = 6
     round1_epochs: int = 2
     final_mining_epochs: int = 3
+    split_file: str | None = None
 
     def __post_init__(self) -> None:
         if not self.datasets:
@@ -101,12 +104,23 @@ def split_datasets(opts: BoxTrainOptions, seed: int) -> dict[str, list]:
     from edge.datasets import load_box_dataset, split_frames
 
     out = {"train": [], "val": [], "test": []}
+    given = None
+    if opts.split_file:
+        doc = json.loads(Path(opts.split_file).read_text())
+        given = {str(Path(p).resolve()): k for k in out for p in doc.get(k, [])}
     for root in opts.datasets:
         ds = load_box_dataset(root)
         known = set(ds.class_names)
         if not known & set(opts.positive):
             raise DataError(f"--positive {','.join(opts.positive)}: none of these is a class of {root}; "
                             f"its classes are {list(ds.class_names)}")
+        if given is not None:
+            for f in ds.frames:
+                split = given.get(str(Path(f.path).resolve()))
+                if split is None:
+                    raise DataError(f"{opts.split_file} does not place frame {f.path}; split files must cover every frame")
+                out[split].append(f)
+            continue
         rest = ds
         if opts.test_fraction > 0:
             rest, test = split_frames(ds, opts.test_fraction, seed, by=opts.split_by)

@@ -133,10 +133,23 @@ def _place(rng, lo: float, hi: float, side: float, limit: float) -> float | None
 
 
 def positive_windows(box: np.ndarray, frame_wh: tuple[int, int], opts: TileOptions, rng) -> list[np.ndarray]:
-    """Jittered square windows that hold the whole box (grown when the vessel is larger than the base window)."""
+    """Jittered square windows that hold the whole box (grown when the vessel is larger than the base window).
+
+    A vessel wider than the base window is also cut at the runtime's scale
+    from inside its box: the runtime sees a ship of 600 px as hull and
+    superstructure filling many cells, never shrunk into one crop, and with
+    the best-cell score each of those cells must be able to say "vessel".
+    """
     W, H = frame_wh
     bw, bh = box[2] - box[0], box[3] - box[1]
     out = []
+    side = opts.window
+    if bw >= 1.5 * side and bh >= 0.5 * side:
+        for _ in range(opts.positives_per_box):
+            cx, cy = rng.uniform(box[0] + side / 2, box[2] - side / 2), rng.uniform(box[1], box[3])
+            x, y = min(max(cx - side / 2, 0), W - side), min(max(cy - side / 2, 0), H - side)
+            if x >= 0 and y >= 0:
+                out.append(np.array([x, y, x + side, y + side], np.float32))
     for _ in range(opts.positives_per_box):
         side = max(opts.window, max(bw, bh) * rng.uniform(1.15, 1.6))
         x = _place(rng, box[2] - side, box[0], side, W)

@@ -36,7 +36,7 @@ def _yolo(root: Path, n: int = 6, seed: int = 0) -> Path:
 def test_positive_windows_hold_the_whole_box_and_stay_in_the_frame():
     rng = np.random.default_rng(0)
     opts = TileOptions(input_size=64, scale=1.0, positives_per_box=20)
-    for box in (np.array([100, 50, 140, 74], np.float32), np.array([0, 0, 150, 90], np.float32)):
+    for box in (np.array([100, 50, 140, 74], np.float32), np.array([0, 0, 90, 90], np.float32)):
         wins = positive_windows(box, (320, 240), opts, rng)
         assert wins
         for x0, y0, x1, y1 in wins:
@@ -138,3 +138,29 @@ def test_frame_threshold_keeps_false_peaks_within_the_allowance():
     assert float(np.float32(0.7)) < fitted["threshold"] <= 0.8 + 1e-6
     assert fitted["false_per_frame"] == 0.5
     assert fitted["recall_wide"] == 0.5 and fitted["wide_vessels"] == 4  # only the 0.95 vessels stay above it
+
+
+def test_a_vessel_wider_than_the_window_is_also_cut_from_inside_at_the_runtime_scale():
+    rng = np.random.default_rng(2)
+    opts = TileOptions(input_size=64, scale=1.0, positives_per_box=4)
+    box = np.array([20, 100, 300, 180], np.float32)  # 280 px long: over four windows
+    wins = positive_windows(box, (640, 480), opts, rng)
+    inside = [w for w in wins if w[2] - w[0] == pytest.approx(64)]
+    whole = [w for w in wins if w[0] <= box[0] and w[2] >= box[2]]
+    assert len(inside) == 4 and len(whole) >= 1
+    for x0, y0, x1, y1 in inside:
+        assert box[0] <= x0 and x1 <= box[2]  # along the hull, never past its ends
+
+
+def test_a_split_file_is_reused_frame_for_frame(tmp_path):
+    import json
+
+    from training.boxtrain import BoxTrainOptions, split_datasets
+
+    root = _yolo(tmp_path / "data", n=12)
+    first = split_datasets(BoxTrainOptions(datasets=(str(root),), positive=("boat",), test_fraction=0.25), seed=0)
+    doc = {k: [f.path for f in v] for k, v in first.items()}
+    (tmp_path / "split.json").write_text(json.dumps(doc))
+    again = split_datasets(BoxTrainOptions(datasets=(str(root),), positive=("boat",), test_fraction=0.25,
+                                           split_file=str(tmp_path / "split.json")), seed=7)
+    assert {k: [f.path for f in v] for k, v in again.items()} == doc
