@@ -116,7 +116,7 @@ def boxes_from_cells(cells: np.ndarray, heatmap: np.ndarray, threshold: float, m
 
     found = boxes_from_heatmap(heatmap, threshold, min_area, class_id)
     peaks = cell_peaks(cells, threshold)
-    if len(found) == 0 or len(peaks) < 2:
+    if len(peaks) == 1 and len(found) == 1:
         return found
     h, w = np.asarray(cells).shape
     H, W = np.asarray(heatmap).shape
@@ -126,6 +126,13 @@ def boxes_from_cells(cells: np.ndarray, heatmap: np.ndarray, threshold: float, m
     n, labels = cv2.connectedComponents(mask, connectivity=8, ltype=cv2.CV_32S)
     owner = labels[np.clip(np.round(py).astype(int), 0, H - 1), np.clip(np.round(px).astype(int), 0, W - 1)]
     xyxy, scores = [], []
+    # A peak barely above the threshold can vanish in the upsampling (no pixel
+    # sits exactly on a cell centre): it still gets a box, one cell wide, so a
+    # frame the score flags always shows where.
+    cy, cx = H / h / 2, W / w / 2
+    for k in np.flatnonzero(owner == 0):
+        xyxy.append((max(px[k] - cx, 0), max(py[k] - cy, 0), min(px[k] + cx + 1, W), min(py[k] + cy + 1, H)))
+        scores.append(float(np.asarray(cells)[peaks[k, 0], peaks[k, 1]]))
     for region in range(1, n):
         mine = np.flatnonzero(owner == region)
         ys, xs = np.nonzero(labels == region)

@@ -143,3 +143,17 @@ def test_cell_peaks_and_box_split_on_a_hand_made_map():
     # one peak: the same single box as the plain connected-region rule
     one = np.array([[0.1, 0.9, 0.6, 0.1]], np.float32)
     assert len(boxes_from_cells(one, resize_heatmap(one, (32, 128)), 0.5)) == 1
+
+
+def test_a_peak_barely_above_the_threshold_still_gets_a_box():
+    from edge.boxes import boxes_from_cells
+    from edge.cam import resize_heatmap
+
+    cells = np.full((3, 4), 0.1, np.float32)
+    cells[1, 2] = 0.501  # upsampled, no pixel reaches 0.5 exactly
+    hm = resize_heatmap(cells, (96, 128))
+    assert hm.max() < 0.501
+    boxes = boxes_from_cells(cells, hm, 0.5)
+    assert len(boxes) == 1 and boxes.score[0] == pytest.approx(0.501)
+    x0, y0, x1, y1 = boxes.xyxy[0]
+    assert x0 < 79.5 < x1 and y0 < 47.5 < y1  # around the cell centre
