@@ -7,7 +7,9 @@ request still records the frames already inferred.
 
 One bad frame costs one frame (counted), never the run. SIGINT/SIGTERM set a
 stop event, so a ``systemctl stop`` or Ctrl-C still finalises the video, closes
-the JSON lines and writes ``summary.json``.
+the JSON lines and writes ``summary.json``; a second signal stops the frame
+loop at once but not that flush. Writes the disk refuses follow the policy of
+:mod:`edge.recording`.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from edge.atomic import write_json
 from edge.errors import reject_unknown_keys, ConfigError, EdgecamError
 from edge.events import EventKind, EventTracker, HysteresisOptions
 from edge.live import LiveServer
+from edge.recording import Recorder, RecordingOptions, json_safe, outcome
 from edge.results import FrameResult
-from edge.sinks import EventSink, JsonlSink, Sink, VideoSink
 from edge.sources import BackoffOptions, CapturedFrame, CaptureMode, FrameSource, ThreadedCapture
 from edge.stage import OutputStage, splits
 from edge.stats import LatencyStats
@@ -85,6 +87,7 @@ class RunOptions:
         target_fps: cap the processed frame rate (see ThreadedCapture); None = no cap.
         queue_size: capture queue bound in ALL mode.
         reconnect: backoff for live sources.
+        recording: run id, video segments, free-space floor and ``frames.jsonl`` rotation.
 
     Example:
         >>> RunOptions.from_dict({"out_dir": "runs/x", "mode": "all", "hysteresis": {"enter": 0.7}}).mode
@@ -107,6 +110,7 @@ class RunOptions:
     target_fps: float | None = None
     queue_size: int = 4
     reconnect: BackoffOptions = BackoffOptions()
+    recording: RecordingOptions = RecordingOptions()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -125,6 +129,7 @@ class RunOptions:
             ("hysteresis", isinstance(self.hysteresis, HysteresisOptions), "HysteresisOptions"),
             ("smoother_alpha", isinstance(self.smoother_alpha, (int, float)) and 0.0 < self.smoother_alpha <= 1.0, "a number in (0, 1]"),
             ("reconnect", isinstance(self.reconnect, BackoffOptions), "BackoffOptions"),
+            ("recording", isinstance(self.recording, RecordingOptions), "RecordingOptions"),
             ("video_fps", self.video_fps is None or (isinstance(self.video_fps, (int, float)) and self.video_fps > 0), "None or > 0"),
             ("target_fps", self.target_fps is None or (isinstance(self.target_fps, (int, float)) and self.target_fps > 0), "None or > 0"),
         )
@@ -152,18 +157,30 @@ class RunOptions:
             values["tile"] = TileSpec(**values["tile"])
         if isinstance(values.get("reconnect"), Mapping):
             values["reconnect"] = BackoffOptions(**values["reconnect"])
+        if isinstance(values.get("recording"), Mapping):
+            values["recording"] = RecordingOptions.from_dict(values["recording"])
         return cls(**values)
 
 
-def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
-    """Route SIGINT/SIGTERM to ``stop``; return a function restoring the old handlers."""
+def _install_signal_handlers(stop: threading.Event, state: dict) -> Callable[[], None]:
+    """Route SIGINT/SIGTERM to ``stop`` (noting the first in ``state["signal"]``); return a function restoring the old handlers.
+
+    Once ``state["flushing"]`` is set, a further signal is logged and ignored:
+    interrupting the flush would lose the open video segment and summary.json.
+    """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None  # signal.signal only works on the main thread
 
     def handler(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if state.get("flushing"):
+            log.warning("received %s while closing outputs; finishing that first (SIGKILL stops without it)", name)
+            return
         if stop.is_set():
+            log.warning("received %s again; stopping the frame loop now (the outputs are still closed)", name)
             raise KeyboardInterrupt  # a second signal means: stop now, do not wait for the frame
-        log.warning("received %s; finishing the current frame and closing outputs", signal.Signals(signum).name)
+        log.warning("received %s; finishing the current frame and closing outputs", name)
+        state["signal"] = name
         stop.set()
 
     previous = {}
@@ -198,10 +215,9 @@ class _Loop:
         self.tracker = EventTracker(options.hysteresis, options.smoother_alpha, label=options.event_label or "positive")
         self.latency = LatencyStats()
         self.annotator = default_annotator()
-        self.sinks: dict[str, Sink] = {}
+        self.recorder: Recorder | None = None  # set by run() before the first frame
         self.live: LiveServer | None = None
-        self.events_sink: EventSink | None = None
-        self.counts = {"frames": 0, "errors": 0, "sink_errors": 0, "events": 0}
+        self.counts = {"frames": 0, "errors": 0, "events": 0}
         self.started = time.monotonic()
         self.fps = 0.0
         self._last_t: float | None = None
@@ -256,20 +272,17 @@ class _Loop:
         t_rel = round(item.t_monotonic - self.started, 4)
         update = self.tracker.update(item.index, t_rel, score, label)
         record = {"frame": item.index, "t": t_rel, **result.to_record(), "smoothed": round(self.tracker.smoothed, 5)}
+        if opts.recording.run_id is not None:
+            record = {"run": opts.recording.run_id, **record}
         if update is not None:
             record["event"] = update.to_record()
             self.counts["events"] += int(update.kind is EventKind.START)
 
         # annotation costs milliseconds on a Pi: only draw when someone will see it
-        wants_picture = opts.write_video or self.live is not None or (update is not None and update.kind is EventKind.START)
+        wants_picture = self.recorder.video_active or self.live is not None or (update is not None and update.kind is EventKind.START)
         shown = self.annotator.annotate(item.frame, result) if wants_picture else item.frame
         t2 = time.monotonic()
-        for name, sink in self.sinks.items():
-            try:
-                sink.write(shown, result, record)
-            except Exception:
-                self.counts["sink_errors"] += 1
-                log.exception("sink %s failed on frame %d", name, item.index)
+        self.recorder.write(shown, result, record)
         t3 = time.monotonic()
         self.latency.add("annotate", (t2 - t1) * 1000.0)
         self.latency.add("sinks", (t3 - t2) * 1000.0)
@@ -291,17 +304,18 @@ class _Loop:
         if self.on_frame is not None:
             self.on_frame(item, result, record)
 
-    def summary(self, capture: ThreadedCapture, ended_by: str) -> dict[str, Any]:
+    def summary(self, capture: ThreadedCapture, ended_by: str, signal_name: str | None) -> dict[str, Any]:
         seconds = time.monotonic() - self.started
         cap = capture.stats()
         latency = self.latency.summary()
-        return {
+        summary = {
+            "run": self.options.recording.run_id,
             "frames": self.counts["frames"],
             "dropped": cap["dropped"],
             "corrupt": cap["corrupt"],
             "reconnects": cap["reconnects"],
             "errors": self.counts["errors"],
-            "sink_errors": self.counts["sink_errors"],
+            "sink_errors": self.recorder.sink_errors if self.recorder is not None else 0,
             "events": self.counts["events"],
             "seconds": round(seconds, 3),
             "fps": round(self.counts["frames"] / seconds, 3) if seconds > 0 else 0.0,
@@ -309,9 +323,13 @@ class _Loop:
             "p95_ms": {stage: s["p95"] for stage, s in latency.items()},
             "latency_ms": latency,
             "ended_by": ended_by,
+            "signal": signal_name,
             "source_error": cap["error"],
             "capture": cap,
+            "recording": self.recorder.summary() if self.recorder is not None else None,
         }
+        summary["exit_code"], summary["exit_reasons"] = outcome(summary)
+        return json_safe(summary)  # JSON has no NaN: a non-finite figure is written as null
 
 
 def run(
@@ -325,9 +343,11 @@ def run(
 
     Writes into ``options.out_dir``: ``frames.jsonl`` (one record per frame:
     frame, t, scores, positive, boxes, timings_ms, smoothed, and event when one
-    starts or ends), ``video.mp4`` (annotated, if ``write_video``),
-    ``events/events.jsonl`` with a snapshot per event, and ``summary.json``
-    (written atomically last). The detector is not closed: the caller owns it.
+    starts or ends; rotated by ``recording.jsonl_max_mb``), the annotated video
+    if ``write_video`` (``video/NNNNNN.mp4`` segments with ``recording.segment_s``,
+    else ``video.mp4``), ``events/events.jsonl`` with a snapshot per event, and
+    ``summary.json`` (written atomically last). With ``recording.run_id`` every
+    record carries ``"run"``. The detector is not closed: the caller owns it.
 
     Args:
         detector: ``detect`` (and ``detect_batch`` when tiling) plus ``labels``.
@@ -341,8 +361,11 @@ def run(
     Returns:
         The summary dict also written to ``summary.json``: frames, dropped,
         corrupt, reconnects, errors, events, seconds, fps, p50_ms/p95_ms per
-        stage, latency_ms, and ended_by (``source ended``, ``source failed``,
-        ``stopped``, ``max_frames`` or ``error``).
+        stage, latency_ms, ended_by (``source ended``, ``source failed``,
+        ``stopped``, ``max_frames`` or ``error``), signal (``SIGINT``,
+        ``SIGTERM`` or None), source_error, recording (what was written and
+        lost, see :class:`edge.recording.Recorder`), and exit_code with
+        exit_reasons (see :func:`edge.recording.outcome`); non-finite numbers are None.
 
     Raises:
         ConfigError: ``event_label`` is not one of the detector's labels.
@@ -371,19 +394,19 @@ def run(
     # the output thread takes the CAM, boxes, events, annotation and sinks off the inference thread
     output = OutputStage(loop.finish, options.queue_size, name="output")
     submitted = 0
-    restore_signals = _install_signal_handlers(stop)
+    signals: dict[str, Any] = {"signal": None, "flushing": False}
+    restore_signals = _install_signal_handlers(stop, signals)
     ended_by = "error"  # replaced below on every orderly way out of the loop
+    loop.recorder = recorder = Recorder(out, options.recording)
     try:
-        loop.sinks["frames"] = JsonlSink(out / "frames.jsonl")
-        loop.events_sink = loop.sinks["events"] = EventSink(out / "events")
+        recorder.open_records()
         if options.live_address is not None:
             host, port = options.live_address
             loop.live = LiveServer(host, port, allow_remote=options.allow_remote)
         capture.start()
         output.start()
         if options.write_video:
-            fps = options.video_fps or options.target_fps or ((source.fps or 15.0) / options.stride)
-            loop.sinks["video"] = VideoSink(out / "video.mp4", fps=fps)
+            recorder.open_video(options.video_fps or options.target_fps or ((source.fps or 15.0) / options.stride))
         while True:
             if stop.is_set():
                 ended_by = "stopped"
@@ -403,30 +426,34 @@ def run(
                 job = (item, "error", exc, 0.0)
             output.put(job)
             submitted += 1
+    except KeyboardInterrupt:
+        if signals["signal"] is None:
+            raise  # the caller's own interrupt, not a second signal to this loop
+        ended_by = "stopped"  # a second signal: the frame loop stopped at once; the flush below still runs
     finally:
+        signals["flushing"] = True
         capture.close()
         try:
             output.close()  # finishes the frames it still holds
         except EdgecamError:
             log.exception("the output thread failed")
         final = loop.tracker.close()
-        if final is not None and loop.events_sink is not None:
+        if final is not None:
             try:
-                loop.events_sink.record_event(final.to_record())
+                recorder.record_event(final.to_record())
             except Exception:
                 log.exception("could not record the end of event %d", final.event.id)
-        for name, sink in loop.sinks.items():
-            try:
-                sink.close()
-            except Exception:
-                log.exception("closing sink %s failed", name)
+        recorder.close()
         if loop.live is not None:
             loop.live.close()
-        restore_signals()
-        summary = loop.summary(capture, ended_by)
+        summary = loop.summary(capture, ended_by, signals["signal"])
+        recorder.release_reserve()  # the space kept aside for this file
         try:
             write_json(out / "summary.json", summary)
-        except Exception:
-            log.exception("could not write %s", out / "summary.json")
+        except Exception as exc:
+            log.error("could not write %s: %s", out / "summary.json", exc)
+            summary["summary_written"] = False
+            summary["exit_code"], summary["exit_reasons"] = outcome(summary)
+        restore_signals()
     log.info("run ended (%s): %d frames in %.1f s", ended_by, summary["frames"], summary["seconds"])
     return summary

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from edge.cli import COMMANDS, main
+from edge.recording import latest_run
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -61,5 +62,5 @@ def test_run_with_a_device_profile_on_a_file_source(tiny_export, tmp_path, capsy
     assert rc == 0
     printed = capsys.readouterr().out
     assert "tflite-int8 via litert" in printed and "mode all" in printed
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((latest_run(out) / "summary.json").read_text())
     assert summary["frames"] == 15 and summary["dropped"] == 0

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from edge.recording import latest_run
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
     pytest.mark.slow,
@@ -48,9 +50,9 @@ def test_edgecam_run_in_edge_only_env(edge_venv, tiny_export, tmp_path, name):
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((latest_run(out) / "summary.json").read_text())
     assert summary["frames"] == 12
-    assert len((out / "frames.jsonl").read_text().splitlines()) == 12
+    assert len((latest_run(out) / "frames.jsonl").read_text().splitlines()) == 12
 
 
 def test_device_profiles_are_found_after_a_wheel_install(edge_venv, tmp_path):
