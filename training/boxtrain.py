@@ -198,7 +198,7 @@ def mine_and_continue(run: Path, cfg: TrainConfig, opts: BoxTrainOptions, train_
     counts = json.loads((tile_root / "tiles.json").read_text())
     counts["train"]["mined_final"] = n
     atomic.write_json(tile_root / "tiles.json", counts)
-    return result
+    return replace(result, run_dir=run)  # the run the user named holds the final model now
 
 
 def cell_maps(model_path: Path, frames, scale: float):
