@@ -44,14 +44,14 @@ bench: $(VENV)/.installed-all
 
 # The real-cameras benchmark (README, "Real camera frames"): train on the shared
 # harbour and shore frames, export float and int8, and evaluate both on the
-# frames the run held out. About 40 minutes on 2 cores; needs ../shared.
+# frames the run held out. About 45 minutes on 2 cores; needs ../shared.
 SHARED ?= ../shared
 REAL_RUN ?= runs/real
 REAL_DATA := $(SHARED)/data/maritime/shore_livecams $(SHARED)/data/maritime/uvic_sooke
 real-cameras: $(VENV)/.installed-all
 	$(BIN)/edgecam train $(REAL_DATA) --positive vessel,sea --out $(REAL_RUN) \
 		--weights $(SHARED)/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5 \
-		--input-size 128 --scale 1.5 --epochs 3 --finetune-epochs 6 --finetune-blocks 8 --schedule cosine --augment upright
+		--input-size 128 --scale 1.5 --epochs 3 --finetune-epochs 8 --finetune-blocks 8
 	$(BIN)/edgecam export $(REAL_RUN) --formats tflite-fp32,tflite-int8 --calib $(REAL_RUN)/tiles/train --out $(REAL_RUN)/export
 	$(BIN)/edgecam evaluate $(REAL_RUN) $(REAL_DATA) --positive vessel,sea
 
