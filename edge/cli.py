@@ -18,6 +18,8 @@ COMMANDS = {
     "evaluate": "metrics of a model.keras or an exported artifact on a labelled folder",
     "export": "convert a trained run to TFLite / ONNX artifacts, each with a manifest",
     "verify": "parity report of every artifact against its Keras model; gates for CI",
+    "robustness": "the model and its artifacts under noise, blur, fog, rain, spray, glare, low light, contrast, JPEG "
+                  "and FGSM: accuracy, agreement and heatmap stability",
     "run": "run an artifact frame by frame on a video, camera, stream, folder or the synthetic clip",
     "bench": "latency / throughput of artifacts side by side on this machine",
     "devices": "list device profiles (Raspberry Pi, Jetson, x86); --check: what each one gets on this machine",
@@ -132,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--class-weight", choices=("auto", "balanced", "none"), default="auto")
     t.add_argument("--augment", choices=("aerial", "upright", "none"), default="upright",
                    help="upright: side views from a shore or a deck, small tilts (default); aerial: top-down views from drones or masts, any rotation; none")
+    t.add_argument("--weather", choices=("none", "maritime"), default="none",
+                   help="maritime: also give half the training images one random camera condition (noise, blur, haze, "
+                        "dark or glaring exposure, low contrast, JPEG); see edgecam robustness (default none)")
     t.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
     t.add_argument("--patience", type=int, default=8, help="epochs without a better val metric before stopping (default 8)")
     t.add_argument("--monitor", choices=("val_auc", "val_loss", "val_accuracy"), default="val_auc")
@@ -205,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--frames-limit", type=int, default=40, help="at most N frames (default 40)")
     v.add_argument("--json", action="store_true")
 
+    add_robustness_flags(sp["robustness"])
+
     r = sp["run"]
     r.add_argument("model", help="an artifact's manifest (or the artifact beside it)")
     r.add_argument("--source", default=None,
@@ -234,8 +241,56 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--min-frames", type=int, default=3)
     r.add_argument("--no-video", action="store_true", help="no annotated video: frames.jsonl, events and summary.json only")
     add_recording_flags(sp["run"])
+    add_fleet_flags(r)
     add_gpu_flags(r)
     return p
+
+
+def add_robustness_flags(b: argparse.ArgumentParser) -> None:
+    """``edgecam robustness``: corruptions, severities, FGSM and the data (edge.robustness, README: Robustness)."""
+    b.add_argument("model", help="run folder with export/, export folder, or one artifact's manifest")
+    b.add_argument("data", nargs="+", help="labelled folder (one sub-folder per class), or one or more box-labelled "
+                                          "datasets (YOLO, COCO or VOC): then the artifacts only, with localisation figures")
+    b.add_argument("--positive", help="positive class; with box-labelled data CLASS[,CLASS...], the vessel classes")
+    b.add_argument("--model-run", dest="run", help="class folders: the Keras run (default: the one the manifests name)")
+    b.add_argument("--corruptions", default="all", help="comma list, or all (default): gaussian_noise, shot_noise, "
+                   "defocus_blur, motion_blur, fog, rain, droplets, glare, low_light, contrast, jpeg")
+    b.add_argument("--severities", default="1,2,3,4,5", help="comma list of 1..5 (default all five)")
+    b.add_argument("--limit", type=int, default=1000,
+                   help="at most N images or frames, keeping the class shares (default 1000)")
+    b.add_argument("--eps", default="1,2,4,8", help="class folders: FGSM steps in grey levels of 0..255 (default 1,2,4,8)")
+    b.add_argument("--pgd-steps", type=int, default=0, help="class folders: also PGD with this many steps (default 0: off)")
+    b.add_argument("--grid-severity", type=int, default=3, help="severity the picture grid shows (default 3)")
+    b.add_argument("--formats", help="only these artifact formats, comma-separated (default: every manifest found)")
+    b.add_argument("--baseline", metavar="REPORT.json",
+                   help="an earlier robustness.json (e.g. of the model trained without --weather) to compare with")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--split", help="box-labelled data: split.json of a training run (default: the run folder's own)")
+    b.add_argument("--split-name", choices=("test", "val", "train"), default="test")
+    b.add_argument("--scale", type=float, default=None, help="box-labelled data: frame scale (default: the manifest's)")
+    b.add_argument("--out", help="report folder (default: robustness/ beside the artifacts)")
+    b.add_argument("--json", action="store_true")
+
+
+def add_fleet_flags(r: argparse.ArgumentParser) -> None:
+    """``edgecam run``'s MQTT and live-view access flags (README: The fleet link)."""
+    g = r.add_argument_group("fleet link: MQTT, /metrics, /healthz (README: The fleet link)")
+    g.add_argument("--mqtt", metavar="URL", help="publish events, state and availability to mqtt://[USER[:PASSWORD]@]HOST[:PORT] "
+                                                 "or mqtts://... (TLS); the password may also come from $EDGECAM_MQTT_PASSWORD")
+    g.add_argument("--mqtt-config", metavar="FILE", help="JSON object of MQTT options (url, camera, prefix, client_id, "
+                                                          "username, password, ca_file, spool_mb, thumbnail, ...); flags override it")
+    g.add_argument("--mqtt-camera", metavar="NAME", help="the camera's topic level (default: the host name)")
+    g.add_argument("--mqtt-prefix", metavar="PREFIX", help="first topic level(s) (default edgecam)")
+    g.add_argument("--mqtt-client-id", metavar="ID", help="MQTT client id (default edgecam-<camera>)")
+    g.add_argument("--mqtt-user", metavar="USER", help="broker user (instead of the URL's)")
+    g.add_argument("--mqtt-ca", metavar="FILE", help="CA bundle for mqtts:// (default: the system's)")
+    g.add_argument("--mqtt-spool", metavar="DIR", help="store-and-forward spool (default OUT/mqtt-spool, shared by runs)")
+    g.add_argument("--mqtt-spool-mb", type=float, metavar="MB", help="spool bound; the oldest messages are dropped beyond it (default 64)")
+    g.add_argument("--mqtt-thumbnail", action="store_true", help="a small base64 JPEG in each event start message")
+    g.add_argument("--stale-seconds", type=float, metavar="S",
+                   help="no frame for this long: the page's banner, /healthz 503, state 'stale' over MQTT (default 10)")
+    g.add_argument("--live-auth", metavar="SPEC", help="bearer:TOKEN or basic:USER:PASSWORD for the page, the stream and "
+                                                       "/metrics (default $EDGECAM_LIVE_AUTH; /healthz stays open)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def cmd_train(a) -> int:
         pooling=a.pooling or ("cell" if boxes else "max"), dropout=a.dropout,
         batch_size=a.batch_size, epochs=a.epochs, lr=a.lr, schedule=a.schedule, finetune_epochs=a.finetune_epochs,
         finetune_blocks=a.finetune_blocks, finetune_lr=a.finetune_lr, class_weight=a.class_weight,
-        augment=a.augment, mixup=a.mixup, patience=a.patience, monitor=a.monitor,
+        augment=a.augment, weather=a.weather, mixup=a.mixup, patience=a.patience, monitor=a.monitor,
         threshold_rule=a.threshold_rule, target_recall=a.target_recall, seed=a.seed, skip_bad=a.skip_bad,
         max_images=a.max_images, time_budget=a.time_budget, verbose=1 if sys.stdout.isatty() else 2,
     )
@@ -166,6 +167,53 @@ def cmd_verify(a) -> int:
     return 0
 
 
+def cmd_robustness(a) -> int:
+    """Class folders: Keras and every artifact (export.robustness); box-labelled frames: the artifacts only."""
+    from edge.datasets import is_box_dataset
+    from edge.robustness import RobustnessOptions
+
+    def numbers(text: str, kind, flag: str) -> tuple:
+        try:
+            return tuple(kind(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise ConfigError(f"{flag}: expected a comma list of numbers; received {text!r}") from None
+
+    opts = RobustnessOptions(corruptions=tuple(a.corruptions.split(",")) if a.corruptions != "all" else "all",
+                             severities=numbers(a.severities, int, "--severities"), seed=a.seed, limit=a.limit,
+                             eps=numbers(a.eps, float, "--eps"), pgd_steps=a.pgd_steps, grid_severity=a.grid_severity,
+                             formats=tuple(f.strip() for f in a.formats.split(",") if f.strip()) if a.formats else None,
+                             baseline=a.baseline)
+    if is_box_dataset(a.data[0]):
+        from edge.boxeval import BoxEvalOptions, manifests_of
+        from edge.robustness import box_robustness
+
+        if not a.positive:
+            raise ConfigError("robustness: box-labelled data needs --positive CLASS[,CLASS...] (the vessel classes)")
+        split = a.split
+        if split is None and Path(a.model).is_dir() and (Path(a.model) / "split.json").is_file():
+            split = str(Path(a.model) / "split.json")  # a run folder: its own held-out frames
+        box = BoxEvalOptions(positive=tuple(p for p in a.positive.split(",") if p), split=split, split_name=a.split_name,
+                             scale=a.scale, grid=0)
+        out = a.out or str(manifests_of(a.model)[0].parent / "robustness")
+        doc = box_robustness(a.model, list(a.data), box, opts, out)
+    else:
+        if len(a.data) > 1:
+            raise ConfigError(f"robustness: several DATA folders are read only as box-labelled datasets; {a.data[0]} is not one")
+        from edge.boxeval import manifests_of
+        from export.robustness import robustness
+
+        out = a.out or str(manifests_of(a.model)[0].parent / "robustness")
+        doc = robustness(a.model, a.data[0], a.positive, opts, a.run, out)
+    if a.json:
+        print_json(doc)
+        return 0
+    from edge.robustreport import to_markdown
+
+    print(to_markdown(doc))
+    print(f"written: {out}/robustness.json, robustness.md, severity_*.png, adversarial.png, grid.png")
+    return 0
+
+
 def pick_manifest(model: str, preferred: list[str]) -> Path:
     """A manifest path from MODEL (manifest, artifact, or export folder; in a folder the first preferred format)."""
     from edge.manifest import find_manifests, load_manifest
@@ -231,6 +279,12 @@ def cmd_run(a) -> int:
     recording = dict(segment_s=a.segment_seconds or None, min_free_mb=a.min_free_mb, jsonl_max_mb=a.jsonl_max_mb or None,
                      jsonl_keep=a.jsonl_keep)
     RecordingOptions(**recording)  # a bad value is refused before the model loads or a folder is made
+    mqtt = mqtt_options(a)  # likewise; None without --mqtt / --mqtt-config (paho is then never imported)
+    live_auth = a.live_auth or os.environ.get("EDGECAM_LIVE_AUTH") or None
+    if live_auth is not None:
+        from edge.live import LiveAuth
+
+        LiveAuth.parse(live_auth)  # a malformed spec is refused now, without echoing the secret
     thr = float(manifest.thresholds[0])
     enter = a.enter if a.enter is not None else thr
     leave = a.leave if a.leave is not None else max(0.0, enter * 0.6)
@@ -242,18 +296,50 @@ def cmd_run(a) -> int:
         opts = RunOptions(
             out_dir=folder.path, mode=mode, stride=a.stride, tile=TileSpec(tile=tuple(size or (640, 640))) if a.tile else None,
             threshold=a.box_threshold, hysteresis=HysteresisOptions(enter=enter, leave=leave, min_frames=a.min_frames),
-            live=a.live, allow_remote=a.allow_remote, write_video=not a.no_video, max_frames=a.max_frames,
+            live=a.live, allow_remote=a.allow_remote, live_auth=live_auth, stale_s=a.stale_seconds or 10.0, write_video=not a.no_video, max_frames=a.max_frames,
             recording=RecordingOptions(run_id=folder.run_id, **recording),
         )
+        sinks = []
+        if mqtt is not None:
+            from edge.mqtt_sink import MqttSink
+
+            sinks.append(MqttSink(mqtt, folder.run_id, spool_dir=Path(a.out) / "mqtt-spool",
+                                  model={"format": manifest.format, "artifact": Path(manifest.artifact).name,
+                                         "sha256": manifest.sha256, "labels": list(manifest.labels)},
+                                  thresholds={"decision": thr, "enter": enter, "leave": leave, "min_frames": a.min_frames}))
         at = f"{size[0]}x{size[1]}" if size else f"{frame_scale:g}x each frame's size"
         print(f"edgecam run: {manifest.format} via {det.backend.key} at {at}, source {source!r}, mode {mode.value}")
         print(f"edgecam run: recording into {folder.path} ({folder.root / 'latest'} points at it)", flush=True)
-        summary = run(det, source, opts)
+        summary = run(det, source, opts, sinks=sinks)
     shown = ("run", "frames", "dropped", "corrupt", "reconnects", "seconds", "fps", "events", "p50_ms", "p95_ms", "ended_by",
-             "signal", "errors", "sink_errors", "source_error", "recording", "exit_code", "exit_reasons")
+             "signal", "errors", "sink_errors", "source_error", "recording", "mqtt", "exit_code", "exit_reasons")
     print_json({k: summary[k] for k in shown if k in summary})
     print(f"edgecam run: {run_ending(summary)}")
     return int(summary["exit_code"])
+
+
+def mqtt_options(a):
+    """``MqttOptions`` from ``--mqtt-config`` and the ``--mqtt*`` flags (flags win), or None when neither is given."""
+    if a.mqtt is None and a.mqtt_config is None:
+        given = [f for f in ("mqtt_camera", "mqtt_prefix", "mqtt_client_id", "mqtt_user", "mqtt_ca", "mqtt_spool",
+                             "mqtt_spool_mb") if getattr(a, f) is not None] + (["mqtt_thumbnail"] if a.mqtt_thumbnail else [])
+        if given:
+            flags = ", ".join("--" + f.replace("_", "-") for f in given)
+            raise ConfigError(f"{flags} need --mqtt URL or --mqtt-config FILE; received neither")
+        return None
+    from edge.mqtt import MqttOptions, load_mqtt_config
+
+    data = load_mqtt_config(a.mqtt_config) if a.mqtt_config else {}
+    flags = {"url": a.mqtt, "camera": a.mqtt_camera, "prefix": a.mqtt_prefix, "client_id": a.mqtt_client_id,
+             "username": a.mqtt_user, "ca_file": a.mqtt_ca, "spool_dir": a.mqtt_spool, "spool_mb": a.mqtt_spool_mb,
+             "thumbnail": True if a.mqtt_thumbnail else None, "stale_s": a.stale_seconds}
+    data.update({k: v for k, v in flags.items() if v is not None})
+    options = MqttOptions.from_dict(data)
+    import importlib.util
+
+    if importlib.util.find_spec("paho") is None:  # said before the model loads or a run folder is made
+        raise ConfigError("--mqtt needs paho-mqtt, which is not installed; expected it from pip install 'edgecam[fleet]'")
+    return options
 
 
 def run_ending(summary: dict) -> str:

@@ -1,42 +1,53 @@
-"""A tiny live view: MJPEG of the latest annotated frame and its numbers, over plain HTTP.
+"""The live view: an operator's page, the MJPEG stream, ``/metrics`` and ``/healthz``, over plain HTTP.
 
 Standard library only (``http.server`` on a daemon thread), so a Pi needs no
-web framework. It binds to loopback unless remote access is asked for by name:
-the stream shows a camera, and the server has no authentication.
+web framework. Paths:
+
+    /                 the operator's page (:mod:`edge.live_page`): stream, score timeline, events, numbers, a stale banner
+    /stream.mjpg      MJPEG of the latest annotated frame
+    /stats.json       the latest frame's numbers, as the run published them
+    /status.json      staleness, timeline points (``?after=SEQ``: only newer ones), recent events
+    /events/ID.jpg    the snapshot of a recent event
+    /metrics          Prometheus text format (see :mod:`edge.fleet_metrics`), when the run provides it
+    /healthz          200 while frames flow, 503 before the first one or once none came for ``stale_s``
+
+It binds to loopback unless remote access is asked for by name. With
+``auth`` (``bearer:TOKEN`` or ``basic:USER:PASSWORD``) every path but
+``/healthz`` needs it: an ``Authorization`` header, or for a bearer token in a
+browser, ``/?token=TOKEN`` once (it becomes an HttpOnly cookie and leaves the
+address bar).
 """
 
 from __future__ import annotations
 
+import base64
+import collections
+import hmac
 import ipaddress
 import json
 import logging
 import socket
 import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 
 from edge.errors import ConfigError, FrameError
+from edge.live_page import PAGE
 
-__all__ = ["LiveServer"]
+__all__ = ["LiveServer", "LiveAuth"]
 
 log = logging.getLogger(__name__)
 
 _BOUNDARY = "edgecamframe"
-_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>edgecam live</title>
-<style>body{font-family:sans-serif;background:#111;color:#eee;margin:1em}
-img{max-width:100%;border:1px solid #444}pre{background:#222;padding:.5em}</style></head>
-<body><h1>edgecam live</h1><img src="/stream.mjpg" alt="live stream"><pre id="stats">waiting...</pre>
-<script>
-async function poll(){try{const r=await fetch('/stats.json',{cache:'no-store'});
-document.getElementById('stats').textContent=JSON.stringify(await r.json(),null,2);}
-catch(e){document.getElementById('stats').textContent='disconnected';}}
-poll();setInterval(poll,1000);
-</script></body></html>
-"""
+_COOKIE = "edgecam_token"
+_POINT_S = 0.2  # the timeline keeps at most one point per this many seconds
+_EVENTS_KEPT = 20
 
 
 def _is_loopback(host: str) -> bool:
@@ -48,41 +59,115 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class LiveAuth:
+    """A bearer token or a basic-auth user and password for the page, the stream and ``/metrics``.
+
+    Example:
+        >>> LiveAuth.parse("basic:operator:s3cret").kind
+        'basic'
+    """
+
+    kind: str
+    secret: str = field(repr=False)  # the token, or "user:password"
+
+    @classmethod
+    def parse(cls, spec: str) -> "LiveAuth":
+        """``bearer:TOKEN`` (8 characters at least) or ``basic:USER:PASSWORD``.
+
+        Raises:
+            ConfigError: any other form (the secret is not echoed).
+        """
+        kind, _, secret = str(spec).partition(":")
+        if kind == "bearer" and len(secret) >= 8 and secret.isprintable() and " " not in secret:
+            return cls("bearer", secret)
+        user, sep, password = secret.partition(":")
+        if kind == "basic" and user and sep and password and ":" not in user:
+            return cls("basic", secret)
+        if kind in ("bearer", "basic"):
+            got = f"a {kind} value that does not fit"
+        else:  # the rest may be a secret: only the part before the first colon is shown
+            got = f"kind {kind!r}" if ":" in str(spec) else "a value without 'bearer:' or 'basic:'"
+        raise ConfigError("--live-auth expects 'bearer:TOKEN' (a token of 8 or more printable characters, no spaces) or "
+                          f"'basic:USER:PASSWORD'; received {got}")
+
+    def allows(self, authorization: str | None, cookie: str | None) -> bool:
+        """Whether an ``Authorization`` header or the token cookie proves it."""
+        scheme, _, value = (authorization or "").partition(" ")
+        if self.kind == "bearer":
+            offered = value.strip() if scheme.lower() == "bearer" else _cookie(cookie, _COOKIE)
+            return offered is not None and hmac.compare_digest(offered.encode(), self.secret.encode())
+        if scheme.lower() != "basic":
+            return False
+        try:
+            offered = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return hmac.compare_digest(offered.encode(), self.secret.encode())
+
+
+def _cookie(header: str | None, name: str) -> str | None:
+    for part in (header or "").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return urllib.parse.unquote(value)
+    return None
+
+
 class LiveServer:
-    """Serve ``/`` (page), ``/stream.mjpg`` (MJPEG) and ``/stats.json`` from a daemon thread.
+    """Serve the operator's page, the stream and the run's numbers from a daemon thread.
 
     Args:
         host: address to bind; loopback unless ``allow_remote``.
         port: TCP port; 0 picks a free one (see ``port``).
         allow_remote: required to bind anything but loopback (e.g. ``0.0.0.0``).
         jpeg_quality: JPEG quality of the stream, 1..100.
+        auth: who may see the page, the stream and ``/metrics`` (a LiveAuth or its spec); None: anyone who can connect.
+        metrics: returns ``(body, content_type)`` for ``/metrics``; None: 404.
+        stale_s: no frame for this long makes ``/healthz`` 503 and the page show its banner.
+        history_s: seconds of score timeline kept for the page.
 
     Raises:
         ConfigError: a non-loopback host without ``allow_remote``, or bad options.
 
     Example:
         >>> with LiveServer(port=0) as live:  # doctest: +SKIP
-        ...     live.publish(annotated_rgb, {"fps": 12.5})
+        ...     live.publish(annotated_rgb, {"fps": 12.5, "score": 0.7, "smoothed": 0.6})
         ...     print(live.url)
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, allow_remote: bool = False, jpeg_quality: int = 80) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, allow_remote: bool = False, jpeg_quality: int = 80,
+                 auth: LiveAuth | str | None = None, metrics: Callable[[], tuple[bytes, str]] | None = None,
+                 stale_s: float = 5.0, history_s: float = 300.0) -> None:
         if not _is_loopback(host) and not allow_remote:
             raise ConfigError(
                 f"LiveServer binds to loopback (127.0.0.1, ::1, localhost) unless allow_remote=True; "
-                f"received host {host!r}. The stream has no authentication."
+                f"received host {host!r}. Give --live-auth too, or anyone on the network sees the camera."
             )
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"LiveServer.port must be an int in [0, 65535]; received {port!r}")
         if not isinstance(jpeg_quality, int) or not 1 <= jpeg_quality <= 100:
             raise ConfigError(f"LiveServer.jpeg_quality must be an int in [1, 100]; received {jpeg_quality!r}")
-        self.jpeg_quality = jpeg_quality
+        for name, value in (("stale_s", stale_s), ("history_s", history_s)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"LiveServer.{name} must be a number > 0; received {value!r}")
+        self.auth = LiveAuth.parse(auth) if isinstance(auth, str) else auth
+        if not _is_loopback(host) and self.auth is None:
+            log.warning("the live view on %s has no --live-auth: anyone who can reach it sees the camera and /metrics", host)
+        self.jpeg_quality, self.metrics, self.stale_s = jpeg_quality, metrics, float(stale_s)
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
         self._version = 0
         self._jpeg: tuple[int, bytes] | None = None  # (version, bytes): encode once per frame, not per client
         self._stats: dict[str, Any] = {}
         self._closed = False
+        self._last_publish: float | None = None
+        self._points: collections.deque = collections.deque(maxlen=max(10, int(history_s / _POINT_S)))
+        self._seq = 0
+        self._events: collections.OrderedDict[int, dict] = collections.OrderedDict()
+        self._snapshots: dict[int, bytes] = {}
+        self._thresholds: tuple[Any, Any] = (None, None)
+        self._viewers = 0
 
         server_cls = type("_Server", (ThreadingHTTPServer,), {
             "daemon_threads": True,
@@ -95,7 +180,7 @@ class LiveServer:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name=f"live:{self.port}", daemon=True)
         self._thread.start()
-        log.info("live view on %s", self.url)
+        log.info("live view on %s%s", self.url, " (auth required)" if self.auth else "")
 
     @property
     def url(self) -> str:
@@ -103,27 +188,113 @@ class LiveServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
 
+    @property
+    def watching(self) -> bool:
+        """Someone has the stream open (worth drawing the annotation for)."""
+        return self._viewers > 0
+
     def publish(self, frame_rgb: np.ndarray, stats: dict[str, Any] | None = None) -> None:
         """Make ``frame_rgb`` (RGB uint8) the current frame and ``stats`` the current numbers.
 
         Cheap: the frame is kept by reference (callers pass a fresh array per frame)
-        and only encoded when a client asks for it.
+        and only encoded when a client asks for it. ``stats`` keys the page reads:
+        ``score``, ``smoothed``, ``enter``, ``leave`` (the timeline) and ``event``
+        (an event record: ``kind`` start or end, ``id``, ``label``, ``peak_score``).
         """
         if not isinstance(frame_rgb, np.ndarray) or frame_rgb.dtype != np.uint8 or frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3:
             got = f"{frame_rgb.dtype} {frame_rgb.shape}" if isinstance(frame_rgb, np.ndarray) else type(frame_rgb).__name__
             raise FrameError(f"expected an RGB uint8 (H, W, 3) frame to publish; received {got}")
+        now = time.monotonic()
+        snapshot = None
+        if stats and isinstance(stats.get("event"), dict) and stats["event"].get("kind") == "start":
+            snapshot = self._encode(frame_rgb, width=320)
         with self._cond:
             self._frame = frame_rgb
             self._version += 1
+            self._last_publish = now
             if stats is not None:
                 self._stats = dict(stats)
+                self._track(now, stats, snapshot)
             self._cond.notify_all()
+
+    def _track(self, now: float, stats: dict[str, Any], snapshot: bytes | None) -> None:
+        """Timeline points and recent events (under ``_cond``)."""
+        if "enter" in stats or "leave" in stats:
+            self._thresholds = (stats.get("enter"), stats.get("leave"))
+        event = stats.get("event") if isinstance(stats.get("event"), dict) else None
+        open_events = [e for e in self._events.values() if e["open"]]
+        if event is not None and isinstance(event.get("id"), int):
+            eid = event["id"]
+            if event.get("kind") == "start":
+                self._events[eid] = {"id": eid, "label": str(event.get("label", "")), "start_time": time.time(),
+                                     "end_time": None, "peak": event.get("peak_score"), "open": True,
+                                     "snapshot": f"/events/{eid}.jpg" if snapshot else None}
+                if snapshot:
+                    self._snapshots[eid] = snapshot
+                while len(self._events) > _EVENTS_KEPT:
+                    old, _ = self._events.popitem(last=False)
+                    self._snapshots.pop(old, None)
+            elif event.get("kind") == "end" and eid in self._events:
+                self._events[eid].update(open=False, end_time=time.time(), peak=event.get("peak_score", self._events[eid]["peak"]))
+        score = stats.get("score")
+        for e in open_events:
+            if isinstance(score, (int, float)) and (e["peak"] is None or score > e["peak"]):
+                e["peak"] = score
+        is_open = any(e["open"] for e in self._events.values())
+        last = self._points[-1] if self._points else None
+        if last is None or now - last[1] >= _POINT_S or event is not None:
+            self._seq += 1
+            self._points.append((self._seq, now, _num(score), _num(stats.get("smoothed")), is_open))
+
+    def close_events(self) -> None:
+        """Mark every open event ended (the run ended); the page then shows them as past."""
+        with self._cond:
+            for e in self._events.values():
+                if e["open"]:
+                    e.update(open=False, end_time=time.time())
 
     def stats_json(self) -> bytes:
         """The current numbers as JSON bytes."""
         with self._cond:
             stats = dict(self._stats)
         return json.dumps(stats, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)).encode()
+
+    def age_s(self) -> float | None:
+        """Seconds since the last frame was published; None before the first."""
+        last = self._last_publish
+        return None if last is None else time.monotonic() - last
+
+    def status(self, after: int = 0) -> dict[str, Any]:
+        """What ``/status.json`` serves: staleness, timeline points newer than ``after``, recent events."""
+        age = self.age_s()
+        with self._cond:
+            points = [list(p) for p in self._points if p[0] > after]
+            events = [dict(e) for e in self._events.values()]
+            enter, leave = self._thresholds
+            seq = self._seq
+        return {"now": time.monotonic(), "epoch": time.time(), "age_s": None if age is None else round(age, 3),
+                "stale": age is None or age > self.stale_s, "stale_after_s": self.stale_s, "seq": seq,
+                "enter": enter, "leave": leave, "points": points, "events": events}
+
+    def snapshot(self, event_id: int) -> bytes | None:
+        with self._cond:
+            return self._snapshots.get(event_id)
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """``(HTTP status, body)`` for ``/healthz``: 200 while frames come, 503 otherwise."""
+        age = self.age_s()
+        if age is None:
+            return 503, {"status": "starting", "last_frame_age_s": None, "stale_after_s": self.stale_s}
+        ok = age <= self.stale_s
+        return (200 if ok else 503), {"status": "ok" if ok else "stale", "last_frame_age_s": round(age, 3),
+                                      "stale_after_s": self.stale_s}
+
+    def _encode(self, frame_rgb: np.ndarray, width: int | None = None) -> bytes | None:
+        if width is not None and frame_rgb.shape[1] > width:
+            h = max(1, round(frame_rgb.shape[0] * width / frame_rgb.shape[1]))
+            frame_rgb = cv2.resize(frame_rgb, (width, h), interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        return buf.tobytes() if ok else None
 
     def next_jpeg(self, after: int, timeout: float = 1.0) -> tuple[int, bytes] | None:
         """Wait for a frame newer than version ``after``; return ``(version, jpeg)``, or None on timeout/close."""
@@ -133,12 +304,15 @@ class LiveServer:
             if self._closed or self._frame is None:
                 return None
             if self._jpeg is None or self._jpeg[0] != self._version:
-                bgr = cv2.cvtColor(self._frame, cv2.COLOR_RGB2BGR)
-                ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-                if not ok:
+                jpeg = self._encode(self._frame)
+                if jpeg is None:
                     return None
-                self._jpeg = (self._version, buf.tobytes())
+                self._jpeg = (self._version, jpeg)
             return self._jpeg
+
+    def _viewer(self, delta: int) -> None:
+        with self._cond:
+            self._viewers += delta
 
     @property
     def closed(self) -> bool:
@@ -162,6 +336,10 @@ class LiveServer:
         self.close()
 
 
+def _num(v: Any) -> float | None:
+    return round(float(v), 4) if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) else None
+
+
 def _make_handler(live: LiveServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "edgecam-live"
@@ -169,24 +347,72 @@ def _make_handler(live: LiveServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, fmt: str, *args: Any) -> None:  # route to logging, not stderr
             log.debug("%s %s", self.address_string(), fmt % args)
 
-        def _send(self, code: int, ctype: str, body: bytes) -> None:
+        def _send(self, code: int, ctype: str, body: bytes, headers: dict[str, str] | None = None) -> None:
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
             self.end_headers()
             self.wfile.write(body)
 
+        def _json(self, code: int, obj: Any) -> None:
+            self._send(code, "application/json", json.dumps(obj).encode())
+
+        def _authorised(self, path: str, query: dict[str, list[str]]) -> bool:
+            auth = live.auth
+            if auth is None or auth.allows(self.headers.get("Authorization"), self.headers.get("Cookie")):
+                return True
+            token = (query.get("token") or [None])[0]
+            if auth.kind == "bearer" and token is not None and hmac.compare_digest(token.encode(), auth.secret.encode()):
+                # a browser cannot add a header to <img src>: the token becomes a cookie, and leaves the address bar
+                rest = urllib.parse.urlencode({k: v for k, v in query.items() if k != "token"}, doseq=True)
+                self._send(303, "text/plain; charset=utf-8", b"authorised\n", {
+                    "Location": path + (f"?{rest}" if rest else ""),
+                    "Set-Cookie": f"{_COOKIE}={urllib.parse.quote(token)}; HttpOnly; SameSite=Strict; Path=/"})
+                return False
+            challenge = 'Basic realm="edgecam", charset="UTF-8"' if auth.kind == "basic" else 'Bearer realm="edgecam"'
+            how = ("a user and password" if auth.kind == "basic"
+                   else "'Authorization: Bearer TOKEN', or open /?token=TOKEN once in a browser")
+            self._send(401, "text/plain; charset=utf-8", f"edgecam: this view needs {how}\n".encode(),
+                       {"WWW-Authenticate": challenge})
+            return False
+
         def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
+            parts = urllib.parse.urlsplit(self.path)
+            path, query = parts.path, urllib.parse.parse_qs(parts.query)
+            if path == "/healthz":  # a supervisor polls it without credentials; it shows no picture
+                code, body = live.health()
+                self._json(code, body)
+                return
+            if not self._authorised(path, query):
+                return
             if path in ("/", "/index.html"):
-                self._send(200, "text/html; charset=utf-8", _PAGE.encode())
+                self._send(200, "text/html; charset=utf-8", PAGE.encode())
             elif path == "/stats.json":
                 self._send(200, "application/json", live.stats_json())
+            elif path == "/status.json":
+                after = (query.get("after") or ["0"])[0]
+                self._json(200, live.status(int(after) if after.isdigit() else 0))
+            elif path.startswith("/events/") and path.endswith(".jpg") and path[8:-4].isdigit():
+                jpeg = live.snapshot(int(path[8:-4]))
+                if jpeg is None:
+                    self._send(404, "text/plain; charset=utf-8", b"no snapshot of that event is kept\n")
+                else:
+                    self._send(200, "image/jpeg", jpeg)
+            elif path == "/metrics":
+                if live.metrics is None:
+                    self._send(404, "text/plain; charset=utf-8",
+                               b"/metrics is off: it needs prometheus-client (pip install 'edgecam[fleet]')\n")
+                else:
+                    body, ctype = live.metrics()
+                    self._send(200, ctype, body)
             elif path == "/stream.mjpg":
                 self._stream()
             else:
-                self._send(404, "text/plain; charset=utf-8", b"not found: try /, /stream.mjpg or /stats.json\n")
+                self._send(404, "text/plain; charset=utf-8",
+                           b"not found: try /, /stream.mjpg, /stats.json, /status.json, /metrics or /healthz\n")
 
         def _stream(self) -> None:
             self.send_response(200)
@@ -194,6 +420,7 @@ def _make_handler(live: LiveServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
             version = 0
+            live._viewer(+1)
             try:
                 while not live.closed:
                     item = live.next_jpeg(version)
@@ -205,5 +432,7 @@ def _make_handler(live: LiveServer) -> type[BaseHTTPRequestHandler]:
                     self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError, TimeoutError):
                 pass  # the viewer went away
+            finally:
+                live._viewer(-1)
 
     return Handler

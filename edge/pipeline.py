@@ -19,7 +19,7 @@ import re
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
@@ -29,13 +29,16 @@ from edge.annotate import default_annotator
 from edge.atomic import write_json
 from edge.errors import reject_unknown_keys, ConfigError, EdgecamError
 from edge.events import EventKind, EventTracker, HysteresisOptions
-from edge.live import LiveServer
+from edge.fleet_metrics import create_metrics
+from edge.live import LiveAuth, LiveServer
 from edge.recording import Recorder, RecordingOptions, json_safe, outcome
 from edge.results import FrameResult
+from edge.sinks import Sink
 from edge.sources import BackoffOptions, CapturedFrame, CaptureMode, FrameSource, ThreadedCapture
 from edge.stage import OutputStage, splits
 from edge.stats import LatencyStats
 from edge.tiling import TileSpec, detect_tiled
+from edge.watchdog import Watchdog
 
 __all__ = ["RunOptions", "FrameDetector", "run"]
 
@@ -80,6 +83,8 @@ class RunOptions:
         event_label: label whose score drives events; None = top positive label (0 when none).
         live: ``"PORT"`` / ``"HOST:PORT"`` for the live view, or None.
         allow_remote: allow the live view on a non-loopback address.
+        live_auth: ``bearer:TOKEN`` or ``basic:USER:PASSWORD`` for the page, the stream and ``/metrics``; None: none.
+        stale_s: no frame for this long: the live page shows its banner and ``/healthz`` answers 503.
         write_video: write the annotated ``video.mp4``.
         video_fps: frame rate of the video; None = the source's / stride, else 15.
         max_frames: stop after this many frames taken from the capture (a frame
@@ -104,6 +109,8 @@ class RunOptions:
     event_label: str | None = None
     live: str | None = None
     allow_remote: bool = False
+    live_auth: str | None = field(default=None, repr=False)
+    stale_s: float = 10.0
     write_video: bool = True
     video_fps: float | None = None
     max_frames: int | None = None
@@ -131,11 +138,14 @@ class RunOptions:
             ("reconnect", isinstance(self.reconnect, BackoffOptions), "BackoffOptions"),
             ("recording", isinstance(self.recording, RecordingOptions), "RecordingOptions"),
             ("video_fps", self.video_fps is None or (isinstance(self.video_fps, (int, float)) and self.video_fps > 0), "None or > 0"),
+            ("stale_s", isinstance(self.stale_s, (int, float)) and not isinstance(self.stale_s, bool) and self.stale_s > 0, "> 0"),
             ("target_fps", self.target_fps is None or (isinstance(self.target_fps, (int, float)) and self.target_fps > 0), "None or > 0"),
         )
         for name, ok, expected in checks:
             if not ok:
                 raise ConfigError(f"RunOptions.{name} must be {expected}; received {getattr(self, name)!r}")
+        if self.live_auth is not None:
+            LiveAuth.parse(self.live_auth)  # raises on a malformed spec, without echoing the secret
         if self.live is not None:
             host, port = _parse_live(str(self.live))
             if not 0 <= port <= 65535:
@@ -217,10 +227,13 @@ class _Loop:
         self.annotator = default_annotator()
         self.recorder: Recorder | None = None  # set by run() before the first frame
         self.live: LiveServer | None = None
+        self.metrics = None  # edge.fleet_metrics.RunMetrics while /metrics is served
+        self.extra: list[Sink] = []  # sinks given to run() (the MQTT link)
         self.counts = {"frames": 0, "errors": 0, "events": 0}
         self.started = time.monotonic()
         self.fps = 0.0
         self._last_t: float | None = None
+        self._dt: float | None = None
         self.capture: ThreadedCapture | None = None  # set by run() before the first frame
         # infer on the main thread, finish (CAM, boxes) on the output thread
         self.split = splits(detector)
@@ -279,17 +292,21 @@ class _Loop:
             self.counts["events"] += int(update.kind is EventKind.START)
 
         # annotation costs milliseconds on a Pi: only draw when someone will see it
-        wants_picture = self.recorder.video_active or self.live is not None or (update is not None and update.kind is EventKind.START)
+        wants_picture = (self.recorder.video_active or (self.live is not None and self.live.watching)
+                         or (update is not None and update.kind is EventKind.START))
         shown = self.annotator.annotate(item.frame, result) if wants_picture else item.frame
         t2 = time.monotonic()
         self.recorder.write(shown, result, record)
         t3 = time.monotonic()
         self.latency.add("annotate", (t2 - t1) * 1000.0)
         self.latency.add("sinks", (t3 - t2) * 1000.0)
+        if self.metrics is not None:
+            self.metrics.observe({**result.timings_ms, "detect": detect_ms, "annotate": (t2 - t1) * 1000.0,
+                                  "sinks": (t3 - t2) * 1000.0})
         self.counts["frames"] += 1
-        if self._last_t is not None and t3 > self._last_t:
-            inst = 1.0 / (t3 - self._last_t)
-            self.fps = inst if self.fps == 0.0 else 0.9 * self.fps + 0.1 * inst
+        if self._last_t is not None and t3 > self._last_t:  # average intervals: a burst after a stall is no 500 fps
+            self._dt = t3 - self._last_t if self._dt is None else 0.9 * self._dt + 0.1 * (t3 - self._last_t)
+            self.fps = 1.0 / self._dt
         self._last_t = t3
 
         if self.live is not None:
@@ -299,10 +316,21 @@ class _Loop:
                 "scores": record["scores"], "positive": record["positive"], "smoothed": record["smoothed"],
                 "event_open": self.tracker.active is not None, "events": self.counts["events"],
                 "dropped": cap["dropped"], "corrupt": cap["corrupt"], "reconnects": cap["reconnects"],
-                "detect_ms": round(detect_ms, 2),
+                "detect_ms": round(detect_ms, 2), "label": label,  # the timeline plots the model's score, even below the decision
+                "score": round(score if label is not None else float(np.max(result.scores)), 5),
+                "enter": opts.hysteresis.enter, "leave": opts.hysteresis.leave, "event": record.get("event"),
             })
         if self.on_frame is not None:
             self.on_frame(item, result, record)
+
+    def vitals(self) -> dict[str, Any]:
+        """The run's counters now, for /metrics (read on the server's thread)."""
+        cap = self.capture.stats() if self.capture is not None else {}
+        age = None if self._last_t is None else time.monotonic() - self._last_t
+        return {**self.counts, **{k: cap.get(k) for k in ("dropped", "corrupt", "reconnects")}, "fps": self.fps,
+                "last_frame_age_s": age, "event_open": int(self.tracker.active is not None),
+                "sink_errors": self.recorder.sink_errors if self.recorder is not None else 0,
+                "mqtt": next((s.link.stats() for s in self.extra if hasattr(s, "link")), None)}
 
     def summary(self, capture: ThreadedCapture, ended_by: str, signal_name: str | None) -> dict[str, Any]:
         seconds = time.monotonic() - self.started
@@ -328,6 +356,9 @@ class _Loop:
             "capture": cap,
             "recording": self.recorder.summary() if self.recorder is not None else None,
         }
+        for sink in self.extra:  # e.g. "mqtt": what was published, delivered and is still spooled
+            if callable(getattr(sink, "summary", None)):
+                summary[getattr(sink, "name", type(sink).__name__)] = sink.summary()
         summary["exit_code"], summary["exit_reasons"] = outcome(summary)
         return json_safe(summary)  # JSON has no NaN: a non-finite figure is written as null
 
@@ -338,6 +369,7 @@ def run(
     options: RunOptions | None = None,
     stop_event: threading.Event | None = None,
     on_frame: OnFrame | None = None,
+    sinks: Sequence[Sink] = (),
 ) -> dict[str, Any]:
     """Run the detector over a source until it ends, ``max_frames``, ``stop_event`` or a signal.
 
@@ -357,6 +389,9 @@ def run(
             when ``run`` is called on the main thread.
         on_frame: called as ``on_frame(captured, result, record)`` after each frame,
             on the output thread, in frame order.
+        sinks: more sinks (e.g. :class:`edge.mqtt_sink.MqttSink`), written under the recorder's
+            storage policy and closed with it; each is told the event the end of the run closes
+            (``record_event``), and its ``summary()`` goes into the summary under its ``name``.
 
     Returns:
         The summary dict also written to ``summary.json``: frames, dropped,
@@ -398,15 +433,23 @@ def run(
     restore_signals = _install_signal_handlers(stop, signals)
     ended_by = "error"  # replaced below on every orderly way out of the loop
     loop.recorder = recorder = Recorder(out, options.recording)
+    loop.extra = list(sinks)
+    # systemd: READY once the model is warm (it was, at load), WATCHDOG while frames or reconnect attempts go on
+    watchdog = Watchdog(lambda: (loop.counts["frames"], *(capture.stats()[k] for k in ("reconnects", "reconnect_failures"))))
     try:
         recorder.open_records()
+        for sink in loop.extra:
+            recorder.sinks[getattr(sink, "name", type(sink).__name__)] = sink
         if options.live_address is not None:
             host, port = options.live_address
-            loop.live = LiveServer(host, port, allow_remote=options.allow_remote)
+            loop.metrics = create_metrics(loop.vitals)
+            loop.live = LiveServer(host, port, allow_remote=options.allow_remote, auth=options.live_auth,
+                                   metrics=loop.metrics.render if loop.metrics is not None else None, stale_s=options.stale_s)
         capture.start()
         output.start()
         if options.write_video:
             recorder.open_video(options.video_fps or options.target_fps or ((source.fps or 15.0) / options.stride))
+        watchdog.ready(f"running {type(source).__name__}")
         while True:
             if stop.is_set():
                 ended_by = "stopped"
@@ -443,7 +486,18 @@ def run(
                 recorder.record_event(final.to_record())
             except Exception:
                 log.exception("could not record the end of event %d", final.event.id)
+            for sink in (s for s in loop.extra if callable(getattr(s, "record_event", None))):
+                try:
+                    sink.record_event(final.to_record())
+                except Exception:
+                    log.exception("%s could not take the end of event %d", getattr(sink, "name", sink), final.event.id)
+        watchdog.close(f"stopping: {ended_by}")
         recorder.close()
+        for sink in loop.extra:  # closed with the recorder; again here (idempotent) if the run failed before it had them
+            try:
+                sink.close()
+            except Exception:
+                log.exception("closing %s failed", getattr(sink, "name", sink))
         if loop.live is not None:
             loop.live.close()
         summary = loop.summary(capture, ended_by, signals["signal"])
