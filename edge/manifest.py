@@ -90,6 +90,55 @@ class CamSpec:
 
 
 @dataclass(frozen=True)
+class MixedPrecision:
+    """Layers of an int8 artifact kept in float (``edgecam export --int8-float``).
+
+    Stored in the manifest's ``extra["int8_float"]``, so a reader that does not
+    know it still loads the manifest; this class validates it when it is there.
+
+    Attributes:
+        mode: ``auto`` (chosen against targets) or ``explicit`` (named by the user).
+        float_layers: Keras layer names computed in float.
+        float_mac_share: their share of the model's multiply-accumulates.
+        targets: ``agreement``, ``cam_r`` and ``max_float_share`` the choice aimed at.
+        met: whether the targets held on the held-out calibration images.
+        agreement, cam_r: what was measured there, against the float model.
+    """
+
+    mode: str
+    float_layers: tuple[str, ...]
+    float_mac_share: float
+    targets: dict[str, float]
+    met: bool
+    agreement: float
+    cam_r: float
+    measured_on: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("auto", "explicit"):
+            raise ManifestError(f"int8_float.mode: expected 'auto' or 'explicit'; received {self.mode!r}")
+        object.__setattr__(self, "float_layers", tuple(str(n) for n in self.float_layers))
+        if not 0.0 <= float(self.float_mac_share) <= 1.0:
+            raise ManifestError(f"int8_float.float_mac_share: expected a share in [0, 1]; received {self.float_mac_share}")
+        missing = sorted({"agreement", "cam_r", "max_float_share"} - set(self.targets))
+        if missing:
+            raise ManifestError(f"int8_float.targets: missing {missing}")
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "MixedPrecision":
+        if not isinstance(d, dict):
+            raise ManifestError(f"int8_float: expected an object; received {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ManifestError(f"int8_float: unknown keys {unknown}; expected only {sorted(known)}")
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise ManifestError(f"int8_float: {exc}") from exc
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A parsed, validated manifest. Build with :func:`load_manifest` or :meth:`from_dict`."""
 
@@ -127,6 +176,16 @@ class Manifest:
             raise ManifestError(
                 f"cam.weights: expected {len(self.labels)} columns (one per label); received {self.cam.weights.shape}"
             )
+        if "int8_float" in self.extra:
+            if not self.format.endswith("int8"):
+                raise ManifestError(f"extra.int8_float: only int8 formats keep layers in float; this is {self.format}")
+            MixedPrecision.from_dict(self.extra["int8_float"])
+
+    @property
+    def mixed_precision(self) -> MixedPrecision | None:
+        """The layers kept in float, for an int8 artifact exported with ``--int8-float``; else None."""
+        d = self.extra.get("int8_float")
+        return None if d is None else MixedPrecision.from_dict(d)
 
     def output(self, role: str) -> TensorSpec:
         """The output that plays ``role`` (``scores`` or ``features``)."""

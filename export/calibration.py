@@ -26,6 +26,24 @@ class CalibrationSet:
         parts = ", ".join(f"{k} {v}" for k, v in self.per_class.items())
         return f"calibration: {len(self.images)} images from {self.source} ({parts})"
 
+    def hold_out(self, n: int) -> tuple["CalibrationSet", np.ndarray]:
+        """(the set without ``n`` images, those ``n``): the last same share of every class is held out.
+
+        The held-out images measure a quantised model against its float one
+        without having set its ranges.
+        """
+        total = len(self.images)
+        if not 0 < n < total:
+            raise DataError(f"calibration hold-out: expected 0 < n < {total} images; received {n}")
+        keep, held, counts, start = [], [], {}, 0
+        for name, count in self.per_class.items():
+            k = min(count - 1, int(round(count * n / total))) if count > 1 else 0
+            keep.append(np.arange(start, start + count - k))
+            held.append(np.arange(start + count - k, start + count))
+            counts[name] = count - k
+            start += count
+        return CalibrationSet(self.images[np.concatenate(keep)], counts, self.source), self.images[np.concatenate(held)]
+
 
 def collect(root: str | Path, size: tuple[int, int], n: int = 300, seed: int = 0,
             expected_classes: list[str] | None = None, min_images: int = MIN_IMAGES) -> CalibrationSet:

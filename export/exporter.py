@@ -49,6 +49,17 @@ class ExportOptions:
         per_channel: per-channel weight quantisation for ``onnx-int8``.
         input_size: (h, w) the manifest declares (default: the training size).
             Artifacts keep free height/width, so a runtime may choose another.
+        int8_float: layers of the int8 formats to keep in float: ``none`` (full
+            int8), ``auto`` (chosen against ``int8_targets``, see
+            :mod:`export.precision`) or ``LAYER,LAYER`` (Keras layer names).
+        int8_targets: ``agreement=0.995,cam_r=0.97,max_float=0.25,margin=1``
+            (any subset; the rest default) for ``auto``.
+        int8_holdout: calibration-folder images held out (never calibrated on)
+            to measure mixed precision against the float model.
+        int8_candidates: ``auto`` ranks only this many layers, those the
+            quantisation library's tensor statistics call worst (default: all).
+        int8_ranking: how ``auto`` measures a layer's sensitivity:
+            ``int8-one`` or ``float-one`` (see :func:`export.precision.search`).
     """
 
     formats: tuple[str, ...] = ("tflite-int8", "onnx-fp32")
@@ -60,6 +71,11 @@ class ExportOptions:
     per_channel: bool = True
     input_size: tuple[int, int] | None = None
     seed: int = 0
+    int8_float: str = "none"
+    int8_targets: str | None = None
+    int8_holdout: int = 300
+    int8_candidates: int | None = None
+    int8_ranking: str = "int8-one"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -75,6 +91,23 @@ class ExportOptions:
             raise ConfigError(f"{need} need real calibration images: pass --calib DIR")
         if self.calib_size < 1:
             raise ConfigError(f"calib_size: expected >= 1; received {self.calib_size}")
+        from export.precision import RANKINGS, parse_float_option, parse_targets
+
+        parse_float_option(self.int8_float)  # fail at once on a malformed option
+        parse_targets(self.int8_targets)
+        if self.int8_holdout < 1:
+            raise ConfigError(f"int8_holdout: expected >= 1 image; received {self.int8_holdout}")
+        if self.int8_candidates is not None and self.int8_candidates < 1:
+            raise ConfigError(f"int8_candidates: expected >= 1 layer or None; received {self.int8_candidates}")
+        if self.int8_ranking not in RANKINGS:
+            raise ConfigError(f"int8_ranking: expected one of {list(RANKINGS)}; received {self.int8_ranking!r}")
+
+    @property
+    def mixed(self) -> bool:
+        """True when some int8 layers are to stay float."""
+        from export.precision import parse_float_option
+
+        return parse_float_option(self.int8_float)[0] != "none" and any(TABLE[f].needs_calibration for f in self.formats)
 
 
 def tool_versions() -> dict[str, str]:
@@ -105,28 +138,38 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
     size = tuple(options.input_size or train_size)
     inference = inference_model(model, task, dynamic=True)
     w, b, pooling = cam_weights(model)
-    calibration = None
+    calibration = held_out = None
     if any(TABLE[f].needs_calibration for f in options.formats):
         from export.calibration import collect
 
         # one-vs-rest has no "rest" folder: only real class names can be checked for coverage
         negative = info.get("negative_label")
         expected = info["labels"] + ([negative] if negative and negative != "rest" else [])
-        calibration = collect(options.calib, train_size, options.calib_size, options.seed, expected)
-        print(calibration.coverage_line())
+        extra_images = options.int8_holdout if options.mixed else 0
+        calibration = collect(options.calib, train_size, options.calib_size + extra_images, options.seed, expected)
+        if options.mixed:
+            calibration, held_out = calibration.hold_out(extra_images)
+            print(f"{calibration.coverage_line()}; {len(held_out)} more held out to measure mixed precision")
+        else:
+            print(calibration.coverage_line())
     from export.saved import write_saved_model
 
     saved = write_saved_model(inference)
     fp32_onnx = None
-    written = []
+    written, unmet = [], []
     try:
         for key in options.formats:
             fmt = TABLE[key]
             log.info("export: %s", key)
+            plan = None
             if key.startswith("tflite"):
                 from export import tflite_format
 
-                content = tflite_format.convert(saved, key, calibration, options.io)
+                if key == "tflite-int8" and options.mixed:
+                    plan = _mixed_plan(key, saved, None, calibration, held_out, model, info, train_size, options, out)
+                    content = plan.content
+                else:
+                    content = tflite_format.convert(saved, key, calibration, options.io)
                 inp, outs = tflite_format.describe(content, size)
                 extra = {"signature": "serving_default"}
             else:
@@ -135,7 +178,10 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
                 if fp32_onnx is None:
                     fp32_onnx = onnx_format.convert_fp32(inference, options.opset)
                 content = fp32_onnx
-                if key == "onnx-int8":
+                if key == "onnx-int8" and options.mixed:
+                    plan = _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, train_size, options, out)
+                    content = plan.content
+                elif key == "onnx-int8":
                     content = onnx_format.quantize_int8(fp32_onnx, calibration, options.onnx_calibration, options.per_channel)
                 content = onnx_format.embed_metadata(content, _essentials(info, key, size, w, b, pooling))
                 inp, outs = onnx_format.describe(content)
@@ -146,7 +192,12 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
                 if key == "onnx-int8":
                     extra["calibration"].update(method=options.onnx_calibration, per_channel=options.per_channel)
                 else:
-                    extra["calibration"]["io"] = options.io
+                    # a mixed artifact keeps float I/O so that a float `features` leaves it unrounded
+                    extra["calibration"]["io"] = "float" if plan is not None else options.io
+            if plan is not None:
+                extra["int8_float"] = plan.to_manifest()
+                if plan.mode == "auto" and not plan.met:
+                    unmet.append(plan)
             extra["source_run"] = str(Path(run).resolve())
             extra["train_input_size"] = list(train_size)
             if info.get("frame_scale"):
@@ -156,7 +207,56 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
             written.append(_write_pair(out / fmt.filename, content, info, key, inp, outs, size, w, b, pooling, extra))
     finally:
         shutil.rmtree(saved, ignore_errors=True)
+    if unmet:
+        from export.precision import TargetsNotMet
+
+        text = "\n\n".join(f"{p.format} (artifact written, manifest says met: false):\n{p.frontier()}" for p in unmet)
+        raise TargetsNotMet(f"--int8-float auto: targets not met within the float cap; the frontier:\n{text}")
     return written
+
+
+def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size, options: ExportOptions, out: Path):
+    """Choose the float layers of one int8 format (see :mod:`export.precision`) and write its report."""
+    import json
+
+    from edge import atomic
+    from edge.cam import DenseCAM
+    from export import precision
+    from training.model import cam_weights
+
+    mode, names = precision.parse_float_option(options.int8_float)
+    targets = precision.parse_targets(options.int8_targets)
+    layers = precision.layer_inventory(model, info["task"], size)
+    w, b, _ = cam_weights(model)
+    cam = DenseCAM(w, b)
+    with contextlib.ExitStack() as stack:
+        if key == "tflite-int8":
+            from export.tflite_format import TFLiteMixed
+
+            if options.io != "float":
+                log.info("tflite-int8 with float layers keeps float input and output (--io %s does not apply)", options.io)
+            q = TFLiteMixed(saved, calibration.images, layers)
+        else:
+            from export.onnx_format import OnnxCalibration, OnnxMixed
+
+            cal = stack.enter_context(OnnxCalibration(fp32_onnx, calibration, options.onnx_calibration))
+            q = OnnxMixed(cal, layers, options.per_channel, debug_images=calibration.images[:16])
+        ref_scores, ref_feats = q.run(q.float_artifact(), held_out)
+        ref = precision.reference(cam, ref_scores, ref_feats, info["thresholds"], info["task"])
+        if mode == "auto":
+            plan = precision.search(q, layers, ref, cam, held_out, targets, options.int8_candidates,
+                                    ranking=options.int8_ranking)
+        else:
+            plan = precision.explicit(q, layers, precision.LayerNames(layers).check(names), ref, cam, held_out, targets)
+            print(f"{key}: float layers {', '.join(plan.float_layers)}: float share {100 * plan.float_share:.1f} %, "
+                  f"{plan.fidelity.line()}")
+    stem = TABLE[key].filename
+    atomic.write_text(out / f"{stem}.precision.md", precision.report_markdown(plan))
+    doc = {**plan.to_manifest(), "format": key, "frontier": [
+        {"added": s.added, "float_layers": list(s.float_layers), "float_share": s.float_share, **vars(s.fidelity)}
+        for s in plan.steps], "sensitivity": list(plan.sensitivity)}
+    atomic.write_text(out / f"{stem}.precision.json", json.dumps(doc, indent=2, default=float) + "\n")
+    return plan
 
 
 def _essentials(info, key, size, w, b, pooling) -> dict:

@@ -67,3 +67,161 @@ def describe(content: bytes, input_size: tuple[int, int]) -> tuple[TensorSpec, t
     if INPUT_NAME not in ins or set(outs) != {"scores", "features"}:
         raise ConfigError(f"converted model has inputs {list(ins)} and outputs {list(outs)}; expected image -> scores, features")
     return spec(INPUT_NAME, ins[INPUT_NAME], "image"), (spec("scores", outs["scores"], "scores"), spec("features", outs["features"], "features"))
+
+
+MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def _ops(content: bytes) -> tuple[list[dict], dict[int, dict], dict[str, str]]:
+    """(ops, tensors by index, signature output name -> tensor name) of a flatbuffer.
+
+    ``_get_ops_details`` is private to the interpreter, but it is what
+    TensorFlow's own QuantizationDebugger reads the graph with.
+    """
+    from edge.backends.litert import interpreter_module
+
+    interp = interpreter_module().Interpreter(model_content=content)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    outs = interp.get_signature_runner(SIGNATURE).get_output_details()
+    # the runner keys outputs by role; the graph knows them by tensor name
+    by_role = {role: tensors[d["index"]]["name"] for role, d in outs.items()}
+    return interp._get_ops_details(), tensors, by_role
+
+
+class TFLiteMixed:
+    """TFLite int8 with chosen layers in float, through TensorFlow's QuantizationDebugger.
+
+    The debugger calibrates once; each plan is ``QuantizationDebugOptions(denylisted_nodes=...)``
+    then ``get_nondebug_quantized_model()``. The converter's I/O stays float
+    (``fully_quantize=False``): the model quantises its input itself, and a float
+    ``features`` output leaves the artifact unrounded.
+    """
+
+    format = "tflite-int8"
+
+    def __init__(self, saved_dir: Path, calibration_images: np.ndarray, layers, debug_images: int = 32) -> None:
+        import tensorflow as tf
+
+        images = calibration_images
+
+        def representative():
+            for img in images:
+                yield [img[None].astype(np.float32)]
+
+        def debug_set():
+            for img in images[:debug_images]:
+                yield [img[None].astype(np.float32)]
+
+        self._tf = tf
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_dir), signature_keys=[SIGNATURE])
+        self._float = conv.convert()
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        self.debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=conv, debug_dataset=debug_set,
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(fully_quantize=False))
+        ops, tensors, roles = _ops(self.debugger.calibrated_model)
+        self.layers = layers
+        self.names = _names(layers, roles)
+        # denylisted_nodes are op output tensor names
+        self._nodes: dict[str, list[str]] = {}
+        for op in ops:
+            for idx in op["outputs"]:
+                name = tensors[idx]["name"]
+                layer = self.names.of(name)
+                if layer is not None:
+                    self._nodes.setdefault(layer, []).append(name)
+        self._errors: dict[str, dict[str, float]] | None = None
+
+    def float_artifact(self) -> bytes:
+        return self._float
+
+    def quantize(self, float_layers: frozenset[str]) -> bytes:
+        nodes = [n for layer in sorted(float_layers) for n in self._nodes.get(layer, [])]
+        self.debugger.options = self._tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_nodes=nodes or None, fully_quantize=False)
+        return self.debugger.get_nondebug_quantized_model()
+
+    def run(self, content: bytes, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return run_tflite(content, images)
+
+    def float_layers_in(self, content: bytes) -> frozenset[str]:
+        return frozenset(layer for layer, _, dtype in op_precisions(content, self.layers) if dtype == "float32")
+
+    def tensor_errors(self) -> dict[str, dict[str, float]]:
+        """Per layer, the debugger's statistics of (dequantised int8 - float) on the debug images.
+
+        ``rmse_steps`` is the root-mean-square error in units of the tensor's
+        own quantisation step: about 0.29 is plain rounding, more is error
+        carried in from earlier layers.
+        """
+        if self._errors is None:
+            self.debugger.options = self._tf.lite.experimental.QuantizationDebugOptions(fully_quantize=False)
+            self.debugger.run()
+            ops, tensors, _ = _ops(self.debugger.get_debug_quantized_model())
+            scale = {}
+            for t in tensors.values():
+                q = t.get("quantization_parameters") or {}
+                if len(q.get("scales", [])):
+                    scale[t["name"]] = float(q["scales"][0])
+            out: dict[str, dict[str, float]] = {}
+            for verify_name, stats in self.debugger.layer_statistics.items():
+                # NumericVerify/<tensor name>:<index>
+                tensor = verify_name[len("NumericVerify/"):].rsplit(":", 1)[0]
+                layer = self.names.of(tensor)
+                if layer is None:
+                    continue
+                mse = float(stats["mean_squared_error"])
+                s = scale.get(tensor)
+                row = {"mse": mse, "max_abs_error": float(stats["max_abs_error"])}
+                if s:
+                    row["rmse_steps"] = float(np.sqrt(mse) / s)
+                row["rank_key"] = row.get("rmse_steps", mse)
+                out.setdefault(layer, row)
+            self._errors = out
+        return self._errors
+
+
+def _names(layers, roles: dict[str, str]):
+    """Layer names for a flatbuffer whose signature outputs are the tensors ``roles`` names."""
+    from export.precision import LayerNames, features_layer
+
+    head = next(layer.name for layer in layers if layer.kind == "dense")
+    return LayerNames(layers, {roles["features"]: features_layer(layers), roles["scores"]: head})
+
+
+def op_precisions(content: bytes, layers) -> list[tuple[str, str, str]]:
+    """(layer, op, output dtype) of every multiplying op in a flatbuffer, in graph order."""
+    ops, tensors, roles = _ops(content)
+    names = _names(layers, roles)
+    out = []
+    for op in ops:
+        if op["op_name"] in MAC_OPS:
+            t = tensors[op["outputs"][0]]
+            layer = names.of(t["name"]) or t["name"]
+            out.append((layer, op["op_name"], np.dtype(t["dtype"]).name))
+    return out
+
+
+def run_tflite(content: bytes, images: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, features) as float32 from a flatbuffer on raw 0..255 images, through its signature."""
+    from edge.backends.litert import interpreter_module
+
+    interp = interpreter_module().Interpreter(model_content=content, num_threads=1)
+    runner = interp.get_signature_runner(SIGNATURE)
+    ins, outs = runner.get_input_details(), runner.get_output_details()
+    spec = ins[INPUT_NAME]
+    scores, feats = [], []
+    for i in range(0, len(images), batch):
+        x = images[i: i + batch].astype(np.float32)
+        if spec["dtype"] != np.float32:
+            scale, zp = spec["quantization"]
+            info = np.iinfo(spec["dtype"])
+            x = np.clip(np.round(x / scale) + zp, info.min, info.max).astype(spec["dtype"])
+        res = runner(**{INPUT_NAME: x})
+        for role, acc in (("scores", scores), ("features", feats)):
+            arr = res[role]
+            scale, zp = outs[role]["quantization"]
+            acc.append((arr.astype(np.float32) - zp) * scale if scale else arr.astype(np.float32))
+    return np.concatenate(scores), np.concatenate(feats)

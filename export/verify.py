@@ -94,60 +94,97 @@ class Reference:
 
 
 def keras_reference(run: str | Path, images: np.ndarray, targets: np.ndarray, task: str) -> Reference:
+    from edge.cam import DenseCAM
     from training.model import cam_weights, inference_model
     from training.train import load_run
 
     model, _ = load_run(run)
     inf = inference_model(model, task, input_size=images.shape[1:3])
-    weights = cam_weights(model)[0]
+    w, b, _ = cam_weights(model)
+    cam = DenseCAM(w, b)
     scores, cams = [], []
-    for i in range(0, len(images), 64):
-        out = inf.predict(images[i : i + 64].astype(np.float32), verbose=0)
+    # 64 stills at a time, fewer for whole frames: the early feature maps of a 1088x1920 frame take gigabytes
+    step = int(np.clip(64 * 96 * 96 // (images.shape[1] * images.shape[2]), 1, 64))
+    for i in range(0, len(images), step):
+        out = inf.predict(images[i : i + step].astype(np.float32), verbose=0)
         scores.append(out["scores"])
-        cams.append(cam_maps(out["features"], weights))
-    return Reference(images, targets, np.concatenate(scores), np.concatenate(cams))
+        cams += [cam.raw(f, int(c)) for f, c in zip(out["features"], out["scores"].argmax(1))]
+    return Reference(images, targets, np.concatenate(scores), np.stack(cams))
 
 
-def compare_artifact(manifest_path: Path, ref: Reference, latency_runs: int = 20) -> dict:
-    """Every parity figure of one artifact against the reference."""
-    from edge.backends import create_backend
+def runtime_outputs(manifest_path: Path, images: np.ndarray, classes: np.ndarray, latency_runs: int = 20
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
+    """(scores, raw CAMs, ms per image) of an artifact through the runtime's own path.
+
+    The frames go through :class:`edge.detector.Detector` (its input fitting,
+    casting and backend) and the CAM through its :class:`edge.cam.DenseCAM`,
+    straight from an int8 feature map where the artifact gives one: what is
+    verified is what ships. The CAM is taken for ``classes`` (the reference's
+    top class) so the two maps answer the same question.
+    """
+    from edge.detector import Detector, DetectorOptions
+
+    scores, cams = [], []
+    with Detector.from_manifest(manifest_path, input_size=tuple(images.shape[1:3]), options=DetectorOptions(warmup=1)) as det:
+        be = det.backend
+        for i in range(0, len(images), 16):
+            inf = det.infer([det.prepare(img) for img in images[i : i + 16]])
+            scores.append(be.dequantize("scores", inf.scores))
+            fq = be.output_quantization("features", inf.features)
+            for f, c in zip(inf.features, classes[i : i + 16]):
+                cams.append(det.cam.raw(f, int(c)) if fq is None else det.cam.raw_quantized(f, int(c), fq.scale, fq.zero_point))
+        one = be.prepare(images[:1])
+        be.infer_prepared(one)
+        t0 = time.perf_counter()
+        for _ in range(latency_runs):
+            be.infer_prepared(one)
+        latency = (time.perf_counter() - t0) * 1e3 / latency_runs
+    return np.concatenate(scores), np.stack(cams), latency
+
+
+def compare_artifact(manifest_path: Path, ref: Reference, latency_runs: int = 20, margin: float = 1.0) -> dict:
+    """Every parity figure of one artifact against the reference.
+
+    Agreement is also given far from the decision boundary (the Keras logit
+    at least ``margin`` from the threshold's): flips near it are expected,
+    flips far from it are the defect. CAM correlation is also given on the
+    images Keras calls positive, where the heatmap is what a user looks at.
+    """
+    from export.precision import decisions, margins
     from training.evaluate import report
 
     m = load_manifest(manifest_path)
-    scores, cams = [], []
-    with create_backend(m) as be:
-        for i in range(0, len(ref.images), 16):
-            out = be.infer(ref.images[i : i + 16])
-            scores.append(out["scores"])
-            cams.append(cam_maps(out["features"], m.cam.weights))
-        one = ref.images[:1]
-        be.infer(one)
-        t0 = time.perf_counter()
-        for _ in range(latency_runs):
-            be.infer(one)
-        latency = (time.perf_counter() - t0) * 1e3 / latency_runs
-    scores, cams = np.concatenate(scores), np.concatenate(cams)
+    classes = ref.scores.argmax(1)
+    scores, cams, latency = runtime_outputs(manifest_path, ref.images, classes, latency_runs)
     thr = list(m.thresholds)
     art = report(m.task, ref.targets, scores, m.labels, m.negative_label, thresholds=thr)
     kr = report(m.task, ref.targets, ref.scores, m.labels, m.negative_label, thresholds=thr)
     thr_arr = np.asarray(thr, np.float32)
-    if m.task == "multiclass":
-        agree = float((scores.argmax(1) == ref.scores.argmax(1)).mean())
-    else:
-        agree = float(((scores >= thr_arr) == (ref.scores >= thr_arr)).all(1).mean())
+    same = (decisions(scores, thr_arr, m.task) == decisions(ref.scores, thr_arr, m.task)).all(1)
+    agree = float(same.mean())
+    near = margins(ref.scores, thr_arr, m.task) < margin
     diff = np.abs(scores - ref.scores)
-    corr = [pearson(a, b) for a, b in zip(cams, ref.cams)]
+    corr = np.array([pearson(a, b) for a, b in zip(cams, ref.cams)])
     iou = [top_region_iou(a, b) for a, b in zip(cams, ref.cams)]
     shift = [peak_shift(a, b) for a, b in zip(cams, ref.cams)]
-    decisions = (scores >= thr_arr) if m.task != "multiclass" else scores.argmax(1)
-    collapsed = bool(np.std(scores, axis=0).max() < 1e-6 or len(np.unique(decisions, axis=0)) == 1)
+    positive = decisions(ref.scores, thr_arr, m.task).any(1) if m.task != "multiclass" else np.ones(len(corr), bool)
+    decided = (scores >= thr_arr) if m.task != "multiclass" else scores.argmax(1)
+    collapsed = bool(np.std(scores, axis=0).max() < 1e-6 or len(np.unique(decided, axis=0)) == 1)
+    mixed = m.mixed_precision
     return {
         "format": m.format,
         "artifact": m.artifact,
         "size_bytes": m.size_bytes,
+        "float_layers": list(mixed.float_layers) if mixed else [],
+        "float_mac_share": mixed.float_mac_share if mixed else 0.0,
+        "mixed_targets": dict(mixed.targets) if mixed else None,
+        "mixed_met": mixed.met if mixed else None,
         "max_abs_score_diff": float(diff.max()),
         "mean_abs_score_diff": float(diff.mean()),
         "agreement": agree,
+        "near_boundary": int(near.sum()),
+        "agreement_far": float(same[~near].mean()) if (~near).any() else 1.0,
+        "agreement_near": float(same[near].mean()) if near.any() else 1.0,
         "accuracy": art.get("accuracy", art.get("exact_match")),
         "balanced_accuracy": art["balanced_accuracy"],
         "roc_auc": art["roc_auc"],
@@ -158,6 +195,8 @@ def compare_artifact(manifest_path: Path, ref: Reference, latency_runs: int = 20
         "roc_auc_delta": art["roc_auc"] - kr["roc_auc"],
         "cam_correlation": float(np.mean(corr)),
         "cam_correlation_min": float(np.min(corr)),
+        "positives": int(positive.sum()),
+        "cam_correlation_positive": float(corr[positive].mean()) if positive.any() else float("nan"),
         "cam_top20_iou": float(np.mean(iou)),
         "cam_peak_shift_cells": float(np.mean(shift)),
         "collapsed": collapsed,
@@ -166,7 +205,12 @@ def compare_artifact(manifest_path: Path, ref: Reference, latency_runs: int = 20
 
 
 def apply_gates(row: dict, gates: dict) -> list[str]:
-    g = gates.get(row["format"], {})
+    """The gates a row fails. A mixed-precision artifact is also held to the targets its manifest claims."""
+    g = dict(gates.get(row["format"], {}))
+    claimed = row.get("mixed_targets")
+    if claimed and row.get("mixed_met"):
+        g["min_agreement"] = max(g.get("min_agreement", 0.0), claimed["agreement"])
+        g["min_cam_correlation"] = max(g.get("min_cam_correlation", 0.0), claimed["cam_r"])
     fails = []
     if "max_abs_score_diff" in g and row["max_abs_score_diff"] > g["max_abs_score_diff"]:
         fails.append(f"max |score diff| {row['max_abs_score_diff']:.2e} > {g['max_abs_score_diff']:.0e}")
@@ -184,7 +228,8 @@ def apply_gates(row: dict, gates: dict) -> list[str]:
 
 
 def verify(export_dir: str | Path, data: str | Path, positive: str | None = None, gates_file: str | Path | None = None,
-           run: str | Path | None = None, limit: int | None = None, out: str | Path | None = None, seed: int = 0) -> dict:
+           run: str | Path | None = None, limit: int | None = None, out: str | Path | None = None, seed: int = 0,
+           margin: float = 1.0) -> dict:
     """Compare every artifact in ``export_dir`` with its Keras model on ``data``; write report.md/json.
 
     Example:
@@ -212,10 +257,10 @@ def verify(export_dir: str | Path, data: str | Path, positive: str | None = None
     gates = load_gates(gates_file)
     rows = []
     for mp in manifests:
-        row = compare_artifact(mp, ref)
+        row = compare_artifact(mp, ref, margin=margin)
         row["failures"] = apply_gates(row, gates)
         rows.append(row)
-    result = {"data": str(data), "images": len(images), "input_size": list(size), "run": str(run),
+    result = {"data": str(data), "images": len(images), "input_size": list(size), "run": str(run), "margin": margin,
               "artifacts": rows, "gates": gates, "passed": all(not r["failures"] for r in rows)}
     out = Path(out or export_dir)
     atomic.write_json(out / "parity.json", result)
@@ -223,18 +268,82 @@ def verify(export_dir: str | Path, data: str | Path, positive: str | None = None
     return result
 
 
+def frame_fidelity(export_dir: str | Path, frames: str | Path, size: tuple[int, int], limit: int = 40,
+                   run: str | Path | None = None, out: str | Path | None = None, seed: int = 0) -> dict:
+    """CAM fidelity on whole frames at frame size, where the map has real resolution.
+
+    A 96-px still gives MobileNetV2 a 3x3 feature map, on which a correlation
+    says little. Here every artifact and the Keras model run on the same
+    frames (a folder of camera images, searched recursively) resized to
+    ``size``; the figures are per-frame CAM correlation (all frames and those
+    Keras calls positive), the top-20 % IoU and how often the CAM peak lands in
+    the same feature cell. Written to ``frames.md`` / ``frames.json``.
+    """
+    from edge.imageio import IMAGE_SUFFIXES
+    from training.data import load_rgb
+
+    manifests = find_manifests(export_dir)
+    first = load_manifest(manifests[0])
+    run = run or first.extra.get("source_run")
+    if not run or not Path(run).exists():
+        raise DataError(f"verify needs the Keras run the artifacts came from; manifest names {run!r} (pass --model RUN)")
+    paths = sorted(p for p in Path(frames).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise DataError(f"--frames: expected camera images under {frames}; found none")
+    if len(paths) > limit:
+        rng = np.random.default_rng(seed)
+        paths = [paths[i] for i in sorted(rng.permutation(len(paths))[:limit])]
+    images = load_rgb([str(p) for p in paths], tuple(size))
+    ref = keras_reference(run, images, np.zeros((len(images), len(first.labels)), np.float32), first.task)
+    thr = np.asarray(first.thresholds, np.float32)
+    positive = (ref.scores >= thr).any(1) if first.task != "multiclass" else np.ones(len(images), bool)
+    rows = []
+    for mp in manifests:
+        m = load_manifest(mp)
+        _, cams, _ = runtime_outputs(mp, images, ref.scores.argmax(1), latency_runs=1)
+        r = np.array([pearson(a, b) for a, b in zip(cams, ref.cams)])
+        same_peak = [peak_shift(a, b) == 0 for a, b in zip(cams, ref.cams)]
+        mixed = m.mixed_precision
+        rows.append({"format": m.format, "float_mac_share": mixed.float_mac_share if mixed else 0.0,
+                     "cam_correlation": float(r.mean()), "positives": int(positive.sum()),
+                     "cam_correlation_positive": float(r[positive].mean()) if positive.any() else float("nan"),
+                     "cam_top20_iou": float(np.mean([top_region_iou(a, b) for a, b in zip(cams, ref.cams)])),
+                     "same_peak_cell": float(np.mean(same_peak))})
+    result = {"frames": str(frames), "images": len(images), "input_size": list(size),
+              "feature_map": list(ref.cams.shape[1:]), "artifacts": rows}
+    lines = [f"CAM fidelity against Keras on {len(images)} frames of `{frames}` at {size[0]}x{size[1]} "
+             f"({ref.cams.shape[1]}x{ref.cams.shape[2]} feature cells), {int(positive.sum())} called positive by Keras.", "",
+             "| artifact | float MACs | CAM r | CAM r positives | top-20% IoU | same peak cell |", "|---|--:|--:|--:|--:|--:|"]
+    for row in rows:
+        lines.append(f"| {row['format']} | {100 * row['float_mac_share']:.1f} % | {row['cam_correlation']:.4f} | "
+                     f"{row['cam_correlation_positive']:.4f} | {row['cam_top20_iou']:.3f} | {row['same_peak_cell']:.2f} |")
+    out = Path(out or export_dir)
+    atomic.write_json(out / "frames.json", result)
+    atomic.write_text(out / "frames.md", "\n".join(lines) + "\n")
+    return result
+
+
 def to_markdown(result: dict) -> str:
     lines = [
         f"Parity against Keras on {result['images']} images of `{result['data']}` at {result['input_size'][0]}x{result['input_size'][1]}.",
         "",
-        "| artifact | size KiB | max Δscore | agreement | bal. acc (Δ) | ROC AUC (Δ) | CAM r | top-20% IoU | peak shift | ms/img | gate |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| artifact | float MACs | size KiB | max Δscore | agreement | agreement far | bal. acc (Δ) | ROC AUC (Δ) | CAM r | CAM r positives | top-20% IoU | peak shift | ms/img | gate |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in result["artifacts"]:
         gate = "pass" if not r["failures"] else "FAIL: " + "; ".join(r["failures"])
+        share = r.get("float_mac_share", 0.0)
+        name = r["format"] + (f" ({len(r['float_layers'])} float layers)" if r.get("float_layers") else "")
         lines.append(
-            f"| {r['format']} | {r['size_bytes'] / 1024:.0f} | {r['max_abs_score_diff']:.1e} | {r['agreement']:.4f} | "
+            f"| {name} | {100 * share:.1f} % | {r['size_bytes'] / 1024:.0f} | {r['max_abs_score_diff']:.1e} | {r['agreement']:.4f} | "
+            f"{r['agreement_far']:.4f} | "
             f"{r['balanced_accuracy']:.4f} ({r['balanced_accuracy_delta']:+.4f}) | {r['roc_auc']:.4f} ({r['roc_auc_delta']:+.4f}) | "
-            f"{r['cam_correlation']:.4f} | {r['cam_top20_iou']:.3f} | {r['cam_peak_shift_cells']:.2f} | {r['latency_ms']:.2f} | {gate} |"
+            f"{r['cam_correlation']:.4f} | {r['cam_correlation_positive']:.4f} | {r['cam_top20_iou']:.3f} | "
+            f"{r['cam_peak_shift_cells']:.2f} | {r['latency_ms']:.2f} | {gate} |"
         )
+    near = {r["near_boundary"] for r in result["artifacts"]}
+    lines += ["", f"*Agreement far*: on the images whose Keras logit is at least {result.get('margin', 1.0):g} from the "
+              f"threshold's ({', '.join(str(result['images'] - n) for n in sorted(near))} of {result['images']}). "
+              "*CAM r positives*: on the images Keras calls positive. Float MACs: share of multiply-accumulates an int8 "
+              "artifact keeps in float (`--int8-float`)."]
     return "\n".join(lines) + "\n"
