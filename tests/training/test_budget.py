@@ -221,7 +221,11 @@ def test_budget_skips_phase_2_and_resume_adds_up_the_wall_time(scenes, tmp_path)
     state = json.loads((out / "state.json").read_text())
     assert state["elapsed_s"] >= first["seconds"] - 0.05 and state["epochs_run"]["head"] == first["epochs_run"]["head"]
 
-    train(cfg, resume=True)
+    # a budget below what the first session already spent: whatever the machine's load made of the
+    # first session's last epoch, the resumed one must start no epoch and only evaluate
+    from dataclasses import replace
+
+    train(replace(cfg, time_budget=state["elapsed_s"] / 2), resume=True)
     second = json.loads((out / "run.json").read_text())
     assert second["sessions"] == 2 and second["stopped_by_budget"] is True
     assert second["epochs_run"] == first["epochs_run"]  # the budget was spent: no epoch ran, evaluation did
