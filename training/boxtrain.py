@@ -334,6 +334,10 @@ def train_boxes(cfg: TrainConfig, opts: BoxTrainOptions, strategy=None, resume: 
     if opts.final_mining_epochs > 0 and opts.mine_frames > 0 and cfg.weights is not None:
         result = mine_and_continue(run, cfg, opts, splits["train"], strategy)
     apply_frame_threshold(run, splits["val"], opts)
+    # the whole pipeline (crops, both mining rounds, every training round, the threshold), this session
+    info = json.loads((run / "run.json").read_text())
+    info["box_training"]["seconds_total"] = round(time.monotonic() - t0, 1)
+    atomic.write_json(run / "run.json", info)
     return result
 
 
