@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -70,6 +71,9 @@ class Arch(str, enum.Enum):
     AARCH64 = "aarch64"
     X86_64 = "x86_64"
 
+
+# the pip extra of edgecam (pyproject.toml) that installs each backend's runtime, and nothing else
+EXTRA_OF_BACKEND = {Backend.LITERT: "edge-litert", Backend.ONNXRUNTIME: "edge-onnx"}
 
 # the onnxruntime providers a profile may name, in the one order edgecam asks for them
 ONNX_PROVIDERS = ONNX_PROVIDER_ORDER
@@ -190,6 +194,8 @@ class DeviceProfile:
         capture_width, capture_height, capture_fps: what to ask the camera for.
         camera_source: default source: ``picamera2``, a GStreamer pipeline, or a device index.
         requirements: pinned requirements for the device, relative to the ``devices`` package.
+        extra: the pip extra of edgecam that holds the device's runtime (``edge-litert`` for
+            litert, ``edge-onnx`` for onnxruntime); its requirements file agrees with it.
         notes: what works and what does not, in plain words.
         onnxruntime_gpu: settings for the TensorRT and CUDA providers
             (:class:`edge.backends.base.GpuOptions`: device id, TensorRT fp16,
@@ -217,6 +223,7 @@ class DeviceProfile:
     capture_fps: int
     camera_source: str
     requirements: str
+    extra: str
     notes: tuple[str, ...] = field(default=())
     onnxruntime_gpu: GpuOptions | None = None
 
@@ -254,11 +261,33 @@ class DeviceProfile:
                 f"{where}: key 'onnxruntime_gpu' expected only with TensorrtExecutionProvider or CUDAExecutionProvider "
                 f"in 'execution_providers'; received providers {list(self.execution_providers)!r}"
             )
+        if self.extra != EXTRA_OF_BACKEND[self.backend]:
+            raise ConfigError(
+                f"{where}: key 'extra' expected {EXTRA_OF_BACKEND[self.backend]!r} for the {self.backend.value} backend; "
+                f"received {self.extra!r}"
+            )
+        self._check_pipeline_caps(where)
         if self.execution_providers and self.execution_providers[-1] != "CPUExecutionProvider":
             raise ConfigError(
                 f"{where}: key 'execution_providers' expected 'CPUExecutionProvider' last as the fallback; "
                 f"received {list(self.execution_providers)!r}"
             )
+
+    def _check_pipeline_caps(self, where: str) -> None:
+        # a GStreamer pipeline states its own caps; the capture_* keys must say the same, not something else
+        if "!" not in self.camera_source:
+            return
+        found = {
+            "capture_width": re.search(r"\bwidth=(\d+)", self.camera_source),
+            "capture_height": re.search(r"\bheight=(\d+)", self.camera_source),
+            "capture_fps": re.search(r"\bframerate=(\d+)/1\b", self.camera_source),
+        }
+        for key, match in found.items():
+            if match is None or int(match.group(1)) != getattr(self, key):
+                raise ConfigError(
+                    f"{where}: key {key!r} expected the value the 'camera_source' pipeline asks for; received "
+                    f"{getattr(self, key)} against {match.group(0) if match else 'no such cap'} in the pipeline"
+                )
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> "DeviceProfile":
@@ -315,6 +344,7 @@ _PARSERS = {
     "capture_fps": _int_range(1, 240),
     "camera_source": _text,
     "requirements": _requirements,
+    "extra": _text,
     "notes": _notes,
     "onnxruntime_gpu": _gpu,
 }

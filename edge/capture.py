@@ -64,8 +64,14 @@ class BackoffOptions:
 
 @dataclass(frozen=True)
 class CapturedFrame:
-    """A frame with its position in the source and ``time.monotonic()`` at capture.
+    """A frame with its position in the source and the time it was captured.
 
+    ``t_monotonic`` (``time.monotonic()``) is for intervals; ``t_wall``
+    (``time.time()``, seconds since the epoch, read at the same moment) is
+    the wall-clock capture time records carry (:func:`edge.sinks.utc_iso`
+    writes it as ISO 8601 UTC). ``media_ms`` is the source's own timestamp
+    of the frame: its position in a video file or clip, None for cameras
+    and streams, whose media time is the capture time.
     ``prepared`` is what the capture's ``prepare`` function made of the frame
     on the capture thread (e.g. :class:`edge.detector.PreparedFrame`), or None.
     """
@@ -74,6 +80,8 @@ class CapturedFrame:
     t_monotonic: float
     frame: np.ndarray
     prepared: Any = None
+    t_wall: float | None = None
+    media_ms: float | None = None
 
 
 class ThreadedCapture:
@@ -224,7 +232,8 @@ class ThreadedCapture:
                         if due > now and self._stop.wait(due - now):
                             break
                         due = max(due, now) + period
-                t_captured = time.monotonic()
+                t_captured, t_wall = time.monotonic(), time.time()
+                media_ms = None if src.is_live else getattr(src, "media_ms", None)
                 prepared = None
                 if self.prepare is not None:
                     try:
@@ -235,7 +244,7 @@ class ThreadedCapture:
                         continue
                     except Exception:
                         log.exception("preparing frame %d of %r failed; passing it on unprepared", index, src)
-                self._put(CapturedFrame(index, t_captured, frame, prepared))
+                self._put(CapturedFrame(index, t_captured, frame, prepared, t_wall=t_wall, media_ms=media_ms))
         except BaseException as exc:  # never die silently on a thread
             self.error = exc
             log.exception("capture thread of %r crashed", src)

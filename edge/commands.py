@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from edge.cli import print_json
-from edge.errors import ConfigError, ManifestError
+from edge.errors import ConfigError, EdgecamError, ManifestError
 
 log = logging.getLogger("edgecam")
 
@@ -144,26 +144,26 @@ def cmd_verify(a) -> int:
     from export.verify import verify
 
     r = verify(a.dir, a.data, a.positive, a.gate, a.model, a.limit)
-    if a.json:
-        print_json(r)
-    else:
+    if not a.json:
         from export.verify import to_markdown
 
         print(to_markdown(r))
         print(f"report: {Path(a.dir) / 'parity.md'}, {Path(a.dir) / 'parity.json'}")
+    f = None
     if a.frames:
         from export.verify import frame_fidelity
 
         f = frame_fidelity(a.dir, a.frames, a.frame_size, a.frames_limit, a.model)
-        if a.json:
-            print_json(f)
-        else:
+        if not a.json:
             print(Path(a.dir, "frames.md").read_text())
+    if a.json:  # one document, so the output parses: the parity report, with the frame fidelity under a key
+        print_json(r if f is None else {**r, "frame_fidelity": f})
+    text = sys.stderr if a.json else sys.stdout  # the verdict is for people; with --json stdout is JSON alone
     failed = [f"{row['format']}: {'; '.join(row['failures'])}" for row in r["artifacts"] if row["failures"]]
     if failed:
-        print("verify: FAILED\n  " + "\n  ".join(failed))
+        print("verify: FAILED\n  " + "\n  ".join(failed), file=text)
         return 1
-    print("verify: all artifacts pass their gates")
+    print("verify: all artifacts pass their gates", file=text)
     return 0
 
 
@@ -236,7 +236,7 @@ def scaled_size(manifest_size: tuple[int, int], short_side: int) -> tuple[int, i
 
 
 def cmd_run(a) -> int:
-    from devices import resolve_run_settings
+    from devices import load_profile, resolve_run_settings
     from edge.backends import BackendOptions, create_backend
     from edge.cli import gpu_settings
     from edge.detector import Detector, DetectorOptions
@@ -249,6 +249,8 @@ def cmd_run(a) -> int:
 
     s = resolve_run_settings(a.device, backend=a.backend, threads=a.threads, source=a.source, **gpu_settings(a))
     preferred = [f.value for f in ([s.artifact_format] if s.artifact_format else [])]
+    if a.device:  # the profile's fallbacks, in its order, where they fit the backend in use
+        preferred += [f.value for f in load_profile(a.device).fallback_formats if s.backend is None or f.backend is s.backend]
     preferred += ["tflite-int8", "tflite-fp32", "onnx-fp32", "onnx-int8", "tflite-fp16", "tflite-dynamic"]
     manifest_path = pick_manifest(a.model, preferred)
     manifest = load_manifest(manifest_path)
@@ -267,7 +269,10 @@ def cmd_run(a) -> int:
                             manifest.format.startswith("tflite" if s.backend.value == "litert" else "onnx") else None)
     det_opts = DetectorOptions(resize=a.resize or "stretch", box_threshold=a.box_threshold, scale=frame_scale)
     providers = tuple(s.execution_providers) or None
-    source = open_source(s.source or "synthetic")
+    # the profile's capture format reaches cameras (CameraSource, Picamera2Source); a pipeline
+    # states its own caps (the profile is checked to agree), files and streams have theirs
+    capture_size = (s.capture_width, s.capture_height) if s.capture_width and s.capture_height else None
+    source = open_source(s.source or "synthetic", size=capture_size, fps=s.capture_fps)
     # --mode wins; else a profile's capture mode, which is meant for live sources; else
     # latest for live sources and all for files (a file never needs to drop frames)
     if a.mode:
@@ -291,7 +296,7 @@ def cmd_run(a) -> int:
     # the TensorRT engine cache lives in the run's folder (--out), so the next run reuses it
     bopts = BackendOptions(threads=s.threads, providers=providers or ("CPUExecutionProvider",), input_size=size,
                            gpu=s.gpu, run_dir=Path(a.out))
-    with Detector(create_backend(manifest, backend, bopts), det_opts) as det:
+    with _load_detector(Detector, lambda: create_backend(manifest, backend, bopts), det_opts, size) as det:
         folder = RunFolder.create(a.out)  # a folder of its own: a restart never overwrites an earlier run
         opts = RunOptions(
             out_dir=folder.path, mode=mode, stride=a.stride, tile=TileSpec(tile=tuple(size or (640, 640))) if a.tile else None,
@@ -316,6 +321,22 @@ def cmd_run(a) -> int:
     print_json({k: summary[k] for k in shown if k in summary})
     print(f"edgecam run: {run_ending(summary)}")
     return int(summary["exit_code"])
+
+
+def _load_detector(detector_cls, make_backend, det_opts, size):
+    """Load and warm the model up; a runtime that cannot run it at ``size`` is a one-line ConfigError (exit 2)."""
+    try:
+        return detector_cls(make_backend(), det_opts)
+    except EdgecamError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the runtimes raise plain Exceptions (onnxruntime's Fail,
+        # InvalidArgument), RuntimeError (LiteRT's XNNPack reshape failure) or MemoryError; the first line
+        # of the runtime's message says what it refused
+        logging.getLogger("edgecam").debug("loading the model failed", exc_info=True)
+        at = f"{size[0]}x{size[1]}" if size else "each frame's size"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ConfigError(f"expected a model this machine can load and run at {at}; received "
+                          f"{type(exc).__name__}: {first} (try a smaller --input-size, or -v for the traceback)") from exc
 
 
 def mqtt_options(a):
@@ -348,6 +369,8 @@ def run_ending(summary: dict) -> str:
            "source ended": "the source ended", "source failed": f"the source failed ({summary.get('source_error')})",
            "error": "stopped by an error"}.get(summary["ended_by"], summary["ended_by"])
     flushed = ", outputs flushed" if summary["ended_by"] == "stopped" else ""
+    if summary.get("corrupt"):  # unreadable stills or frames that do not decode: skipped, not the end
+        flushed += f" ({summary['corrupt']} corrupt frames skipped)"
     where = (summary.get("recording") or {}).get("folder", "?")
     code, reasons = summary["exit_code"], summary.get("exit_reasons") or []
     return (f"{how} after {summary['frames']} frames{flushed}; recorded in {where}; exit {code}"

@@ -33,7 +33,7 @@ from edge.fleet_metrics import create_metrics
 from edge.live import LiveAuth, LiveServer
 from edge.recording import Recorder, RecordingOptions, json_safe, outcome
 from edge.results import FrameResult
-from edge.sinks import Sink
+from edge.sinks import Sink, utc_iso
 from edge.sources import BackoffOptions, CapturedFrame, CaptureMode, FrameSource, ThreadedCapture
 from edge.stage import OutputStage, splits
 from edge.stats import LatencyStats
@@ -285,6 +285,11 @@ class _Loop:
         t_rel = round(item.t_monotonic - self.started, 4)
         update = self.tracker.update(item.index, t_rel, score, label)
         record = {"frame": item.index, "t": t_rel, **result.to_record(), "smoothed": round(self.tracker.smoothed, 5)}
+        # when the frame was captured (wall clock, UTC) and, for files, where it sits in the source
+        if item.t_wall is not None:
+            record["time"] = utc_iso(item.t_wall)
+        if item.media_ms is not None:
+            record["media_ms"] = round(float(item.media_ms), 3)
         if opts.recording.run_id is not None:
             record = {"run": opts.recording.run_id, **record}
         if update is not None:

@@ -10,6 +10,7 @@ the caller can apply one policy to every sink (see :mod:`edge.recording`).
 
 from __future__ import annotations
 
+import datetime as _dt
 import errno as errno_codes
 import json
 import logging
@@ -27,7 +28,7 @@ from edge.atomic import write_bytes
 from edge.errors import ConfigError, EdgecamError, FrameError
 from edge.results import FrameResult
 
-__all__ = ["Sink", "SinkError", "StorageError", "JsonlSink", "VideoSink", "EventSink", "to_json_line"]
+__all__ = ["Sink", "SinkError", "StorageError", "JsonlSink", "VideoSink", "EventSink", "to_json_line", "utc_iso"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,19 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def utc_iso(epoch_s: float) -> str:
+    """A wall-clock time (``time.time()``) as ISO 8601 UTC to the millisecond, the form records carry.
+
+    Example:
+        >>> utc_iso(1_800_000_000.25)
+        '2027-01-15T08:00:00.250Z'
+    """
+    if isinstance(epoch_s, bool) or not isinstance(epoch_s, (int, float)) or epoch_s != epoch_s:
+        raise ConfigError(f"expected seconds since the epoch as a number; received {epoch_s!r}")
+    stamp = _dt.datetime.fromtimestamp(epoch_s, _dt.timezone.utc).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
 
 
 def to_json_line(record: dict) -> bytes:
@@ -268,6 +282,8 @@ class EventSink(Sink):
 
     ``write`` looks at ``record["event"]`` (set by the pipeline from
     :meth:`edge.events.EventUpdate.to_record`) and ignores frames without one.
+    An event line without a ``time`` of its own takes the frame record's
+    ``time`` (the wall-clock capture time of the frame that opened or closed it).
 
     A snapshot the disk refuses does not cost the event: its line is still
     written (without ``snapshot``), then StorageError is raised.
@@ -290,6 +306,8 @@ class EventSink(Sink):
     def _write(self, frame_rgb: np.ndarray, result: FrameResult, record: dict) -> None:
         event = record.get("event")
         if event:
+            if "time" in record and "time" not in event:
+                event = {**event, "time": record["time"]}
             self.record_event(event, frame_rgb)
 
     def record_event(self, event: dict, frame_rgb: np.ndarray | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import importlib
+import logging
 import math
 import re
 from abc import ABC, abstractmethod
@@ -28,6 +29,8 @@ __all__ = [
     "Picamera2Source", "ImageFolderSource", "SyntheticSource", "UnreadableImageError",
     "open_source", "check_frame", "CaptureMode", "BackoffOptions", "CapturedFrame", "ThreadedCapture",
 ]
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 ACCEPTED_FORMS = (
@@ -69,6 +72,9 @@ class FrameSource(ABC):
         is_live: True for cameras and streams (reconnect on failure), False for
             files (end of data is the end).
         fps: nominal frame rate if the source knows it, else None.
+        media_ms: the source's timestamp of the last frame read, in ms from
+            its start (a video file's position, a clip's frame time), or None
+            where the source has none (cameras, streams, image folders).
 
     Example:
         >>> with open_source("synthetic:3") as src:  # doctest: +SKIP
@@ -77,6 +83,7 @@ class FrameSource(ABC):
 
     is_live: bool = False
     fps: float | None = None
+    media_ms: float | None = None
     _is_open: bool = False
 
     def open(self) -> None:
@@ -143,6 +150,15 @@ class _CvCaptureSource(FrameSource):
         ok, frame = self._cap.read()
         return _bgr_to_rgb(frame) if ok and frame is not None else None
 
+    @property
+    def media_ms(self) -> float | None:  # type: ignore[override]
+        """Where the last frame read sits in a file, from its decoder; None for live sources or when closed."""
+        # asked of the decoder, not kept by _read, so every subclass's own _read is covered
+        if self.is_live or self._cap is None:
+            return None
+        pos = float(self._cap.get(_cv2().CAP_PROP_POS_MSEC) or 0.0)
+        return round(pos, 3) if math.isfinite(pos) and pos >= 0 else None
+
     def _close(self) -> None:
         self._cap.release()
         self._cap = None
@@ -159,6 +175,50 @@ class VideoFileSource(_CvCaptureSource):
     def _capture(self, cv2: Any) -> Any:
         return cv2.VideoCapture(str(self.path))
 
+    _RETRIES = 5  # failed reads in a row before the decoder is taken to have nothing more
+    _decoded = _undecoded = _missing = 0
+    _after_damage: np.ndarray | None = None
+
+    def _read(self) -> np.ndarray | None:
+        if self._missing:  # frames the file lists that never decoded, counted one by one
+            self._missing -= 1
+            raise FrameError(f"a frame of {str(self.path)!r} did not decode (corrupt mid-file); skipped")
+        ok, frame = self._cap.read()
+        if ok and frame is not None:
+            self._decoded += 1
+            return _bgr_to_rgb(frame)
+        # A failed read is not always the end: FFmpeg's decoders drop a broken packet and
+        # go on with the next one. Read on without seeking (a seek after damage can land
+        # on frames already given out); a frame that comes means the failure was damage.
+        for _ in range(self._RETRIES):
+            ok, frame = self._cap.read()
+            if ok and frame is not None:
+                self._decoded += 1
+                self._undecoded += 1
+                self._after_damage = _bgr_to_rgb(frame)
+                raise FrameError(f"frame {self._decoded - 1} of {str(self.path)!r} did not decode (corrupt mid-file); "
+                                 "read on past it")
+        # Nothing more decodes. Before the frame count the container lists (exact in MP4
+        # and AVI indexes) that is damage, not the end: the missing frames are counted.
+        total = self._cap.get(_cv2().CAP_PROP_FRAME_COUNT)
+        missing = int(total) - self._decoded - self._undecoded if math.isfinite(total) and total > 0 else 0
+        if missing > 0:
+            log.warning("%s lists %d frames; %d decoded; %d do not decode (corrupt mid-file), counted as corrupt",
+                        self.path, int(total), self._decoded, missing + self._undecoded)
+            self._missing, self._undecoded = missing, self._undecoded + missing
+            return self._read()
+        return None
+
+    def read(self) -> np.ndarray | None:
+        if self._after_damage is not None:  # the frame that showed a failed read was damage, not the end
+            frame, self._after_damage = self._after_damage, None
+            return check_frame(frame, f" from {self!r}")
+        return super().read()
+
+    def _open(self) -> None:
+        super()._open()
+        self._decoded, self._undecoded, self._missing, self._after_damage = 0, 0, 0, None
+
     def _open_hint(self) -> str:
         return ": OpenCV cannot decode it (unknown codec or corrupt file)"
 
@@ -166,24 +226,34 @@ class VideoFileSource(_CvCaptureSource):
         return f"VideoFileSource({str(self.path)!r})"
 
 
+def _check_fps(fps: float | None) -> float | None:
+    if fps is None:
+        return None
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 1000:
+        raise ConfigError(f"expected fps as a number in (0, 1000] or None; received {fps!r}")
+    return float(fps)
+
+
 class CameraSource(_CvCaptureSource):
-    """A local camera by index (``0``) or V4L2 device path (``/dev/video0``).
+    """A local camera by index (``0``) or V4L2 device path (``/dev/videoN``).
 
     Args:
         device: camera index or ``/dev/videoN``.
         size: requested ``(width, height)``, or None for the driver default.
+        fps: requested frame rate, or None for the driver default. The driver
+            may grant less; ``self.fps`` is what it reports after opening.
     """
 
     is_live = True
 
-    def __init__(self, device: int | str = 0, size: tuple[int, int] | None = None) -> None:
+    def __init__(self, device: int | str = 0, size: tuple[int, int] | None = None, fps: float | None = None) -> None:
         if not (isinstance(device, int) and not isinstance(device, bool) and device >= 0) and not (
             isinstance(device, str) and re.fullmatch(r"/dev/video\d+", device)
         ):
             raise SourceError(f"expected a camera index >= 0 or '/dev/videoN'; received {device!r}")
         if size is not None and (len(size) != 2 or min(size) < 1):
             raise ConfigError(f"expected size (width, height) of positive ints or None; received {size!r}")
-        self.device, self.size = device, size
+        self.device, self.size, self.requested_fps = device, size, _check_fps(fps)
 
     def _capture(self, cv2: Any) -> Any:
         if isinstance(self.device, str):
@@ -194,6 +264,8 @@ class CameraSource(_CvCaptureSource):
         if self.size and cap.isOpened():
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+        if self.requested_fps and cap.isOpened():
+            cap.set(cv2.CAP_PROP_FPS, self.requested_fps)
         return cap
 
     def _open_hint(self) -> str:
@@ -259,12 +331,19 @@ class Picamera2Source(FrameSource):
 
     Args:
         size: ``(width, height)`` of the main stream.
+        fps: frame rate to fix through libcamera's ``FrameDurationLimits``
+            (both limits at ``1e6 / fps`` microseconds), or None for the
+            camera's default.
     """
 
     is_live = True
 
-    def __init__(self, size: tuple[int, int] = (640, 480)) -> None:
+    def __init__(self, size: tuple[int, int] = (640, 480), fps: float | None = None) -> None:
+        if len(size) != 2 or min(size) < 1:
+            raise ConfigError(f"expected size (width, height) of positive ints; received {size!r}")
         self.size = (int(size[0]), int(size[1]))
+        self.requested_fps = _check_fps(fps)
+        self.fps = self.requested_fps
         self._cam: Any = None
 
     def _open(self) -> None:
@@ -279,7 +358,11 @@ class Picamera2Source(FrameSource):
         try:
             cam = Picamera2()
             # libcamera names formats by register order: "RGB888" is B, G, R in memory
-            cam.configure(cam.create_video_configuration(main={"size": self.size, "format": "RGB888"}))
+            controls = {}
+            if self.requested_fps:
+                frame_us = int(round(1_000_000 / self.requested_fps))
+                controls["FrameDurationLimits"] = (frame_us, frame_us)
+            cam.configure(cam.create_video_configuration(main={"size": self.size, "format": "RGB888"}, controls=controls))
             cam.start()
         except Exception as exc:
             raise SourceError(f"cannot start the Pi camera at {self.size}: {exc}") from exc
@@ -296,7 +379,8 @@ class Picamera2Source(FrameSource):
             self._cam = None
 
     def __repr__(self) -> str:
-        return f"Picamera2Source(size={self.size})"
+        fps = f", fps={self.requested_fps:g}" if self.requested_fps else ""
+        return f"Picamera2Source(size={self.size}{fps})"
 
 
 class ImageFolderSource(FrameSource):
@@ -330,11 +414,19 @@ class ImageFolderSource(FrameSource):
             return None
         path = self.paths[self._next]
         self._next += 1
+        cv2 = _cv2()
         try:
-            # imdecode from bytes also handles non-ASCII paths, which cv2.imread does not everywhere
-            image = _cv2().imdecode(np.fromfile(path, np.uint8), 1)
+            data = np.fromfile(path, np.uint8)
         except (OSError, ValueError) as exc:
             raise UnreadableImageError(f"cannot read image {str(path)!r}: {exc}") from exc
+        if data.size == 0:
+            # imdecode asserts on an empty buffer (cv2.error), which would end the whole run
+            raise UnreadableImageError(f"cannot decode image {str(path)!r}; expected a readable {path.suffix} file, received 0 bytes")
+        try:
+            # imdecode from bytes also handles non-ASCII paths, which cv2.imread does not everywhere
+            image = cv2.imdecode(data, 1)
+        except cv2.error as exc:
+            raise UnreadableImageError(f"cannot decode image {str(path)!r} ({data.size} bytes): {exc}") from exc
         if image is None:
             raise UnreadableImageError(f"cannot decode image {str(path)!r}; expected a readable {path.suffix} file")
         return _bgr_to_rgb(image)
@@ -364,6 +456,7 @@ class SyntheticSource(FrameSource):
             raise SourceError(f"SyntheticSource needs edge.synthetic; received ImportError: {exc}") from exc
         clip = synthetic.SceneClip(seed=self.seed, n_frames=self.n_frames, width=self.width, height=self.height, fps=self.fps)
         self._frames = iter(clip.frames())
+        self._read_count = 0
 
     def _read(self) -> np.ndarray | None:
         try:
@@ -371,19 +464,26 @@ class SyntheticSource(FrameSource):
         except StopIteration:
             return None
         self.true_boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        self.media_ms = round(self._read_count * 1000.0 / self.fps, 3)  # the clip's own time of this frame
+        self._read_count += 1
         return frame
 
     def __repr__(self) -> str:
         return f"SyntheticSource(seed={self.seed}, n_frames={self.n_frames})"
 
 
-def open_source(spec: str) -> FrameSource:
+def open_source(spec: str, size: tuple[int, int] | None = None, fps: float | None = None) -> FrameSource:
     """Build (not yet open) the source a string names.
 
     Accepted forms, checked in this order: ``synthetic`` / ``synthetic:SEED``,
     a camera index (``0``), ``/dev/videoN``, an ``rtsp(s)://`` or ``http(s)://``
     URL, a GStreamer pipeline (contains ``!``), ``picamera2``, an image folder,
     a glob, an image file, a video file.
+
+    ``size`` (width, height) and ``fps`` are what to ask a camera for: they
+    reach :class:`CameraSource` and :class:`Picamera2Source`. A GStreamer
+    pipeline states its own caps, and files, folders, streams and synthetic
+    clips have a format of their own, so those sources do not take them.
 
     Raises:
         SourceError: the string matches no form, or names a missing path.
@@ -404,15 +504,15 @@ def open_source(spec: str) -> FrameSource:
             raise SourceError(f"expected 'synthetic:SEED' with an integer seed >= 0; received {spec!r}")
         return SyntheticSource(seed=int(seed))
     if s.isdigit():
-        return CameraSource(int(s))
+        return CameraSource(int(s), size=size, fps=fps)
     if re.fullmatch(r"/dev/video\d+", s):
-        return CameraSource(s)
+        return CameraSource(s, size=size, fps=fps)
     if re.match(r"(rtsps?|https?)://", low):
         return StreamSource(s)
     if "!" in s:
         return GStreamerSource(s)
     if low == "picamera2":
-        return Picamera2Source()
+        return Picamera2Source(size or (640, 480), fps=fps)
     path = Path(s).expanduser()
     if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_EXTS):
         return ImageFolderSource(path)
