@@ -27,6 +27,9 @@ COMMANDS = {
 DELEGATED = {"bench": ("edge.bench", "main"), "devices": ("devices", "cli_main")}
 
 
+MAX_SIDE = 4096  # a 4096x4096 float input is 200 MB; far larger only ends in an allocation failure deep in a runtime
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         parts = [int(p) for p in text.lower().replace("x", ",").split(",") if p]
@@ -36,6 +39,8 @@ def _size(text: str) -> tuple[int, int]:
         parts = parts * 2
     if len(parts) != 2 or min(parts) < 1:
         raise argparse.ArgumentTypeError(f"expected SIZE or HxW (e.g. 96 or 352x640); received {text!r}")
+    if max(parts) > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"expected each side between 1 and {MAX_SIDE} pixels; received {text!r}")
     return parts[0], parts[1]
 
 
@@ -331,16 +336,54 @@ def _main(argv: list[str] | None) -> int:
             return 2
         from edge import commands
 
-        return int(getattr(commands, f"cmd_{args.command}")(args) or 0)
+        if not getattr(args, "json", False):
+            return int(getattr(commands, f"cmd_{args.command}")(args) or 0)
+        # --json: stdout carries the JSON document alone (print_json); anything else printed on the
+        # way (progress, verdicts, a library's chatter) goes to stderr, so `... --json | jq` always parses
+        global _json_out
+        _json_out, sys.stdout = sys.stdout, sys.stderr
+        try:
+            return int(getattr(commands, f"cmd_{args.command}")(args) or 0)
+        finally:
+            sys.stdout, _json_out = _json_out, None
     except EdgecamError as exc:
         print(f"edgecam: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # another pipe (a socket, a child): a fault worth its traceback
+        # the reader of stdout (head, grep -q) left early, on purpose: say nothing, as `yes | head` does,
+        # and exit as a shell reports a process ended by SIGPIPE
+        return 128 + signal.SIGPIPE
+
+
+def _stdout_closed() -> bool:
+    """True if stdout is a pipe whose reader has gone; stdout then points at /dev/null so the exit flush is quiet."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        gone = any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows) or no real stdout: cannot tell
+        return False
+    if gone:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    return gone
+
+
+_json_out = None  # the real stdout while a --json command runs with sys.stdout pointed at stderr
 
 
 def print_json(obj) -> None:
-    print(json.dumps(obj, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+    """Print ``obj`` as JSON on stdout (the real one, also while a ``--json`` command sends its text to stderr)."""
+    print(json.dumps(obj, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)),
+          file=_json_out or sys.stdout, flush=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import errno
 import hmac
 import ipaddress
 import json
@@ -174,7 +175,14 @@ class LiveServer:
             "block_on_close": False,  # stream handlers end on their own when closing is flagged
             "address_family": socket.AF_INET6 if ":" in host else socket.AF_INET,
         })
-        self._server = server_cls((host, port), _make_handler(self))
+        try:
+            self._server = server_cls((host, port), _make_handler(self))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"live view: expected a free port on {host}; received port {port}, which another "
+                                  "process is listening on (address already in use); choose another with --live") from None
+            raise ConfigError(f"live view: expected an address this machine can listen on; received {host}:{port} "
+                              f"({exc.strerror or exc})") from None
         self.host = host
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,27 @@ SCHEMA_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
 ROLES = ("scores", "features")
 TASKS = ("binary", "multiclass", "multilabel")
+class ArtifactPathError(ManifestError):
+    """A manifest's ``artifact`` would reach outside the manifest's folder (absolute, ``..`` or a symlink out)."""
+
+
+def _check_artifact_name(artifact: Any) -> None:
+    """Refuse an artifact name that is not a plain relative path below the manifest's folder.
+
+    Checked on the text alone (no file system), so a hostile manifest is refused
+    before anything is opened, hashed or sized.
+    """
+    if not isinstance(artifact, str) or not artifact.strip():
+        raise ArtifactPathError(f"artifact: expected a file name relative to the manifest's folder; received {artifact!r}")
+    posix, windows = PurePosixPath(artifact), PureWindowsPath(artifact)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or artifact.startswith(("/", "\\")):
+        raise ArtifactPathError(
+            f"artifact: expected a path relative to the manifest's folder; received the absolute path {artifact!r}")
+    if ".." in posix.parts or ".." in windows.parts:
+        raise ArtifactPathError(
+            f"artifact: expected a path inside the manifest's folder; received {artifact!r}, which climbs out with '..'")
+
+
 FORMATS = ("tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "onnx-fp32", "onnx-int8")
 
 
@@ -176,6 +197,7 @@ class Manifest:
             raise ManifestError(
                 f"cam.weights: expected {len(self.labels)} columns (one per label); received {self.cam.weights.shape}"
             )
+        _check_artifact_name(self.artifact)
         if "int8_float" in self.extra:
             if not self.format.endswith("int8"):
                 raise ManifestError(f"extra.int8_float: only int8 formats keep layers in float; this is {self.format}")
@@ -196,8 +218,17 @@ class Manifest:
 
     @property
     def artifact_path(self) -> Path:
+        """The artifact beside the manifest; raises ArtifactPathError if it resolves outside that folder."""
+        _check_artifact_name(self.artifact)
         base = self.path.parent if self.path is not None else Path(".")
-        return base / self.artifact
+        path = base / self.artifact
+        real_base, real = base.resolve(), path.resolve()
+        if real != real_base and real_base not in real.parents:
+            # a symlink (the file or a folder on the way) that leads elsewhere on disk
+            raise ArtifactPathError(
+                f"artifact: expected a file inside {real_base}; received {self.artifact!r}, "
+                f"which resolves to {real} (a symlink out of the manifest's folder)")
+        return path
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"schema": SCHEMA, "version": SCHEMA_VERSION}
