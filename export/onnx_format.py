@@ -20,6 +20,21 @@ log = logging.getLogger("edgecam.export")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
+
+def _reader(images):
+    """An onnxruntime CalibrationDataReader that feeds ``images`` (N, H, W, 3) one at a time."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(images)
+
+        def get_next(self):
+            img = next(self._it, None)
+            return None if img is None else {INPUT_NAME: img[None].astype(np.float32)}
+
+    return Reader()
+
 def convert_fp32(inference, opset: int = 17) -> bytes:
     """tf2onnx with an explicit input signature (Keras 3 models need one), NHWC input kept."""
     import tensorflow as tf
@@ -73,7 +88,7 @@ class OnnxCalibration:
     """
 
     def __init__(self, fp32: bytes, calibration, method: str = "minmax", calib_options: dict | None = None) -> None:
-        from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
+        from onnxruntime.quantization import CalibrationMethod
         from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -83,13 +98,6 @@ class OnnxCalibration:
             raise DataError("onnx-int8 needs calibration images (--calib DIR); received none")
         images = calibration.images
 
-        class Reader(CalibrationDataReader):
-            def __init__(self):
-                self._it = iter(images)
-
-            def get_next(self):
-                img = next(self._it, None)
-                return None if img is None else {INPUT_NAME: img[None].astype(np.float32)}
 
         self.method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                        "percentile": CalibrationMethod.Percentile}[method]
@@ -108,7 +116,7 @@ class OnnxCalibration:
         options = {"symmetric": False, **(calib_options or {})}
         calibrator = create_calibrator(pre, augmented_model_path=str(tmp / "augmented.onnx"),
                                        calibrate_method=self.method, extra_options=options)
-        calibrator.collect_data(Reader())
+        calibrator.collect_data(_reader(images))
         save_tensors_data(calibrator.compute_data(), self.cache)
         del calibrator
 
@@ -267,7 +275,6 @@ class OnnxMixed:
         self._errors = {}
         if self._debug_images is None or not len(self._debug_images):
             return self._errors
-        from onnxruntime.quantization import CalibrationDataReader
         from onnxruntime.quantization.qdq_loss_debug import (
             collect_activations,
             compute_activation_error,
@@ -277,13 +284,6 @@ class OnnxMixed:
 
         images = self._debug_images
 
-        class Reader(CalibrationDataReader):
-            def __init__(self):
-                self._it = iter(images)
-
-            def get_next(self):
-                img = next(self._it, None)
-                return None if img is None else {INPUT_NAME: img[None].astype(np.float32)}
 
         tmp = Path(self.cal._tmp.name)
         qdq = tmp / "debug-int8.onnx"
@@ -292,7 +292,7 @@ class OnnxMixed:
         for name, path in (("float", self.cal.pre), ("qdq", qdq)):
             aug = tmp / f"debug-{name}-aug.onnx"
             modify_model_output_intermediate_tensors(str(path), str(aug))
-            acts[name] = collect_activations(str(aug), Reader())
+            acts[name] = collect_activations(str(aug), _reader(images))
         errors = compute_activation_error(create_activation_matching(acts["qdq"], acts["float"]))
         for layer, tensor in self._output.items():
             e = errors.get(tensor)
