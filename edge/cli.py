@@ -267,6 +267,8 @@ def add_robustness_flags(b: argparse.ArgumentParser) -> None:
     b.add_argument("--pgd-steps", type=int, default=0, help="class folders: also PGD with this many steps (default 0: off)")
     b.add_argument("--grid-severity", type=int, default=3, help="severity the picture grid shows (default 3)")
     b.add_argument("--formats", help="only these artifact formats, comma-separated (default: every manifest found)")
+    b.add_argument("--threshold", type=float, default=None,
+                   help="decision threshold for every model instead of its manifest's (another operating point)")
     b.add_argument("--baseline", metavar="REPORT.json",
                    help="an earlier robustness.json (e.g. of the model trained without --weather) to compare with")
     b.add_argument("--seed", type=int, default=0)

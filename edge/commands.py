@@ -182,7 +182,7 @@ def cmd_robustness(a) -> int:
                              severities=numbers(a.severities, int, "--severities"), seed=a.seed, limit=a.limit,
                              eps=numbers(a.eps, float, "--eps"), pgd_steps=a.pgd_steps, grid_severity=a.grid_severity,
                              formats=tuple(f.strip() for f in a.formats.split(",") if f.strip()) if a.formats else None,
-                             baseline=a.baseline)
+                             baseline=a.baseline, threshold=a.threshold)
     if is_box_dataset(a.data[0]):
         from edge.boxeval import BoxEvalOptions, manifests_of
         from edge.robustness import box_robustness
@@ -193,7 +193,7 @@ def cmd_robustness(a) -> int:
         if split is None and Path(a.model).is_dir() and (Path(a.model) / "split.json").is_file():
             split = str(Path(a.model) / "split.json")  # a run folder: its own held-out frames
         box = BoxEvalOptions(positive=tuple(p for p in a.positive.split(",") if p), split=split, split_name=a.split_name,
-                             scale=a.scale, grid=0)
+                             scale=a.scale, grid=0, threshold=a.threshold)
         out = a.out or str(manifests_of(a.model)[0].parent / "robustness")
         doc = box_robustness(a.model, list(a.data), box, opts, out)
     else:

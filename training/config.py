@@ -25,6 +25,9 @@ class TrainConfig:
             ``cosine`` (each phase decays from its rate to zero over its epochs).
         class_weight: ``auto`` (balanced when imbalanced), ``balanced`` or ``none``.
         augment: ``aerial`` (top-down views: any rotation), ``upright`` (side views) or ``none``.
+        weather: ``maritime`` also puts half the training images through one random
+            camera condition (noise, blur, haze, light, contrast, JPEG; see
+            ``training.weather``), on top of ``augment``; ``none`` (default) does not.
         monitor: validation metric for early stopping and the best checkpoint.
         threshold_rule: ``youden`` or ``recall`` (with ``target_recall``) or ``fixed`` (0.5).
         time_budget: wall seconds for the whole run (both phases, every ``--resume`` session);
@@ -54,6 +57,7 @@ class TrainConfig:
     finetune_lr: float = 1e-4
     class_weight: str = "auto"
     augment: str = "upright"
+    weather: str = "none"
     mixup: float = 0.0
     patience: int = 8
     monitor: str = "val_auc"
@@ -74,6 +78,7 @@ class TrainConfig:
             "threshold_rule": ("youden", "recall", "fixed"),
             "monitor": ("val_auc", "val_loss", "val_accuracy"),
             "augment": ("aerial", "upright", "none"),
+            "weather": ("none", "maritime"),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

@@ -244,8 +244,8 @@ def augmentation(preset: str = "aerial", strength: float = 1.0):
 
 
 def tf_dataset(data: LabeledImages, size: tuple[int, int], batch_size: int, training: bool, seed: int = 0,
-               augment: bool | str = True, mixup: float = 0.0, cache: bool = True):
-    """tf.data pipeline: parallel decode, resize, cache, (augment, mixup), batch, prefetch."""
+               augment: bool | str = True, mixup: float = 0.0, cache: bool = True, weather: str = "none"):
+    """tf.data pipeline: parallel decode, resize, cache, (augment, weather, mixup), batch, prefetch."""
     import tensorflow as tf
 
     AUTOTUNE = tf.data.AUTOTUNE
@@ -271,6 +271,11 @@ def tf_dataset(data: LabeledImages, size: tuple[int, int], batch_size: int, trai
     if training and augment and augment != "none":
         aug = augmentation("aerial" if augment is True else augment)
         ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=AUTOTUNE)
+    if training and weather != "none":
+        from training.weather import weather_augmentation
+
+        conditions = weather_augmentation(weather)
+        ds = ds.map(lambda x, y: (conditions(x), y), num_parallel_calls=AUTOTUNE)
     if training and mixup > 0:
         ds = ds.map(lambda x, y: _mixup(x, y, mixup, seed), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)

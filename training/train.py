@@ -306,7 +306,8 @@ def train(cfg: TrainConfig, strategy=None, resume: bool = False) -> TrainResult:
     mcfg = ModelConfig(num_classes=len(train_set.labels), task=task, input_size=cfg.input_size, alpha=cfg.alpha,
                        weights=cfg.weights, pooling=cfg.pooling, dropout=cfg.dropout)
     strategy = strategy or distribution_strategy()
-    train_ds = D.tf_dataset(train_set, cfg.input_size, cfg.batch_size, True, cfg.seed, cfg.augment, cfg.mixup)
+    train_ds = D.tf_dataset(train_set, cfg.input_size, cfg.batch_size, True, cfg.seed, cfg.augment, cfg.mixup,
+                            weather=cfg.weather)
     val_ds = D.tf_dataset(val_set, cfg.input_size, cfg.batch_size, False)
     steps = int(np.ceil(len(train_set) / cfg.batch_size))
 
