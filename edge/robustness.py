@@ -339,7 +339,8 @@ def box_conditions(manifests: list[Path], frames: list, box_opts, opts: Robustne
                 loc = reports[k].summary()["overall"]
                 flagged = np.array([f for _, f, _ in seen[k]])
                 was = np.array([f for _, f, _ in clean[k]])
-                r = pearson_rows(np.stack([h for _, _, h in seen[k]]), np.stack([h for _, _, h in clean[k]]))
+                # frame by frame: frames of other sizes give maps of other shapes
+                r = np.array([pearson_rows(h[None], c[None])[0] for (_, _, h), (_, _, c) in zip(seen[k], clean[k])])
                 shares = [v for v in (loc["flagged_vessel_frames"], loc["clear_empty_frames"]) if v is not None]
                 rec["models"][k] = {
                     "balanced_accuracy": float(np.mean(shares)) if shares else float("nan"),
