@@ -139,33 +139,17 @@ def split_datasets(opts: BoxTrainOptions, seed: int) -> dict[str, list]:
 
 
 def mine(model_path: Path, frames, opts: BoxTrainOptions, out_dir: Path, seed: int, prefix: str = "mined") -> int:
-    """Run a round-one model over whole frames and write its false-alarm cells as negative crops."""
-    import cv2
-    import keras
+    """Run a model over whole frames and write its false-alarm cells as negative crops."""
+    from training.tiles import cut, write_crop
 
-    from edge.imageio import read_image
-    from edge.preprocess import fit, scaled_input_size
-    from training.model import cam_weights, inference_model
-    from training.tiles import cut
-
-    model = keras.models.load_model(model_path, compile=False)
-    inference = inference_model(model, "binary", dynamic=True)
-    w, b, _ = cam_weights(model)
-    rng = np.random.default_rng(seed)
-    pick = rng.permutation(len(frames))[: opts.mine_frames]
+    pick = sorted(int(i) for i in np.random.default_rng(seed).permutation(len(frames))[: opts.mine_frames])
     tiles = replace(opts.tiles, scale=opts.scale)
     written = 0
-    for i in sorted(pick):
-        frame = frames[i]
-        image = read_image(frame.path)
-        fitted, _ = fit(image, scaled_input_size(image.shape[:2], opts.scale))
-        feats = np.asarray(inference(fitted[None].astype(np.float32))["features"])[0]
-        probs = 1.0 / (1.0 + np.exp(-(feats @ w[:, 0] + b[0])))
+    for i, (frame, image, probs) in zip(pick, cell_maps(model_path, [frames[i] for i in pick], opts.scale)):
         for k, win in enumerate(mine_windows(probs, frame, opts.positive, tiles, opts.mine_floor, opts.mine_per_frame)):
             crop = cut(image, win, tiles.input_size)
             if crop is not None:
-                path = out_dir / f"{prefix}{i:05d}_{k}_{Path(frame.path).stem[:40]}.jpg"
-                cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+                write_crop(out_dir / f"{prefix}{i:05d}_{k}_{Path(frame.path).stem[:40]}.jpg", crop)
                 written += 1
     return written
 
@@ -202,7 +186,7 @@ def mine_and_continue(run: Path, cfg: TrainConfig, opts: BoxTrainOptions, train_
 
 
 def cell_maps(model_path: Path, frames, scale: float):
-    """Per-cell vessel probability ``(h, w)`` of a model over each whole frame, resized as the runtime does."""
+    """``(frame, image, cell probabilities (h, w))`` of a model over each whole frame, resized as the runtime does."""
     import keras
 
     from edge.imageio import read_image
@@ -216,7 +200,7 @@ def cell_maps(model_path: Path, frames, scale: float):
         image = read_image(frame.path)
         fitted, _ = fit(image, scaled_input_size(image.shape[:2], scale))
         feats = np.asarray(inference(fitted[None].astype(np.float32))["features"])[0]
-        yield frame, 1.0 / (1.0 + np.exp(-(feats @ w[:, 0] + b[0])))
+        yield frame, image, 1.0 / (1.0 + np.exp(-(feats @ w[:, 0] + b[0])))
 
 
 def fit_frame_threshold(maps, positive: tuple[str, ...], scale: float, max_false_per_frame: float = 0.5,
@@ -241,7 +225,7 @@ def fit_frame_threshold(maps, positive: tuple[str, ...], scale: float, max_false
         n += 1
         vessels = frame.boxes_of(positive)
         grow = 16.0 / scale  # half a 32-px cell, in frame pixels
-        xs, ys = cell_centres(probs.shape, (probs.shape[0] * 32, probs.shape[1] * 32), (frame.height, frame.width))
+        xs, ys = cell_centres(probs.shape, (frame.height, frame.width))
         peaks = cell_peaks(probs, 0.01)
         px, py, pv = xs[peaks[:, 1]], ys[peaks[:, 0]], probs[peaks[:, 0], peaks[:, 1]]
         inside = np.zeros((len(peaks), len(vessels)), bool)
@@ -268,7 +252,8 @@ def fit_frame_threshold(maps, positive: tuple[str, ...], scale: float, max_false
 
 def apply_frame_threshold(run: Path, frames, opts: BoxTrainOptions) -> dict:
     """Fit the threshold on ``frames`` (validation) and make it the run's decision threshold."""
-    fitted = fit_frame_threshold(cell_maps(run / "model.keras", frames, opts.scale), opts.positive, opts.scale)
+    maps = ((frame, probs) for frame, _, probs in cell_maps(run / "model.keras", frames, opts.scale))
+    fitted = fit_frame_threshold(maps, opts.positive, opts.scale)
     info = json.loads((run / "run.json").read_text())
     info.setdefault("crop_thresholds", info.get("thresholds"))
     info["thresholds"] = [fitted["threshold"]]

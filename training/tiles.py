@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ConfigError, DataError
-from edge.preprocess import scaled_input_size
 
 log = logging.getLogger("edgecam.training")
 
@@ -205,8 +204,6 @@ def write_tiles(frames, positive: tuple[str, ...], out: str | Path, label: str, 
     Returns:
         The counts of crops per kind and the widths of the vessel boxes.
     """
-    import cv2
-
     from edge.imageio import read_image
 
     rng = np.random.default_rng(opts.seed + (0 if split == "train" else 7919))
@@ -232,12 +229,12 @@ def write_tiles(frames, positive: tuple[str, ...], out: str | Path, label: str, 
             for ji, win in enumerate(positive_windows(box, (W, H), opts, rng)):
                 crop = cut(image, win, opts.input_size)
                 if crop is not None:
-                    _write(cv2, pos_dir / f"{stem}_b{bi}_{ji}.jpg", crop)
+                    write_crop(pos_dir / f"{stem}_b{bi}_{ji}.jpg", crop)
                     counts.positive += 1
         for ni, (kind, win) in enumerate(negative_windows(vessels, others, (W, H), opts, rng)):
             crop = cut(image, win, opts.input_size)
             if crop is not None:
-                _write(cv2, neg_dir / f"{stem}_{kind}{ni}.jpg", crop)
+                write_crop(neg_dir / f"{stem}_{kind}{ni}.jpg", crop)
                 setattr(counts, kind, getattr(counts, kind) + 1)
     log.info("%s crops from %d frames: %d positive, %d negative, %d wide context, %d hard (other classes); "
              "%d vessel boxes too small", split, counts.frames, counts.positive, counts.negative, counts.context,
@@ -245,20 +242,23 @@ def write_tiles(frames, positive: tuple[str, ...], out: str | Path, label: str, 
     return counts
 
 
-def _write(cv2, path: Path, rgb: np.ndarray) -> None:
+def write_crop(path: Path, rgb: np.ndarray) -> None:
+    """Write an RGB crop as JPEG; DataError when it cannot be written."""
+    import cv2
+
     # a quality high enough that JPEG blocks do not become a cue the runtime never sees
     if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95]):
         raise DataError(f"could not write crop {path}")
 
 
-def cell_centres(shape_hw: tuple[int, int], input_hw: tuple[int, int], frame_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Native-pixel (x, y) centres of the cells of an ``(h, w)`` feature grid over a stretched frame."""
+def cell_centres(shape_hw: tuple[int, int], frame_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Native-pixel (x, y) centres of the cells of an ``(h, w)`` feature grid over a stretched frame.
+
+    The input size cancels out: a stretched frame maps its whole width onto the grid's.
+    """
     h, w = shape_hw
-    ih, iw = input_hw
     H, W = frame_hw
-    xs = ((np.arange(w) + 0.5) * iw / w) * (W / iw)
-    ys = ((np.arange(h) + 0.5) * ih / h) * (H / ih)
-    return xs, ys
+    return (np.arange(w) + 0.5) * W / w, (np.arange(h) + 0.5) * H / h
 
 
 def mine_windows(cell_probs: np.ndarray, frame, positive: tuple[str, ...], opts: TileOptions, floor: float,
@@ -273,8 +273,7 @@ def mine_windows(cell_probs: np.ndarray, frame, positive: tuple[str, ...], opts:
     """
     H, W = frame.height, frame.width
     vessels = frame.boxes_of(positive)
-    ih, iw = scaled_input_size((H, W), opts.scale)
-    xs, ys = cell_centres(cell_probs.shape, (ih, iw), (H, W))
+    xs, ys = cell_centres(cell_probs.shape, (H, W))
     order = np.argsort(-cell_probs, axis=None)
     taken: list[tuple[int, int]] = []
     out = []
@@ -302,5 +301,5 @@ def summary_line(counts: dict[str, TileCounts]) -> str:
     return "; ".join(parts)
 
 
-__all__ = ["TileOptions", "TileCounts", "write_tiles", "mine_windows", "scaled_input_size", "cut", "summary_line",
+__all__ = ["TileOptions", "TileCounts", "write_tiles", "mine_windows", "write_crop", "cut", "summary_line",
            "positive_windows", "negative_windows"]
