@@ -49,16 +49,7 @@ def boxes_from_heatmap(
     """
     import cv2  # imported here so numpy-only users of merge_boxes need no OpenCV
 
-    hm = np.asarray(heatmap)
-    if hm.ndim != 2 or hm.size == 0 or not np.issubdtype(hm.dtype, np.number):
-        raise FrameError(f"expected a non-empty numeric (H, W) heatmap; received {hm.dtype} {hm.shape}")
-    if not np.isfinite(hm).all():
-        raise FrameError("expected a finite heatmap; received one with NaN or inf values")
-    if not (0.0 < float(threshold) <= 1.0):
-        raise ConfigError(f"threshold must be in (0, 1]; received {threshold!r}")
-    if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 1:
-        raise ConfigError(f"min_area must be an int >= 1; received {min_area!r}")
-
+    hm = _checked_heatmap(heatmap, threshold, min_area)
     mask = (hm >= threshold).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
     xyxy, scores = [], []
@@ -77,6 +68,20 @@ def boxes_from_heatmap(
         np.asarray(scores, np.float32)[order],
         np.full(len(order), int(class_id), np.int32),
     )
+
+
+def _checked_heatmap(heatmap: np.ndarray, threshold: float, min_area: int) -> np.ndarray:
+    """The heatmap as an array, after checking it and the box options (FrameError / ConfigError)."""
+    hm = np.asarray(heatmap)
+    if hm.ndim != 2 or hm.size == 0 or not np.issubdtype(hm.dtype, np.number):
+        raise FrameError(f"expected a non-empty numeric (H, W) heatmap; received {hm.dtype} {hm.shape}")
+    if not np.isfinite(hm).all():
+        raise FrameError("expected a finite heatmap; received one with NaN or inf values")
+    if not (0.0 < float(threshold) <= 1.0):
+        raise ConfigError(f"threshold must be in (0, 1]; received {threshold!r}")
+    if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 1:
+        raise ConfigError(f"min_area must be an int >= 1; received {min_area!r}")
+    return hm
 
 
 def cell_peaks(cells: np.ndarray, threshold: float) -> np.ndarray:
@@ -114,16 +119,15 @@ def boxes_from_cells(cells: np.ndarray, heatmap: np.ndarray, threshold: float, m
     """
     import cv2
 
-    found = boxes_from_heatmap(heatmap, threshold, min_area, class_id)
+    hm = _checked_heatmap(heatmap, threshold, min_area)
+    cells = np.asarray(cells)
     peaks = cell_peaks(cells, threshold)
-    if len(peaks) == 1 and len(found) == 1:
-        return found
-    h, w = np.asarray(cells).shape
-    H, W = np.asarray(heatmap).shape
+    h, w = cells.shape
+    H, W = hm.shape
     py = (peaks[:, 0] + 0.5) * H / h - 0.5
     px = (peaks[:, 1] + 0.5) * W / w - 0.5
-    mask = (np.asarray(heatmap) >= threshold).astype(np.uint8)
-    n, labels = cv2.connectedComponents(mask, connectivity=8, ltype=cv2.CV_32S)
+    mask = (hm >= threshold).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
     owner = labels[np.clip(np.round(py).astype(int), 0, H - 1), np.clip(np.round(px).astype(int), 0, W - 1)]
     xyxy, scores = [], []
     # A peak barely above the threshold can vanish in the upsampling (no pixel
@@ -132,16 +136,20 @@ def boxes_from_cells(cells: np.ndarray, heatmap: np.ndarray, threshold: float, m
     cy, cx = H / h / 2, W / w / 2
     for k in np.flatnonzero(owner == 0):
         xyxy.append((max(px[k] - cx, 0), max(py[k] - cy, 0), min(px[k] + cx + 1, W), min(py[k] + cy + 1, H)))
-        scores.append(float(np.asarray(cells)[peaks[k, 0], peaks[k, 1]]))
+        scores.append(float(cells[peaks[k, 0], peaks[k, 1]]))
     for region in range(1, n):
+        x0, y0, bw, bh, area = (int(v) for v in stats[region])
+        if area < min_area:
+            continue
         mine = np.flatnonzero(owner == region)
-        ys, xs = np.nonzero(labels == region)
-        if len(ys) < min_area:
+        if len(mine) <= 1:  # one vessel: the region's own box, as boxes_from_heatmap gives it
+            window = labels[y0 : y0 + bh, x0 : x0 + bw] == region
+            xyxy.append((x0, y0, x0 + bw, y0 + bh))
+            scores.append(float(hm[y0 : y0 + bh, x0 : x0 + bw][window].max()))
             continue
-        if len(mine) <= 1:
-            xyxy.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
-            scores.append(float(np.asarray(heatmap)[ys, xs].max()))
-            continue
+        # only the region's bounding window is searched, never the whole frame once per region
+        ys, xs = np.nonzero(labels[y0 : y0 + bh, x0 : x0 + bw] == region)
+        ys, xs = ys + y0, xs + x0
         d = (xs[:, None] - px[mine][None]) ** 2 + (ys[:, None] - py[mine][None]) ** 2
         nearest = d.argmin(axis=1)
         for k, peak in enumerate(mine):
@@ -149,7 +157,7 @@ def boxes_from_cells(cells: np.ndarray, heatmap: np.ndarray, threshold: float, m
             if sel.sum() < min_area:
                 continue
             xyxy.append((xs[sel].min(), ys[sel].min(), xs[sel].max() + 1, ys[sel].max() + 1))
-            scores.append(float(np.asarray(cells)[peaks[peak, 0], peaks[peak, 1]]))
+            scores.append(float(cells[peaks[peak, 0], peaks[peak, 1]]))
     if not xyxy:
         return Boxes.empty()
     order = np.argsort(-np.asarray(scores), kind="stable")

@@ -182,15 +182,19 @@ def evaluate_boxes(target: str | Path, data: list[str], opts: BoxEvalOptions, ou
     out.mkdir(parents=True, exist_ok=True)
     frames = frames_to_evaluate(data, opts)
     manifests = manifests_of(target)
-    vessel = [i for i, f in enumerate(frames) if len(f.boxes_of(opts.positive))]
-    empty = [i for i in range(len(frames)) if i not in set(vessel)]
-    pick = set(vessel[:: max(1, len(vessel) // max(1, opts.grid - min(3, len(empty))))][: opts.grid - min(3, len(empty))])
-    pick |= set(empty[:3]) if opts.grid else set()
+    has_vessel = [len(f.boxes_of(opts.positive)) > 0 for f in frames]
+    vessel = [i for i, v in enumerate(has_vessel) if v]
+    empty = [i for i, v in enumerate(has_vessel) if not v]
+    # the grid: up to 3 empty frames, the rest vessel frames spread evenly over the set
+    n_empty = min(3, len(empty), opts.grid)
+    n_vessel = opts.grid - n_empty
+    step = max(1, len(vessel) // max(1, n_vessel))
+    pick = set(vessel[::step][:n_vessel]) | set(empty[:n_empty])
     results, sections = {}, []
     for m in manifests:
         name = m.name.replace(".manifest.json", "")
         log.info("evaluate: %s on %d frames", name, len(frames))
-        report, timing, panels = evaluate_artifact(m, frames, opts, pick if opts.grid else set())
+        report, timing, panels = evaluate_artifact(m, frames, opts, pick)
         summary = report.summary()
         results[name] = {"summary": summary, "timing": timing}
         report.plot_pr(out / f"pr_{name}.png")

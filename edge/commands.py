@@ -255,11 +255,11 @@ def cmd_run(a) -> int:
     manifest_path = pick_manifest(a.model, preferred)
     manifest = load_manifest(manifest_path)
     # A model trained on crops of box-labelled frames runs every frame resized
-    # by the scale it was trained at, whatever the frame's size.
-    frame_scale = a.scale if a.scale is not None else (None if a.input_size else manifest.extra.get("frame_scale"))
+    # by the scale it was trained at, whatever the frame's size: no fixed input
+    # size then, and the detector takes the scale from the manifest itself.
     if a.input_size:
         size = a.input_size
-    elif frame_scale:
+    elif a.scale is not None or manifest.extra.get("frame_scale"):
         size = None
     elif s.input_size:
         size = scaled_size(manifest.input_size, s.input_size)
@@ -267,7 +267,7 @@ def cmd_run(a) -> int:
         size = manifest.input_size
     backend = a.backend or (s.backend.value if s.backend and s.backend.value in ("litert", "onnxruntime") and
                             manifest.format.startswith("tflite" if s.backend.value == "litert" else "onnx") else None)
-    det_opts = DetectorOptions(resize=a.resize or "stretch", box_threshold=a.box_threshold, scale=frame_scale)
+    det_opts = DetectorOptions(resize=a.resize or "stretch", box_threshold=a.box_threshold, scale=a.scale)
     providers = tuple(s.execution_providers) or None
     # the profile's capture format reaches cameras (CameraSource, Picamera2Source); a pipeline
     # states its own caps (the profile is checked to agree), files and streams have theirs
@@ -312,7 +312,7 @@ def cmd_run(a) -> int:
                                   model={"format": manifest.format, "artifact": Path(manifest.artifact).name,
                                          "sha256": manifest.sha256, "labels": list(manifest.labels)},
                                   thresholds={"decision": thr, "enter": enter, "leave": leave, "min_frames": a.min_frames}))
-        at = f"{size[0]}x{size[1]}" if size else f"{frame_scale:g}x each frame's size"
+        at = f"{det.scale:g}x each frame's size" if det.scale else f"{size[0]}x{size[1]}"
         print(f"edgecam run: {manifest.format} via {det.backend.key} at {at}, source {source!r}, mode {mode.value}")
         print(f"edgecam run: recording into {folder.path} ({folder.root / 'latest'} points at it)", flush=True)
         summary = run(det, source, opts, sinks=sinks)

@@ -159,6 +159,17 @@ class Detector:
 
         return scaled_input_size(check_frame(frame).shape[:2], self.scale)
 
+    def box_level(self, class_index: int = 0) -> float:
+        """The heatmap level at which pixels form boxes, on whole frames and tiles alike.
+
+        Absolute heatmaps (cell pooling) box at the class's decision
+        threshold, so a box exists exactly where the score says "vessel";
+        normalised CAMs use ``options.box_threshold``.
+        """
+        if self.absolute:
+            return float(min(max(float(self.thresholds[class_index]), 1e-6), 1.0))
+        return float(self.options.box_threshold)
+
     def decide(self, scores: np.ndarray) -> np.ndarray:
         """Per-label decision: threshold for binary / multi-label, argmax for multi-class."""
         if self.manifest.task == "multiclass":
@@ -273,8 +284,7 @@ class Detector:
             from edge.boxes import boxes_from_cells
 
             # one box per peak cell, so vessels moored side by side stay apart
-            level = min(max(float(self.thresholds[cls_index]), 1e-6), 1.0)
-            found = _crop_boxes(boxes_from_cells(cam, full, level, min_area, cls_index), p)
+            found = _crop_boxes(boxes_from_cells(cam, full, self.box_level(cls_index), min_area, cls_index), p)
         else:
             hm = full[p.pad_top : p.pad_top + p.content_h, p.pad_left : p.pad_left + p.content_w]
             found = boxes_from_heatmap(hm, self.options.box_threshold, min_area, cls_index)

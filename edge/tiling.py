@@ -133,11 +133,9 @@ def stitch(heatmaps: Sequence[np.ndarray], windows: Sequence[Window], frame_shap
 
 
 def box_level(detector, class_index: int = 0) -> float:
-    """The heatmap level that makes a box for ``detector``: its decision threshold when its heatmaps are absolute."""
-    if getattr(detector, "absolute", False):
-        return float(min(max(float(detector.thresholds[class_index]), 1e-6), 1.0))
-    options = getattr(detector, "options", None)
-    return float(getattr(options, "box_threshold", 0.5))
+    """The heatmap level that makes a box for ``detector``: its own rule (``Detector.box_level``), else 0.5."""
+    own = getattr(detector, "box_level", None)
+    return float(own(class_index)) if callable(own) else 0.5
 
 
 def detect_tiled(
