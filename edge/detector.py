@@ -13,7 +13,7 @@ from edge.backends import Backend, BackendOptions, create_backend
 from edge.cam import DenseCAM, normalise, peak_location, resize_heatmap
 from edge.errors import ConfigError
 from edge.manifest import Manifest, load_manifest
-from edge.preprocess import Placement, ResizeMode, fit
+from edge.preprocess import Placement, ResizeMode, check_frame, fit, scaled_input_size
 from edge.results import Boxes, FrameResult
 
 
@@ -155,8 +155,6 @@ class Detector:
         """The model input (h, w) a frame is fitted to: scaled from its own size when a scale is set."""
         if self.scale is None:
             return self.input_size
-        from edge.preprocess import check_frame, scaled_input_size
-
         return scaled_input_size(check_frame(frame).shape[:2], self.scale)
 
     def box_level(self, class_index: int = 0) -> float:

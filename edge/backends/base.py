@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edge.errors import ArtifactError, ConfigError, FrameError
+from edge.errors import ArtifactError, ConfigError, FrameError, reject_unknown_keys
 from edge.machine import physical_cores
 from edge.manifest import Manifest
 
@@ -78,10 +78,7 @@ class GpuOptions:
         """Build from a JSON object, refusing unknown keys."""
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a JSON object; received {data!r}")
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ConfigError(f"{where}: expected keys from {', '.join(known)}; received unknown {unknown!r}")
+        reject_unknown_keys(cls, data, where)
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:

@@ -96,7 +96,7 @@ KILLS = 4
 
 @pytest.fixture(scope="module")
 def killed_runs(tiny_model, tmp_path_factory):
-    """``KILLS`` runs into one --out, each SIGKILLed at a random moment 0.3-2.5 s into its frame loop.
+    """``KILLS`` runs into one --out, each SIGKILLed at a random moment 0.3-1.2 s into its frame loop.
 
     Returns [(run folder, digest of every earlier run folder taken just before this run started)].
     """
@@ -106,11 +106,12 @@ def killed_runs(tiny_model, tmp_path_factory):
     for _ in range(KILLS):
         proc, folder = _start(_run_args(tiny_model, out))
         try:
-            time.sleep(rng.uniform(0.3, 2.5))
+            # the 300-frame synthetic clip takes about 2.5 s unloaded without video: kill well inside it
+            time.sleep(rng.uniform(0.3, 1.2))
         finally:
             proc.kill()
             proc.communicate(timeout=TIMEOUT)
-        assert proc.returncode == -signal.SIGKILL
+        assert proc.returncode == -signal.SIGKILL, f"the run ended on its own (exit {proc.returncode}) before the kill"
         runs.append((folder, dict(before)))
         before[folder] = _digest(folder)
     return out, runs, before
@@ -270,7 +271,9 @@ def _check_full_disk_run(r, folder, frames):
     assert last.startswith(f"edgecam run: reached --max-frames after {frames} frames;") and "; exit 1: " in last
     summary = json.loads((folder / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
     records = _records(folder / "frames.jsonl")
-    assert [r_["frame"] for r_ in records] == list(range(len(records)))
+    numbers = [r_["frame"] for r_ in records]
+    # refused records leave gaps (space freed later lets later records in); none is repeated or out of order
+    assert numbers == sorted(set(numbers)) and all(0 <= n < frames for n in numbers)
     return summary, records
 
 
