@@ -79,6 +79,11 @@ def add_recording_flags(r: argparse.ArgumentParser) -> None:
                    help="rotate frames.jsonl at this size into frames.000001.jsonl, ... (default 50; 0: never)")
     g.add_argument("--jsonl-keep", type=int, default=20,
                    help="rotated frames.jsonl parts kept per run, the oldest deleted first (default 20; 0: all)")
+    g.add_argument("--outage-seconds", type=float, default=5.0, metavar="S",
+                   help="a live source silent for longer than this is an outage, written to frames.jsonl with its start, "
+                        "end and duration (default 5; 0: never)")
+    g.add_argument("--event-timeout", type=float, default=10.0, metavar="S",
+                   help="an open event is closed, marked interrupted, after this long without a frame (default 10; 0: never)")
     r.epilog = ("exit codes: 0 ran to the end and recorded everything; 1 ran but lost data or hit errors (failed frames "
                 "or writes, full disk, failed source); 2 bad input or configuration; 130 / 143 stopped by SIGINT / "
                 "SIGTERM after a clean flush")

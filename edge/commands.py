@@ -282,7 +282,7 @@ def cmd_run(a) -> int:
     else:
         mode = CaptureMode.ALL
     recording = dict(segment_s=a.segment_seconds or None, min_free_mb=a.min_free_mb, jsonl_max_mb=a.jsonl_max_mb or None,
-                     jsonl_keep=a.jsonl_keep)
+                     jsonl_keep=a.jsonl_keep, outage_s=a.outage_seconds or None)
     RecordingOptions(**recording)  # a bad value is refused before the model loads or a folder is made
     mqtt = mqtt_options(a)  # likewise; None without --mqtt / --mqtt-config (paho is then never imported)
     live_auth = a.live_auth or os.environ.get("EDGECAM_LIVE_AUTH") or None
@@ -300,7 +300,8 @@ def cmd_run(a) -> int:
         folder = RunFolder.create(a.out)  # a folder of its own: a restart never overwrites an earlier run
         opts = RunOptions(
             out_dir=folder.path, mode=mode, stride=a.stride, tile=TileSpec(tile=tuple(size or (640, 640))) if a.tile else None,
-            threshold=a.box_threshold, hysteresis=HysteresisOptions(enter=enter, leave=leave, min_frames=a.min_frames),
+            threshold=a.box_threshold, hysteresis=HysteresisOptions(enter=enter, leave=leave, min_frames=a.min_frames,
+                                                                interrupt_s=a.event_timeout or None),
             live=a.live, allow_remote=a.allow_remote, live_auth=live_auth, stale_s=a.stale_seconds or 10.0, write_video=not a.no_video, max_frames=a.max_frames,
             recording=RecordingOptions(run_id=folder.run_id, **recording),
         )

@@ -70,6 +70,8 @@ class HysteresisOptions:
         enter: smoothed score at or above which an event may start, in (0, 1].
         leave: smoothed score below which an open event ends, in [0, enter).
         min_frames: consecutive frames at or above ``enter`` needed to start (>= 1).
+        interrupt_s: an open event is closed, marked interrupted, once no frame has come for this
+            many seconds (a lost camera must not leave a ship "in view" for the whole outage); None: never.
 
     Example:
         >>> HysteresisOptions.from_dict({"enter": 0.7, "leave": 0.3}).min_frames
@@ -79,6 +81,7 @@ class HysteresisOptions:
     enter: float = 0.6
     leave: float = 0.4
     min_frames: int = 3
+    interrupt_s: float | None = 10.0
 
     def __post_init__(self) -> None:
         for name in ("enter", "leave"):
@@ -92,6 +95,9 @@ class HysteresisOptions:
             )
         if isinstance(self.min_frames, bool) or not isinstance(self.min_frames, int) or self.min_frames < 1:
             raise ConfigError(f"HysteresisOptions.min_frames must be an int >= 1; received {self.min_frames!r}")
+        v = self.interrupt_s
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf):
+            raise ConfigError(f"HysteresisOptions.interrupt_s must be None or a number > 0 (seconds); received {v!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "HysteresisOptions":
@@ -137,14 +143,22 @@ class Event:
 
 @dataclass(frozen=True)
 class EventUpdate:
-    """An event opened or closed on this frame."""
+    """An event opened or closed on this frame.
+
+    ``no_frame_s`` is set on an end that no frame caused: the event was
+    interrupted after that many seconds without a frame (see :meth:`EventTracker.interrupt`).
+    """
 
     kind: EventKind
     event: Event
+    no_frame_s: float | None = None
 
     def to_record(self) -> dict:
-        """JSON-ready dict: ``{"kind": "start"|"end", **event}``."""
-        return {"kind": self.kind.value, **self.event.to_record()}
+        """JSON-ready dict: ``{"kind": "start"|"end", **event}``, plus ``interrupted`` and ``no_frame_s`` on an interruption."""
+        record = {"kind": self.kind.value, **self.event.to_record()}
+        if self.no_frame_s is not None:
+            record.update(interrupted=True, no_frame_s=round(self.no_frame_s, 3))
+        return record
 
 
 class EventTracker:
@@ -223,6 +237,33 @@ class EventTracker:
         self._next_id += 1
         self._run, self._candidate = 0, None
         return EventUpdate(EventKind.START, self._open)
+
+    def quiet_for(self, now_t: float) -> float | None:
+        """Seconds from the last frame seen to ``now_t`` (the clock of ``update``'s ``t``); None before any."""
+        return None if self._last is None else now_t - self._last[1]
+
+    def interrupt(self, now_t: float) -> EventUpdate | None:
+        """Close an open event because no frame came (a lost camera), if ``interrupt_s`` has passed.
+
+        The event ends at the last frame seen; the smoothed score and any
+        half-built start are forgotten, so frames after the outage start afresh.
+        Returns None when no event is open, none is due, or ``interrupt_s`` is None.
+
+        Example:
+            >>> tracker = EventTracker(HysteresisOptions(0.6, 0.4, 1, interrupt_s=5.0), smoother_alpha=1.0)
+            >>> tracker.update(0, 0.0, 0.9).kind.value
+            'start'
+            >>> tracker.interrupt(3.0) is None, tracker.interrupt(31.0).to_record()["no_frame_s"]
+            (True, 31.0)
+        """
+        quiet = self.quiet_for(now_t)
+        limit = self.options.interrupt_s
+        if self._open is None or quiet is None or limit is None or quiet < limit:
+            return None
+        update = self.close()
+        self._smoother.reset()
+        self._run, self._candidate = 0, None
+        return None if update is None else dataclasses.replace(update, no_frame_s=quiet)
 
     def close(self) -> EventUpdate | None:
         """End an open event at the last frame seen (end of stream); None if none is open."""

@@ -5,7 +5,8 @@ web framework. Paths:
 
     /                 the operator's page (:mod:`edge.live_page`): stream, score timeline, events, numbers, a stale banner
     /stream.mjpg      MJPEG of the latest annotated frame
-    /stats.json       the latest frame's numbers, as the run published them
+    /stats.json       the latest frame's numbers, as the run published them, with ``age_s``, ``stale``,
+                      ``no_frame`` and ``fps`` measured now (so a lost camera shows as one, with fps falling to 0)
     /status.json      staleness, timeline points (``?after=SEQ``: only newer ones), recent events
     /events/ID.jpg    the snapshot of a recent event
     /metrics          Prometheus text format (see :mod:`edge.fleet_metrics`), when the run provides it
@@ -40,6 +41,7 @@ import numpy as np
 
 from edge.errors import ConfigError, FrameError
 from edge.live_page import PAGE
+from edge.stats import RateWindow
 
 __all__ = ["LiveServer", "LiveAuth"]
 
@@ -127,6 +129,7 @@ class LiveServer:
         metrics: returns ``(body, content_type)`` for ``/metrics``; None: 404.
         stale_s: no frame for this long makes ``/healthz`` 503 and the page show its banner.
         history_s: seconds of score timeline kept for the page.
+        fps_window_s: ``fps`` in ``/stats.json`` counts the frames published in this many seconds before the request.
 
     Raises:
         ConfigError: a non-loopback host without ``allow_remote``, or bad options.
@@ -139,7 +142,7 @@ class LiveServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, allow_remote: bool = False, jpeg_quality: int = 80,
                  auth: LiveAuth | str | None = None, metrics: Callable[[], tuple[bytes, str]] | None = None,
-                 stale_s: float = 5.0, history_s: float = 300.0) -> None:
+                 stale_s: float = 5.0, history_s: float = 300.0, fps_window_s: float = 5.0) -> None:
         if not _is_loopback(host) and not allow_remote:
             raise ConfigError(
                 f"LiveServer binds to loopback (127.0.0.1, ::1, localhost) unless allow_remote=True; "
@@ -149,7 +152,7 @@ class LiveServer:
             raise ConfigError(f"LiveServer.port must be an int in [0, 65535]; received {port!r}")
         if not isinstance(jpeg_quality, int) or not 1 <= jpeg_quality <= 100:
             raise ConfigError(f"LiveServer.jpeg_quality must be an int in [1, 100]; received {jpeg_quality!r}")
-        for name, value in (("stale_s", stale_s), ("history_s", history_s)):
+        for name, value in (("stale_s", stale_s), ("history_s", history_s), ("fps_window_s", fps_window_s)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"LiveServer.{name} must be a number > 0; received {value!r}")
         self.auth = LiveAuth.parse(auth) if isinstance(auth, str) else auth
@@ -163,6 +166,7 @@ class LiveServer:
         self._stats: dict[str, Any] = {}
         self._closed = False
         self._last_publish: float | None = None
+        self._rate = RateWindow(fps_window_s)
         self._points: collections.deque = collections.deque(maxlen=max(10, int(history_s / _POINT_S)))
         self._seq = 0
         self._events: collections.OrderedDict[int, dict] = collections.OrderedDict()
@@ -220,6 +224,7 @@ class LiveServer:
             self._frame = frame_rgb
             self._version += 1
             self._last_publish = now
+            self._rate.add(now)
             if stats is not None:
                 self._stats = dict(stats)
                 self._track(now, stats, snapshot)
@@ -262,9 +267,24 @@ class LiveServer:
                     e.update(open=False, end_time=time.time())
 
     def stats_json(self) -> bytes:
-        """The current numbers as JSON bytes."""
+        """The current numbers as JSON bytes, with staleness and fps measured against the clock now.
+
+        ``age_s`` is the time since the last frame (None before the first),
+        ``stale`` is true once it passes ``stale_s`` (or before the first
+        frame), ``no_frame`` says so in words ("no frame for 31 s"), and
+        ``fps`` is the published rate over the last ``fps_window_s`` seconds:
+        it falls to 0 during an outage instead of repeating the last figure.
+        The other numbers are the last frame's (``frame``, ``frames``, ...).
+        """
+        now = time.monotonic()
         with self._cond:
             stats = dict(self._stats)
+            fps = self._rate.per_second(now)
+            last = self._last_publish
+        age = None if last is None else now - last
+        stale = age is None or age > self.stale_s
+        stats.update(fps=fps, age_s=None if age is None else round(age, 3), stale=stale,
+                     no_frame=None if not stale else ("no frame yet" if age is None else f"no frame for {age:.0f} s"))
         return json.dumps(stats, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)).encode()
 
     def age_s(self) -> float | None:

@@ -78,7 +78,8 @@ function banner(text) { const b = $("banner"); b.textContent = text || ""; b.sty
 function pill(text, cls) { const p = $("pill"); p.textContent = text; p.className = "pill " + cls; }
 
 function numbers(s) {
-  $("fps").textContent = fmt(s.fps, 1);
+  $("fps").textContent = s.stale && s.age_s !== null ? fmt(s.fps, 1) + " (" + s.no_frame + ")" : fmt(s.fps, 1);
+  $("fps").className = s.stale ? "hot" : "";
   $("detect").textContent = s.detect_ms === undefined ? "-" : fmt(s.detect_ms, 1) + " ms";
   for (const k of ["frames", "dropped", "corrupt", "reconnects"]) $(k).textContent = s[k] === undefined ? "-" : s[k];
   $("nevents").textContent = s.events === undefined ? "-" : s.events;

@@ -14,6 +14,7 @@ loop at once but not that flush. Writes the disk refuses follow the policy of
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import signal
@@ -36,7 +37,7 @@ from edge.results import FrameResult
 from edge.sinks import Sink, utc_iso
 from edge.sources import BackoffOptions, CapturedFrame, CaptureMode, FrameSource, ThreadedCapture
 from edge.stage import OutputStage, splits
-from edge.stats import LatencyStats
+from edge.stats import LatencyStats, RateWindow
 from edge.tiling import TileSpec, detect_tiled
 from edge.watchdog import Watchdog
 
@@ -232,8 +233,8 @@ class _Loop:
         self.counts = {"frames": 0, "errors": 0, "events": 0}
         self.started = time.monotonic()
         self.fps = 0.0
+        self.rate = RateWindow(5.0)  # fps over the last 5 s, read against the clock: 0 while no frame comes
         self._last_t: float | None = None
-        self._dt: float | None = None
         self.capture: ThreadedCapture | None = None  # set by run() before the first frame
         # infer on the main thread, finish (CAM, boxes) on the output thread
         self.split = splits(detector)
@@ -262,6 +263,12 @@ class _Loop:
     def finish(self, job: tuple[CapturedFrame, str, Any, float]) -> None:
         """Everything after the model, on the output thread; a failed frame is counted and logged."""
         item = job[0]
+        if job[1] == "quiet":  # no frame for a while (queued by the frame loop): close an open event as interrupted
+            try:
+                self.quiet(job[2])
+            except Exception:
+                log.exception("closing an event after no frame came failed")
+            return
         try:
             if job[1] == "error":
                 raise job[2]
@@ -309,10 +316,8 @@ class _Loop:
             self.metrics.observe({**result.timings_ms, "detect": detect_ms, "annotate": (t2 - t1) * 1000.0,
                                   "sinks": (t3 - t2) * 1000.0})
         self.counts["frames"] += 1
-        if self._last_t is not None and t3 > self._last_t:  # average intervals: a burst after a stall is no 500 fps
-            self._dt = t3 - self._last_t if self._dt is None else 0.9 * self._dt + 0.1 * (t3 - self._last_t)
-            self.fps = 1.0 / self._dt
-        self._last_t = t3
+        self.rate.add(t3)
+        self.fps, self._last_t = self.rate.per_second(t3), t3
 
         if self.live is not None:
             cap = self.capture.stats()
@@ -328,11 +333,24 @@ class _Loop:
         if self.on_frame is not None:
             self.on_frame(item, result, record)
 
+    def quiet(self, now: float) -> None:
+        """No frame has come for ``hysteresis.interrupt_s``: end an open event, marked interrupted (output thread)."""
+        update = self.tracker.interrupt(now - self.started)
+        if update is None:
+            return
+        log.warning("event %d closed: no frame for %.1f s (interrupted)", update.event.id, update.no_frame_s)
+        self.recorder.record_event(update.to_record())
+        for sink in (s for s in self.extra if callable(getattr(s, "record_event", None))):
+            sink.record_event(dataclasses.replace(update, no_frame_s=None).to_record())  # the MQTT schema has no such field
+        if self.live is not None:
+            self.live.close_events()
+
     def vitals(self) -> dict[str, Any]:
         """The run's counters now, for /metrics (read on the server's thread)."""
         cap = self.capture.stats() if self.capture is not None else {}
-        age = None if self._last_t is None else time.monotonic() - self._last_t
-        return {**self.counts, **{k: cap.get(k) for k in ("dropped", "corrupt", "reconnects")}, "fps": self.fps,
+        now = time.monotonic()
+        age = None if self._last_t is None else now - self._last_t
+        return {**self.counts, **{k: cap.get(k) for k in ("dropped", "corrupt", "reconnects")}, "fps": self.rate.per_second(now),
                 "last_frame_age_s": age, "event_open": int(self.tracker.active is not None),
                 "sink_errors": self.recorder.sink_errors if self.recorder is not None else 0,
                 "mqtt": next((s.link.stats() for s in self.extra if hasattr(s, "link")), None)}
@@ -437,7 +455,7 @@ def run(
     signals: dict[str, Any] = {"signal": None, "flushing": False}
     restore_signals = _install_signal_handlers(stop, signals)
     ended_by = "error"  # replaced below on every orderly way out of the loop
-    loop.recorder = recorder = Recorder(out, options.recording)
+    loop.recorder = recorder = Recorder(out, options.recording, started=loop.started)
     loop.extra = list(sinks)
     # systemd: READY once the model is warm (it was, at load), WATCHDOG while frames or reconnect attempts go on
     watchdog = Watchdog(lambda: (loop.counts["frames"], *(capture.stats()[k] for k in ("reconnects", "reconnect_failures"))))
@@ -455,6 +473,7 @@ def run(
         if options.write_video:
             recorder.open_video(options.video_fps or options.target_fps or ((source.fps or 15.0) / options.stride))
         watchdog.ready(f"running {type(source).__name__}")
+        last_item, quiet_sent, interrupt_s = time.monotonic(), False, options.hysteresis.interrupt_s
         while True:
             if stop.is_set():
                 ended_by = "stopped"
@@ -467,7 +486,11 @@ def run(
                 if capture.done:
                     ended_by = "source failed" if capture.error is not None else "source ended"
                     break
+                if interrupt_s is not None and not quiet_sent and time.monotonic() - last_item >= interrupt_s:
+                    output.put((None, "quiet", time.monotonic(), 0.0))
+                    quiet_sent = True
                 continue
+            last_item, quiet_sent = time.monotonic(), False
             try:
                 job = (item, *loop.infer(item))
             except Exception as exc:  # counted and logged on the output thread, in frame order

@@ -39,7 +39,7 @@ import numpy as np
 from edge.atomic import write_text
 from edge.errors import ConfigError, reject_unknown_keys
 from edge.results import FrameResult
-from edge.sinks import EventSink, JsonlSink, Sink, StorageError, VideoSink
+from edge.sinks import EventSink, JsonlSink, Sink, StorageError, VideoSink, utc_iso
 
 __all__ = ["RecordingOptions", "RunFolder", "Recorder", "outcome", "json_safe", "EXIT_CODES"]
 
@@ -70,6 +70,8 @@ class RecordingOptions:
         min_free_mb: stop the video when the free space under the output folder drops below this (0: never).
         jsonl_max_mb: rotate ``frames.jsonl`` at this size; None never rotates.
         jsonl_keep: rotated ``frames.jsonl`` parts kept (0 keeps all).
+        outage_s: a gap longer than this between the capture times of two frames of a live source
+            is an outage, written to ``frames.jsonl`` as its own record (see :meth:`Recorder.write`); None: never.
 
     Example:
         >>> RecordingOptions.from_dict({"segment_s": 10, "jsonl_max_mb": 50, "jsonl_keep": 20}).segment_s
@@ -81,6 +83,7 @@ class RecordingOptions:
     min_free_mb: float = 0.0
     jsonl_max_mb: float | None = None
     jsonl_keep: int = 0
+    outage_s: float | None = 5.0
 
     def __post_init__(self) -> None:
         def number(v: Any) -> bool:
@@ -94,6 +97,7 @@ class RecordingOptions:
             ("jsonl_max_mb", self.jsonl_max_mb is None or (number(self.jsonl_max_mb) and self.jsonl_max_mb > 0), "None or > 0"),
             ("jsonl_keep", isinstance(self.jsonl_keep, int) and not isinstance(self.jsonl_keep, bool) and self.jsonl_keep >= 0,
              "an int >= 0"),
+            ("outage_s", self.outage_s is None or (number(self.outage_s) and self.outage_s > 0), "None or a number > 0 (seconds)"),
         )
         for name, ok, expected in checks:
             if not ok:
@@ -217,11 +221,16 @@ class Recorder:
         folder: the run folder.
         options: layout and limits.
         clock: seconds, monotonic (None: ``time.monotonic``); free space is looked at once a second at most.
+        started: the ``clock`` reading that a record's ``"t"`` counts from; with it, an outage still going on
+            when the run closes is recorded too (None: only outages that a later frame ends).
     """
 
     def __init__(self, folder: str | os.PathLike[str], options: RecordingOptions | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, started: float | None = None) -> None:
         self.folder, self.options, self.clock = Path(folder), options or RecordingOptions(), clock or time.monotonic
+        self.started = started
+        self.outages = {"count": 0, "seconds": 0.0, "longest_s": 0.0}
+        self._last_seen: tuple[Any, float, Any] | None = None  # (frame, t, time) of the last frame of a live source
         self.sinks: dict[str, Sink] = {}
         self.events: EventSink | None = None
         self.video_stopped: str | None = None
@@ -259,8 +268,23 @@ class Recorder:
 
     # ---- writing
     def write(self, frame_rgb: np.ndarray, result: FrameResult, record: dict) -> int:
-        """Give one frame to every sink under the policy; returns how many sinks failed."""
+        """Give one frame to every sink under the policy; returns how many sinks failed.
+
+        A frame of a live source (a record without ``media_ms``) whose capture
+        time ``"t"`` comes more than ``outage_s`` after the previous one's is
+        preceded in ``frames.jsonl`` by an outage record::
+
+            {"run": ..., "kind": "outage", "start_t": 12.4, "end_t": 44.1, "duration_s": 31.7,
+             "last_frame": 180, "next_frame": 181, "start_time": "...Z", "end_time": "...Z", "ongoing": false}
+
+        Frame records carry no ``"kind"``, so a reader tells them apart by it.
+        """
         failed = 0
+        t = record.get("t")
+        if self.options.outage_s is not None and "media_ms" not in record and isinstance(t, (int, float)):
+            last, self._last_seen = self._last_seen, (record.get("frame"), float(t), record.get("time"))
+            if last is not None and t - last[1] > self.options.outage_s:
+                failed += self._outage(last, self._last_seen)
         for name, sink in self.sinks.items():
             if name == "video" and not self._video_may_write(record):
                 self.lost["video"] = self.lost.get("video", 0) + 1
@@ -286,6 +310,29 @@ class Recorder:
             self.events.record_event(event)
         except StorageError as exc:
             self._refused("events", exc, event.get("end_frame"))
+
+    def _outage(self, before: tuple[Any, float, Any], after: tuple[Any, float, Any], ongoing: bool = False) -> int:
+        """Write one outage record to ``frames.jsonl``; returns 1 if the disk refused it."""
+        duration = after[1] - before[1]
+        self.outages["count"] += 1
+        self.outages["seconds"] = round(self.outages["seconds"] + duration, 3)
+        self.outages["longest_s"] = round(max(self.outages["longest_s"], duration), 3)
+        log.warning("no frame for %.1f s after frame %s%s; recorded as an outage in frames.jsonl", duration, before[0],
+                    " (still none when the run ended)" if ongoing else "")
+        record = {"kind": "outage", "start_t": round(before[1], 4), "end_t": round(after[1], 4),
+                  "duration_s": round(duration, 3), "last_frame": before[0], "next_frame": after[0],
+                  "start_time": before[2], "end_time": after[2], "ongoing": ongoing}
+        if self.options.run_id is not None:
+            record = {"run": self.options.run_id, **record}
+        frames = self.sinks.get("frames")
+        if frames is None:
+            return 0
+        try:
+            frames.write(None, None, record)  # type: ignore[arg-type]  # a JsonlSink needs the record alone
+        except StorageError as exc:
+            self._refused("frames", exc, before[0])
+            return 1
+        return 0
 
     def _video_may_write(self, record: dict) -> bool:
         if self.video_stopped is not None:
@@ -332,7 +379,12 @@ class Recorder:
 
     # ---- closing
     def close(self) -> None:
-        """Close every sink; a sink that fails to close is logged and counted."""
+        """Close every sink (an outage still going on is recorded first); a sink that fails to close is logged and counted."""
+        last, limit = self._last_seen, self.options.outage_s
+        if last is not None and limit is not None and self.started is not None:
+            now_t = self.clock() - self.started
+            if now_t - last[1] > limit:
+                self._outage(last, (None, now_t, utc_iso(time.time())), ongoing=True)
         for name, sink in self.sinks.items():
             try:
                 sink.close()
@@ -363,6 +415,7 @@ class Recorder:
         if self.events is not None:
             out["events_jsonl"] = {"lines": self.events.lines, "lost": self.lost.get("events", 0),
                                    "snapshots_lost": self.lost.get("snapshots", 0)}
+        out["outages"] = dict(self.outages)
         out["storage_errors"] = dict(self.storage_errors)
         out["first_storage_error"] = self._first_storage_error
         v = out.get("video") or {}

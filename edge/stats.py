@@ -7,6 +7,7 @@ describe recent behaviour and memory is ``stages x capacity x 8`` bytes.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import time
@@ -16,7 +17,7 @@ import numpy as np
 
 from edge.errors import ConfigError
 
-__all__ = ["LatencyStats"]
+__all__ = ["LatencyStats", "RateWindow"]
 
 
 class _Ring:
@@ -123,3 +124,52 @@ class LatencyStats:
                 "max": round(float(values.max()), digits),
             }
         return out
+
+
+class RateWindow:
+    """Events per second over the last ``window_s`` seconds, read against the clock.
+
+    The rate is the number of events inside ``(now - window_s, now]`` divided
+    by the window (while the run is younger than the window: the events after
+    the first, divided by the time since the first), so it falls to 0 while nothing arrives instead
+    of repeating the last interval. Memory is bounded by ``max_events``.
+
+    Args:
+        window_s: the window in seconds, > 0.
+        max_events: events kept at most (a ring); the rate saturates at ``max_events / window_s``.
+
+    Example:
+        >>> rate = RateWindow(window_s=2.0)
+        >>> for i in range(11):
+        ...     rate.add(i * 0.1)
+        >>> rate.per_second(now=1.0), rate.per_second(now=10.0)
+        (10.0, 0.0)
+    """
+
+    def __init__(self, window_s: float = 5.0, max_events: int = 4096) -> None:
+        if isinstance(window_s, bool) or not isinstance(window_s, (int, float)) or not window_s > 0:
+            raise ConfigError(f"RateWindow.window_s must be a number > 0; received {window_s!r}")
+        if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 2:
+            raise ConfigError(f"RateWindow.max_events must be an int >= 2; received {max_events!r}")
+        self.window_s = float(window_s)
+        self._times: "collections.deque[float]" = collections.deque(maxlen=max_events)
+        self._first: float | None = None
+
+    def add(self, t: float) -> None:
+        """Note one event at time ``t`` (seconds, monotonic, not decreasing)."""
+        if self._first is None:
+            self._first = t
+        self._times.append(t)
+
+    def per_second(self, now: float) -> float:
+        """Events per second in the window ending at ``now``; 0.0 before the first event."""
+        times = self._times
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        if not times or self._first is None:
+            return 0.0
+        young = now - self._first < self.window_s  # the first event opened the window: it is not counted
+        span = now - self._first if young else self.window_s
+        if span <= 0:
+            return 0.0
+        return round((len(times) - young) / span, 3)

@@ -28,11 +28,14 @@ def server():
 
 def test_binds_a_free_port_and_serves_stats(server):
     assert server.port > 0 and server.url == f"http://127.0.0.1:{server.port}/"
-    assert json.loads(_get(server, "/stats.json")[2]) == {}
+    assert json.loads(_get(server, "/stats.json")[2]) == {"fps": 0.0, "age_s": None, "stale": True, "no_frame": "no frame yet"}
     server.publish(np.zeros((8, 8, 3), np.uint8), {"fps": 12.5, "frames": 3, "scores": {"ship": 0.9}})
     status, ctype, body = _get(server, "/stats.json")
     assert status == 200 and ctype == "application/json"
-    assert json.loads(body) == {"fps": 12.5, "frames": 3, "scores": {"ship": 0.9}}
+    stats = json.loads(body)  # the run's numbers, with fps and staleness measured at the request
+    assert {k: stats[k] for k in ("frames", "scores", "stale", "no_frame")} == {
+        "frames": 3, "scores": {"ship": 0.9}, "stale": False, "no_frame": None}
+    assert stats["fps"] == 0.0 and 0 <= stats["age_s"] < 5  # one frame is no rate yet
 
 
 def test_page_polls_stats_and_shows_the_stream(server):
