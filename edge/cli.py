@@ -303,6 +303,10 @@ def add_fleet_flags(r: argparse.ArgumentParser) -> None:
                    help="no frame for this long: the page's banner, /healthz 503, state 'stale' over MQTT (default 10)")
     g.add_argument("--live-auth", metavar="SPEC", help="bearer:TOKEN or basic:USER:PASSWORD for the page, the stream and "
                                                        "/metrics (default $EDGECAM_LIVE_AUTH; /healthz stays open)")
+    g.add_argument("--live-max-clients", type=int, default=16, metavar="N",
+                   help="connections the live view serves at once; more get 503 and are counted (default 16)")
+    g.add_argument("--live-idle-seconds", type=float, default=30.0, metavar="S",
+                   help="close a live-view connection idle this long, or a stream nobody reads (default 30)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -302,7 +302,8 @@ def cmd_run(a) -> int:
             out_dir=folder.path, mode=mode, stride=a.stride, tile=TileSpec(tile=tuple(size or (640, 640))) if a.tile else None,
             threshold=a.box_threshold, hysteresis=HysteresisOptions(enter=enter, leave=leave, min_frames=a.min_frames,
                                                                 interrupt_s=a.event_timeout or None),
-            live=a.live, allow_remote=a.allow_remote, live_auth=live_auth, stale_s=a.stale_seconds or 10.0, write_video=not a.no_video, max_frames=a.max_frames,
+            live=a.live, allow_remote=a.allow_remote, live_auth=live_auth, live_clients=a.live_max_clients,
+            live_idle_s=a.live_idle_seconds, stale_s=a.stale_seconds or 10.0, write_video=not a.no_video, max_frames=a.max_frames,
             recording=RecordingOptions(run_id=folder.run_id, **recording),
         )
         sinks = []

@@ -12,6 +12,12 @@ web framework. Paths:
     /metrics          Prometheus text format (see :mod:`edge.fleet_metrics`), when the run provides it
     /healthz          200 while frames flow, 503 before the first one or once none came for ``stale_s``
 
+At most ``max_clients`` connections are served at once (each has a thread);
+one more is answered ``503`` at once, without a thread, and counted as
+refused. A connection that sends nothing, or does not read the stream, for
+``idle_s`` seconds is closed. ``/status.json`` shows ``clients`` (open, max,
+refused, idle_s).
+
 It binds to loopback unless remote access is asked for by name. With
 ``auth`` (``bearer:TOKEN`` or ``basic:USER:PASSWORD``) every path but
 ``/healthz`` needs it: an ``Authorization`` header, or for a bearer token in a
@@ -21,7 +27,6 @@ address bar).
 
 from __future__ import annotations
 
-import base64
 import collections
 import errno
 import hmac
@@ -32,7 +37,6 @@ import socket
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
@@ -40,6 +44,7 @@ import cv2
 import numpy as np
 
 from edge.errors import ConfigError, FrameError
+from edge.live_auth import COOKIE, LiveAuth
 from edge.live_page import PAGE
 from edge.stats import RateWindow
 
@@ -48,7 +53,6 @@ __all__ = ["LiveServer", "LiveAuth"]
 log = logging.getLogger(__name__)
 
 _BOUNDARY = "edgecamframe"
-_COOKIE = "edgecam_token"
 _POINT_S = 0.2  # the timeline keeps at most one point per this many seconds
 _EVENTS_KEPT = 20
 
@@ -60,61 +64,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-@dataclass(frozen=True)
-class LiveAuth:
-    """A bearer token or a basic-auth user and password for the page, the stream and ``/metrics``.
-
-    Example:
-        >>> LiveAuth.parse("basic:operator:s3cret").kind
-        'basic'
-    """
-
-    kind: str
-    secret: str = field(repr=False)  # the token, or "user:password"
-
-    @classmethod
-    def parse(cls, spec: str) -> "LiveAuth":
-        """``bearer:TOKEN`` (8 characters at least) or ``basic:USER:PASSWORD``.
-
-        Raises:
-            ConfigError: any other form (the secret is not echoed).
-        """
-        kind, _, secret = str(spec).partition(":")
-        if kind == "bearer" and len(secret) >= 8 and secret.isprintable() and " " not in secret:
-            return cls("bearer", secret)
-        user, sep, password = secret.partition(":")
-        if kind == "basic" and user and sep and password and ":" not in user:
-            return cls("basic", secret)
-        if kind in ("bearer", "basic"):
-            got = f"a {kind} value that does not fit"
-        else:  # the rest may be a secret: only the part before the first colon is shown
-            got = f"kind {kind!r}" if ":" in str(spec) else "a value without 'bearer:' or 'basic:'"
-        raise ConfigError("--live-auth expects 'bearer:TOKEN' (a token of 8 or more printable characters, no spaces) or "
-                          f"'basic:USER:PASSWORD'; received {got}")
-
-    def allows(self, authorization: str | None, cookie: str | None) -> bool:
-        """Whether an ``Authorization`` header or the token cookie proves it."""
-        scheme, _, value = (authorization or "").partition(" ")
-        if self.kind == "bearer":
-            offered = value.strip() if scheme.lower() == "bearer" else _cookie(cookie, _COOKIE)
-            return offered is not None and hmac.compare_digest(offered.encode(), self.secret.encode())
-        if scheme.lower() != "basic":
-            return False
-        try:
-            offered = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (ValueError, UnicodeDecodeError):
-            return False
-        return hmac.compare_digest(offered.encode(), self.secret.encode())
-
-
-def _cookie(header: str | None, name: str) -> str | None:
-    for part in (header or "").split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name:
-            return urllib.parse.unquote(value)
-    return None
 
 
 class LiveServer:
@@ -130,6 +79,8 @@ class LiveServer:
         stale_s: no frame for this long makes ``/healthz`` 503 and the page show its banner.
         history_s: seconds of score timeline kept for the page.
         fps_window_s: ``fps`` in ``/stats.json`` counts the frames published in this many seconds before the request.
+        max_clients: connections served at once (one thread each); more are refused with 503 and counted.
+        idle_s: a connection idle this long (no request, or a stream nobody reads) is closed.
 
     Raises:
         ConfigError: a non-loopback host without ``allow_remote``, or bad options.
@@ -142,7 +93,8 @@ class LiveServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, allow_remote: bool = False, jpeg_quality: int = 80,
                  auth: LiveAuth | str | None = None, metrics: Callable[[], tuple[bytes, str]] | None = None,
-                 stale_s: float = 5.0, history_s: float = 300.0, fps_window_s: float = 5.0) -> None:
+                 stale_s: float = 5.0, history_s: float = 300.0, fps_window_s: float = 5.0, max_clients: int = 16,
+                 idle_s: float = 30.0) -> None:
         if not _is_loopback(host) and not allow_remote:
             raise ConfigError(
                 f"LiveServer binds to loopback (127.0.0.1, ::1, localhost) unless allow_remote=True; "
@@ -152,7 +104,9 @@ class LiveServer:
             raise ConfigError(f"LiveServer.port must be an int in [0, 65535]; received {port!r}")
         if not isinstance(jpeg_quality, int) or not 1 <= jpeg_quality <= 100:
             raise ConfigError(f"LiveServer.jpeg_quality must be an int in [1, 100]; received {jpeg_quality!r}")
-        for name, value in (("stale_s", stale_s), ("history_s", history_s), ("fps_window_s", fps_window_s)):
+        if isinstance(max_clients, bool) or not isinstance(max_clients, int) or not 1 <= max_clients <= 1024:
+            raise ConfigError(f"LiveServer.max_clients must be an int in [1, 1024]; received {max_clients!r}")
+        for name, value in (("stale_s", stale_s), ("history_s", history_s), ("fps_window_s", fps_window_s), ("idle_s", idle_s)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"LiveServer.{name} must be a number > 0; received {value!r}")
         self.auth = LiveAuth.parse(auth) if isinstance(auth, str) else auth
@@ -173,11 +127,13 @@ class LiveServer:
         self._snapshots: dict[int, bytes] = {}
         self._thresholds: tuple[Any, Any] = (None, None)
         self._viewers = 0
+        self.max_clients, self.idle_s = max_clients, float(idle_s)
+        self.clients = 0  # connections being served now
+        self.refused = 0  # connections turned away because max_clients were being served
 
-        server_cls = type("_Server", (ThreadingHTTPServer,), {
-            "daemon_threads": True,
-            "block_on_close": False,  # stream handlers end on their own when closing is flagged
+        server_cls = type("_Server", (_BoundedServer,), {
             "address_family": socket.AF_INET6 if ":" in host else socket.AF_INET,
+            "live": self,
         })
         try:
             self._server = server_cls((host, port), _make_handler(self))
@@ -302,7 +258,26 @@ class LiveServer:
             seq = self._seq
         return {"now": time.monotonic(), "epoch": time.time(), "age_s": None if age is None else round(age, 3),
                 "stale": age is None or age > self.stale_s, "stale_after_s": self.stale_s, "seq": seq,
-                "enter": enter, "leave": leave, "points": points, "events": events}
+                "enter": enter, "leave": leave, "points": points, "events": events,
+                "clients": {"open": self.clients, "max": self.max_clients, "refused": self.refused, "idle_s": self.idle_s}}
+
+    def _admit(self) -> bool:
+        """Take a client slot (on the server's thread); False, counted as refused, when all are taken."""
+        with self._cond:
+            if self.clients >= self.max_clients:
+                self.refused += 1
+                refused = self.refused
+            else:
+                self.clients += 1
+                return True
+        if refused == 1 or refused % 100 == 0:
+            log.warning("live view: %d clients already served (max_clients); refused a connection (%d so far)",
+                        self.max_clients, refused)
+        return False
+
+    def _release(self) -> None:
+        with self._cond:
+            self.clients -= 1
 
     def snapshot(self, event_id: int) -> bytes | None:
         with self._cond:
@@ -368,9 +343,43 @@ def _num(v: Any) -> float | None:
     return round(float(v), 4) if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) else None
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, but at most ``live.max_clients`` of them; the rest get a 503 from the accept thread."""
+
+    daemon_threads = True
+    block_on_close = False  # stream handlers end on their own when closing is flagged
+    request_queue_size = 64  # a burst of connections waits in the backlog to be served or refused, not dropped
+    live: LiveServer
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if self.live._admit():
+            try:
+                super().process_request(request, client_address)
+            except Exception:  # no thread could be started: give the slot back
+                self.live._release()
+                raise
+            return
+        body = f"edgecam: the live view serves {self.live.max_clients} connections at once; try again shortly\n".encode()
+        try:
+            request.setblocking(False)  # never wait on a refused client
+            request.send(b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 5\r\nConnection: close\r\n"
+                         b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: " + str(len(body)).encode() +
+                         b"\r\n\r\n" + body)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.live._release()
+
+
 def _make_handler(live: LiveServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "edgecam-live"
+        timeout = live.idle_s  # socket timeout: an idle connection, or a stream nobody reads, is closed
 
         def log_message(self, fmt: str, *args: Any) -> None:  # route to logging, not stderr
             log.debug("%s %s", self.address_string(), fmt % args)
@@ -398,7 +407,7 @@ def _make_handler(live: LiveServer) -> type[BaseHTTPRequestHandler]:
                 rest = urllib.parse.urlencode({k: v for k, v in query.items() if k != "token"}, doseq=True)
                 self._send(303, "text/plain; charset=utf-8", b"authorised\n", {
                     "Location": path + (f"?{rest}" if rest else ""),
-                    "Set-Cookie": f"{_COOKIE}={urllib.parse.quote(token)}; HttpOnly; SameSite=Strict; Path=/"})
+                    "Set-Cookie": f"{COOKIE}={urllib.parse.quote(token)}; HttpOnly; SameSite=Strict; Path=/"})
                 return False
             challenge = 'Basic realm="edgecam", charset="UTF-8"' if auth.kind == "basic" else 'Bearer realm="edgecam"'
             how = ("a user and password" if auth.kind == "basic"

@@ -86,6 +86,8 @@ class RunOptions:
         allow_remote: allow the live view on a non-loopback address.
         live_auth: ``bearer:TOKEN`` or ``basic:USER:PASSWORD`` for the page, the stream and ``/metrics``; None: none.
         stale_s: no frame for this long: the live page shows its banner and ``/healthz`` answers 503.
+        live_clients: connections the live view serves at once (more are refused and counted).
+        live_idle_s: a live-view connection idle this long is closed.
         write_video: write the annotated ``video.mp4``.
         video_fps: frame rate of the video; None = the source's / stride, else 15.
         max_frames: stop after this many frames taken from the capture (a frame
@@ -112,6 +114,8 @@ class RunOptions:
     allow_remote: bool = False
     live_auth: str | None = field(default=None, repr=False)
     stale_s: float = 10.0
+    live_clients: int = 16
+    live_idle_s: float = 30.0
     write_video: bool = True
     video_fps: float | None = None
     max_frames: int | None = None
@@ -467,7 +471,8 @@ def run(
             host, port = options.live_address
             loop.metrics = create_metrics(loop.vitals)
             loop.live = LiveServer(host, port, allow_remote=options.allow_remote, auth=options.live_auth,
-                                   metrics=loop.metrics.render if loop.metrics is not None else None, stale_s=options.stale_s)
+                                   metrics=loop.metrics.render if loop.metrics is not None else None, stale_s=options.stale_s,
+                                   max_clients=options.live_clients, idle_s=options.live_idle_s)
         capture.start()
         output.start()
         if options.write_video:

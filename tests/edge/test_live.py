@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -123,3 +124,36 @@ def test_publish_rejects_bad_frames(server):
 def test_bad_options_are_config_errors(kwargs):
     with pytest.raises(ConfigError):
         LiveServer("127.0.0.1", **{"port": 0, **kwargs})
+
+
+def test_idle_sockets_cannot_take_a_thread_each_and_refused_ones_are_counted():
+    """300 idle sockets once made 204 threads; now the served ones are bounded and idle ones closed."""
+    import socket
+    import threading
+
+    before = threading.active_count()
+    with LiveServer(port=0, max_clients=8, idle_s=1.0) as live:
+        socks = []
+        for _ in range(60):
+            s = socket.create_connection(("127.0.0.1", live.port), timeout=5)
+            socks.append(s)
+        deadline = time.monotonic() + 5
+        while live.clients + live.refused < 60 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert live.clients == 8 and live.refused == 52
+        assert threading.active_count() <= before + 1 + 8  # the accept thread and one per served client
+        time.sleep(1.6)  # past idle_s: the server closed the idle ones and freed their threads
+        assert live.clients == 0 and threading.active_count() <= before + 1
+        status, _, body = _get(live, "/status.json")
+        assert status == 200 and json.loads(body)["clients"] == {"open": 1, "max": 8, "refused": 52, "idle_s": 1.0}
+        answers = [s.recv(64) for s in socks]
+        for s in socks:
+            s.close()
+    assert sum(a.startswith(b"HTTP/1.0 503") for a in answers) == 52  # the others were closed unanswered: b""
+    assert sum(a == b"" for a in answers) == 8
+
+
+@pytest.mark.parametrize("kwargs", [{"max_clients": 0}, {"max_clients": True}, {"idle_s": 0}])
+def test_bad_client_limits_are_config_errors(kwargs):
+    with pytest.raises(ConfigError):
+        LiveServer(port=0, **kwargs)
