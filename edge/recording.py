@@ -70,6 +70,8 @@ class RecordingOptions:
         min_free_mb: stop the video when the free space under the output folder drops below this (0: never).
         jsonl_max_mb: rotate ``frames.jsonl`` at this size; None never rotates.
         jsonl_keep: rotated ``frames.jsonl`` parts kept (0 keeps all).
+        retain: ``--retain`` limits on the closed video segments of every run under the output root, e.g.
+            ``"8GB"``, ``"7d"`` or ``"8GB,7d"`` (see :mod:`edge.retention`); needs ``segment_s``. None: no limit.
         outage_s: a gap longer than this between the capture times of two frames of a live source
             is an outage, written to ``frames.jsonl`` as its own record (see :meth:`Recorder.write`); None: never.
 
@@ -84,6 +86,7 @@ class RecordingOptions:
     jsonl_max_mb: float | None = None
     jsonl_keep: int = 0
     outage_s: float | None = 5.0
+    retain: str | None = None
 
     def __post_init__(self) -> None:
         def number(v: Any) -> bool:
@@ -102,6 +105,13 @@ class RecordingOptions:
         for name, ok, expected in checks:
             if not ok:
                 raise ConfigError(f"RecordingOptions.{name} must be {expected}; received {getattr(self, name)!r}")
+        if self.retain is not None:
+            from edge.retention import RetainPolicy
+
+            RetainPolicy.parse(self.retain)  # a malformed limit is refused here, before anything is recorded
+            if self.segment_s is None:
+                raise ConfigError(f"RecordingOptions.retain needs segment_s (closed segments to delete); "
+                                  f"received retain {self.retain!r} with one video.mp4")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RecordingOptions":
@@ -232,6 +242,7 @@ class Recorder:
         self.outages = {"count": 0, "seconds": 0.0, "longest_s": 0.0}
         self._last_seen: tuple[Any, float, Any] | None = None  # (frame, t, time) of the last frame of a live source
         self.sinks: dict[str, Sink] = {}
+        self.retention = None  # edge.retention.Retention with options.retain
         self.events: EventSink | None = None
         self.video_stopped: str | None = None
         self.sink_errors = 0
@@ -259,8 +270,16 @@ class Recorder:
         else:
             from edge.segments import SegmentedVideoSink
 
+            if self.options.retain is not None:
+                from edge.retention import RetainPolicy, Retention
+
+                # in a run folder (named by its run id) the limit covers every run under the --out root
+                root = self.folder.parent if self.folder.name == self.options.run_id else self.folder
+                self.retention = Retention(root, RetainPolicy.parse(self.options.retain))
+                self.retention.apply()  # earlier runs may already be over the limit
             self.sinks["video"] = SegmentedVideoSink(self.folder / "video", fps=fps, segment_s=self.options.segment_s,
-                                                     run_id=self.options.run_id)
+                                                     run_id=self.options.run_id,
+                                                     on_closed=None if self.retention is None else self.retention.apply)
 
     @property
     def video_active(self) -> bool:
@@ -406,6 +425,9 @@ class Recorder:
                                  "unrecorded_frames": self.lost.get("video", 0)}
             if hasattr(video, "segments"):
                 v.update(segments=video.segments, segment_s=video.segment_s, discarded_frames=video.discarded)
+                if self.retention is not None:
+                    v["retain"] = {"limit": self.options.retain, "deleted_segments": self.retention.deleted,
+                                   "deleted_bytes": self.retention.deleted_bytes}
             else:
                 v["file"] = "video.mp4"
             out["video"] = v

@@ -134,6 +134,8 @@ class SegmentedVideoSink(Sink):
         writer_factory: ``factory(path, fps, (w, h))`` returning an object with
             ``isOpened()``, ``write(bgr)`` and ``release()``; OpenCV's by default.
         clock: seconds, monotonic; None: ``time.monotonic``.
+        on_closed: called after each segment is renamed into place and listed (``--retain`` deletes old ones
+            here); an exception from it is logged, not raised.
 
     Example:
         >>> with SegmentedVideoSink("runs/x/video", fps=15, segment_s=10) as sink:  # doctest: +SKIP
@@ -142,7 +144,7 @@ class SegmentedVideoSink(Sink):
 
     def __init__(self, folder: str | Path, fps: float = 15.0, segment_s: float = 10.0, annotator: Annotator | None = None,
                  run_id: str | None = None, writer_factory: WriterFactory | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, on_closed: Callable[[], Any] | None = None) -> None:
         for name, value, top in (("fps", fps, 1000), ("segment_s", segment_s, 3600)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= top:
                 raise ConfigError(f"SegmentedVideoSink.{name} must be a number in (0, {top}]; received {value!r}")
@@ -150,6 +152,7 @@ class SegmentedVideoSink(Sink):
         self.annotator, self.run_id = annotator, run_id
         self.factory = writer_factory or opencv_writer
         self.clock = clock or _now
+        self.on_closed = on_closed
         self.frames_per_segment = max(1, round(self.segment_s * self.fps))
         self.segments = 0  # closed and renamed into place
         self.frames = 0  # frames in closed segments
@@ -245,6 +248,11 @@ class SegmentedVideoSink(Sink):
         if self._index is None:
             self._index = _AppendFile(self.folder / "segments.jsonl")
         self._index.append(to_json_line(line if self.run_id is None else {"run": self.run_id, **line}))
+        if self.on_closed is not None:
+            try:
+                self.on_closed()
+            except Exception:
+                log.exception("after closing video segment %06d", seg.number)
 
     def _close(self) -> None:
         try:
