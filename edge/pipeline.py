@@ -476,7 +476,8 @@ def run(
         capture.start()
         output.start()
         if options.write_video:
-            recorder.open_video(options.video_fps or options.target_fps or ((source.fps or 15.0) / options.stride))
+            recorder.open_video(options.video_fps or options.target_fps or ((source.fps or 15.0) / options.stride),
+                                live=bool(getattr(source, "is_live", False)))
         watchdog.ready(f"running {type(source).__name__}")
         last_item, quiet_sent, interrupt_s = time.monotonic(), False, options.hysteresis.interrupt_s
         while True:

@@ -260,8 +260,12 @@ class Recorder:
         self.sinks["frames"] = JsonlSink(self.folder / "frames.jsonl", max_bytes=max_bytes, keep=opts.jsonl_keep)
         self.events = self.sinks["events"] = EventSink(self.folder / "events", run_id=opts.run_id)
 
-    def open_video(self, fps: float) -> None:
-        """Start the video: segments under ``video/`` (``segment_s``) or one ``video.mp4``."""
+    def open_video(self, fps: float, live: bool | None = None) -> None:
+        """Start the video: segments under ``video/`` (``segment_s``) or one ``video.mp4``.
+
+        Segments of a ``live`` source follow the capture clock, those of a file its own media clock
+        (see :class:`edge.segments.SegmentedVideoSink`); None writes each frame as one video frame.
+        """
         if not (isinstance(fps, (int, float)) and math.isfinite(fps) and 0 < fps <= 1000):
             log.warning("the source reports %r fps; the video is written at 15 fps", fps)
             fps = 15.0
@@ -279,6 +283,7 @@ class Recorder:
                 self.retention.apply()  # earlier runs may already be over the limit
             self.sinks["video"] = SegmentedVideoSink(self.folder / "video", fps=fps, segment_s=self.options.segment_s,
                                                      run_id=self.options.run_id,
+                                                     timing="sequence" if live is None else "capture" if live else "media",
                                                      on_closed=None if self.retention is None else self.retention.apply)
 
     @property

@@ -110,16 +110,33 @@ class _Open:
     frames: int = 0
     first: dict | None = None
     last: dict | None = None
+    slots: int = 0  # video frames written: source frames, repeated or skipped to follow the capture clock
+    t0: float | None = None  # capture time of the first frame (the segment's time 0)
+    gap_before_s: float | None = None  # the gap in capture times that ended the previous segment
+    previous: np.ndarray | None = None  # the last BGR frame written, repeated to fill a short gap
 
 
 class SegmentedVideoSink(Sink):
     """Annotated video in closed segments of at most ``segment_s`` seconds: ``000001.mp4``, ``000002.mp4``, ...
 
-    A segment closes after ``round(segment_s * fps)`` frames or ``segment_s``
+    With ``timing="capture"`` (a live source) frame timing follows the
+    capture clock (each record's ``"t"``), not the rate a stream claims; with
+    ``"media"`` (a file) the source's own clock (``"media_ms"``); with
+    ``"sequence"``, or in a record without that time, each frame is one video
+    frame. A frame goes to video frame ``round((t - t0) * fps)`` of its segment, so a frame that comes late is preceded by repeats of the
+    one before, and one that comes early for its slot is left out of the video
+    (counted in ``skipped``; its record is in ``frames.jsonl``). A segment's
+    duration is then the wall time it covers, within a frame. A gap in capture
+    times of ``gap_s`` or more (a lost camera) is not filled: it closes the
+    segment, and the next one starts at the next frame with ``gap_before_s``
+    in its line.
+
+    A segment closes after ``round(segment_s * fps)`` video frames or ``segment_s``
     seconds of wall time since it opened, whichever comes first (a slow camera
-    does not hold a segment open for longer), and when the frame size changes.
-    ``segments.jsonl`` gets one line per closed segment: file, first and last
-    frame, frames, times, size, bytes.
+    does not hold a segment open for longer), on a gap, and when the frame size
+    changes. ``segments.jsonl`` gets one line per closed segment: file, first
+    and last frame, frames (source frames in it), video_frames, duration_s,
+    times, gap_before_s, size, bytes.
 
     A segment that does not close complete (the disk filled, the writer
     reported a failed write) is deleted, and StorageError is raised; earlier
@@ -134,6 +151,8 @@ class SegmentedVideoSink(Sink):
         writer_factory: ``factory(path, fps, (w, h))`` returning an object with
             ``isOpened()``, ``write(bgr)`` and ``release()``; OpenCV's by default.
         clock: seconds, monotonic; None: ``time.monotonic``.
+        timing: ``"capture"``, ``"media"`` or ``"sequence"`` (see above).
+        gap_s: a gap in capture times at least this long ends the segment instead of being filled.
         on_closed: called after each segment is renamed into place and listed (``--retain`` deletes old ones
             here); an exception from it is logged, not raised.
 
@@ -144,7 +163,8 @@ class SegmentedVideoSink(Sink):
 
     def __init__(self, folder: str | Path, fps: float = 15.0, segment_s: float = 10.0, annotator: Annotator | None = None,
                  run_id: str | None = None, writer_factory: WriterFactory | None = None,
-                 clock: Callable[[], float] | None = None, on_closed: Callable[[], Any] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, on_closed: Callable[[], Any] | None = None,
+                 timing: str = "sequence", gap_s: float = 2.0) -> None:
         for name, value, top in (("fps", fps, 1000), ("segment_s", segment_s, 3600)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= top:
                 raise ConfigError(f"SegmentedVideoSink.{name} must be a number in (0, {top}]; received {value!r}")
@@ -153,6 +173,14 @@ class SegmentedVideoSink(Sink):
         self.factory = writer_factory or opencv_writer
         self.clock = clock or _now
         self.on_closed = on_closed
+        if isinstance(gap_s, bool) or not isinstance(gap_s, (int, float)) or not gap_s > 0:
+            raise ConfigError(f"SegmentedVideoSink.gap_s must be a number > 0; received {gap_s!r}")
+        self.gap_s = float(gap_s)
+        if timing not in ("capture", "media", "sequence"):
+            raise ConfigError(f"SegmentedVideoSink.timing must be 'capture', 'media' or 'sequence'; received {timing!r}")
+        self.timing = timing
+        self.skipped = 0  # frames left out because an earlier one already filled their video frame
+        self._gap: float | None = None  # a gap that closed the last segment, for the next one's line
         self.frames_per_segment = max(1, round(self.segment_s * self.fps))
         self.segments = 0  # closed and renamed into place
         self.frames = 0  # frames in closed segments
@@ -171,21 +199,40 @@ class SegmentedVideoSink(Sink):
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise FrameError(f"expected an RGB uint8 (H, W, 3) frame for the video; received {frame.dtype} {frame.shape}")
         size = (frame.shape[1], frame.shape[0])
+        t = {"capture": record.get("t"), "media": record.get("media_ms"), "sequence": None}[self.timing]
+        t = None if isinstance(t, bool) or not isinstance(t, (int, float)) else float(t) / (1000.0 if self.timing == "media" else 1.0)
         if self._open is not None and self._open.size != size:
             self._finish()  # a new size starts a new segment: a segment has one size
+        if self._open is not None and t is not None and self._open.last is not None and self._open.last["t"] is not None:
+            gap = t - self._open.last["t"]
+            if gap >= self.gap_s:  # a lost camera: the segment ends at its last frame, the gap is not filmed
+                self._gap = round(gap, 3)
+                self._finish()
         if self._open is None:
             self._start(size)
+            self._open.t0, self._open.gap_before_s, self._gap = t, self._gap, None
         seg = self._open
-        if seg.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)) is False:
-            # OpenCV 5 reports a failed write; 4.x returns None, and the check at close finds it
-            seg.frames += 1  # this frame is lost with the segment
-            refused = self._refused(seg, "the writer could not write frame " + str(record.get("frame", "?")))
-            self._discard()
-            raise refused
+        slot = seg.slots if t is None or seg.t0 is None else round((t - seg.t0) * self.fps)
+        if slot < seg.slots:  # came early: its video frame is taken
+            self.skipped += 1
+            seg.frames += 1
+            seg.last = {"frame": record.get("frame"), "t": t}
+            return
+        bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+        repeats = [seg.previous] * (slot - seg.slots) if seg.previous is not None else []
+        for image in (*repeats, bgr):
+            if seg.writer.write(image) is False:
+                # OpenCV 5 reports a failed write; 4.x returns None, and the check at close finds it
+                seg.frames += 1  # this frame is lost with the segment
+                refused = self._refused(seg, "the writer could not write frame " + str(record.get("frame", "?")))
+                self._discard()
+                raise refused
+        seg.slots += len(repeats) + 1
+        seg.previous = bgr
         seg.frames += 1
-        where = {"frame": record.get("frame"), "t": record.get("t")}
+        where = {"frame": record.get("frame"), "t": t}
         seg.first, seg.last = seg.first or where, where
-        if seg.frames >= self.frames_per_segment or self.clock() - seg.opened_at >= self.segment_s:
+        if seg.slots >= self.frames_per_segment or self.clock() - seg.opened_at >= self.segment_s:
             self._finish()
 
     def _start(self, size: tuple[int, int]) -> None:
@@ -243,7 +290,8 @@ class SegmentedVideoSink(Sink):
         self.segments += 1
         self.frames += seg.frames
         line = {"segment": seg.number, "file": final.name, "first_frame": seg.first["frame"], "last_frame": seg.last["frame"],
-                "frames": seg.frames, "t_first": seg.first["t"], "t_last": seg.last["t"], "fps": self.fps,
+                "frames": seg.frames, "video_frames": seg.slots, "duration_s": round(seg.slots / self.fps, 3),
+                "t_first": seg.first["t"], "t_last": seg.last["t"], "gap_before_s": seg.gap_before_s, "fps": self.fps,
                 "width": seg.size[0], "height": seg.size[1], "bytes": final.stat().st_size}
         if self._index is None:
             self._index = _AppendFile(self.folder / "segments.jsonl")

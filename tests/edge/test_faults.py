@@ -258,8 +258,8 @@ def test_segments_close_by_frame_count_wall_time_and_size_and_only_closed_ones_a
         assert visible == [f"{n:06d}.mp4" for n in range(1, (i + 1) // 10 + 1)]
     assert sink.open_frames == 5 and [p.name for p in (folder / ".writing").iterdir()] == ["000003.mp4"]
     now["t"] = 5.0  # a slow source: the next frame closes the segment by wall time
-    sink.write(_frame(200), None, {"frame": 25, "t": 9.0})
-    sink.write(_frame(10, 24, 32), None, {"frame": 26, "t": 9.1})  # a new size: a new segment
+    sink.write(_frame(200), None, {"frame": 25, "t": 2.5})
+    sink.write(_frame(10, 24, 32), None, {"frame": 26, "t": 2.6})  # a new size: a new segment
     sink.close()
     sink.close()
     closed = _lines(folder / "segments.jsonl")
@@ -442,4 +442,4 @@ def test_recording_options_from_dict_in_run_options():
     opts = RunOptions.from_dict({"out_dir": "x", "recording": {"segment_s": 5, "jsonl_max_mb": 50, "jsonl_keep": 3}})
     assert (opts.recording.segment_s, opts.recording.jsonl_max_mb, opts.recording.jsonl_keep) == (5, 50, 3)
     with pytest.raises(ConfigError, match="unknown"):
-        RunOptions.from_dict({"recording": {"retain": 3}})
+        RunOptions.from_dict({"recording": {"keep_forever": 3}})
