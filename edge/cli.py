@@ -237,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", choices=("litert", "onnxruntime"))
     r.add_argument("--threads", type=int,
                    help="inference threads (default: the device profile's, else one per physical core)")
-    r.add_argument("--input-size", type=_size, help="HxW the model runs at (default: manifest, or the device profile)")
+    r.add_argument("--input-size", type=_size, help="HxW the model runs at (default: the size it was trained at)")
+    r.add_argument("--profile-size", action="store_true",
+                   help="run at the --device profile's input size instead of the model's trained size")
     r.add_argument("--scale", type=float, default=None,
                    help="resize each frame by this factor instead of to one input size (default: the manifest's "
                         "frame_scale for models trained on box-labelled frames)")

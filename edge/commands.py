@@ -235,6 +235,39 @@ def scaled_size(manifest_size: tuple[int, int], short_side: int) -> tuple[int, i
     return max(32, int(round(h * s / 32)) * 32), max(32, int(round(w * s / 32)) * 32)
 
 
+def run_input_size(trained: tuple[int, int], asked: tuple[int, int] | None, by_scale: bool, profile_short_side: int | None,
+                   use_profile: bool, device: str | None) -> tuple[tuple[int, int] | None, str | None]:
+    """The size ``edgecam run`` runs the model at, and a note when a device profile disagrees with it.
+
+    ``--input-size`` wins; a model run by frame scale has no fixed size (None);
+    then the model's trained size, unless ``--profile-size`` asks for the
+    profile's (scaled to the trained aspect ratio). A model trained at 64 px
+    run at a profile's 224 px sees objects at a scale it never saw, so the
+    profile's size is only taken when asked for.
+
+    Example:
+        >>> run_input_size((64, 64), None, False, 224, False, "rpi5")[0]
+        (64, 64)
+        >>> run_input_size((64, 64), None, False, 224, True, "rpi5")
+        ((224, 224), None)
+    """
+    if asked:
+        return tuple(asked), None
+    if by_scale:
+        return None, None
+    profiled = scaled_size(trained, profile_short_side) if profile_short_side else None
+    if use_profile:
+        if profiled is None:
+            raise ConfigError(f"--profile-size expects a --device profile with an input size; received "
+                              f"{device or 'no --device'}")
+        return profiled, None
+    if profiled is not None and profiled != tuple(trained):
+        return tuple(trained), (f"the {device} profile suggests {profiled[0]}x{profiled[1]}; running at the model's "
+                                f"trained {trained[0]}x{trained[1]} (--profile-size for the profile's, --input-size HxW "
+                                "for another)")
+    return tuple(trained), None
+
+
 def cmd_run(a) -> int:
     from devices import load_profile, resolve_run_settings
     from edge.backends import BackendOptions, create_backend
@@ -257,14 +290,10 @@ def cmd_run(a) -> int:
     # A model trained on crops of box-labelled frames runs every frame resized
     # by the scale it was trained at, whatever the frame's size: no fixed input
     # size then, and the detector takes the scale from the manifest itself.
-    if a.input_size:
-        size = a.input_size
-    elif a.scale is not None or manifest.extra.get("frame_scale"):
-        size = None
-    elif s.input_size:
-        size = scaled_size(manifest.input_size, s.input_size)
-    else:
-        size = manifest.input_size
+    size, note = run_input_size(manifest.input_size, a.input_size, a.scale is not None or bool(manifest.extra.get("frame_scale")),
+                                s.input_size, a.profile_size, a.device)
+    if note:
+        print(f"edgecam run: {note}", file=sys.stderr)
     backend = a.backend or (s.backend.value if s.backend and s.backend.value in ("litert", "onnxruntime") and
                             manifest.format.startswith("tflite" if s.backend.value == "litert" else "onnx") else None)
     det_opts = DetectorOptions(resize=a.resize or "stretch", box_threshold=a.box_threshold, scale=a.scale)
