@@ -72,6 +72,7 @@ class CapturedFrame:
     writes it as ISO 8601 UTC). ``media_ms`` is the source's own timestamp
     of the frame: its position in a video file or clip, None for cameras
     and streams, whose media time is the capture time.
+    ``file`` names the file of a still (a folder of images), else None.
     ``prepared`` is what the capture's ``prepare`` function made of the frame
     on the capture thread (e.g. :class:`edge.detector.PreparedFrame`), or None.
     """
@@ -82,6 +83,7 @@ class CapturedFrame:
     prepared: Any = None
     t_wall: float | None = None
     media_ms: float | None = None
+    file: str | None = None
 
 
 class ThreadedCapture:
@@ -244,7 +246,8 @@ class ThreadedCapture:
                         continue
                     except Exception:
                         log.exception("preparing frame %d of %r failed; passing it on unprepared", index, src)
-                self._put(CapturedFrame(index, t_captured, frame, prepared, t_wall=t_wall, media_ms=media_ms))
+                self._put(CapturedFrame(index, t_captured, frame, prepared, t_wall=t_wall, media_ms=media_ms,
+                                        file=getattr(src, "file_name", None)))
         except BaseException as exc:  # never die silently on a thread
             self.error = exc
             log.exception("capture thread of %r crashed", src)

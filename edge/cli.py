@@ -79,6 +79,9 @@ def add_recording_flags(r: argparse.ArgumentParser) -> None:
                    help="rotate frames.jsonl at this size into frames.000001.jsonl, ... (default 50; 0: never)")
     g.add_argument("--jsonl-keep", type=int, default=20,
                    help="rotated frames.jsonl parts kept per run, the oldest deleted first (default 20; 0: all)")
+    g.add_argument("--stills", choices=("all", "flagged", "none"), default="all",
+                   help="a folder of stills: an annotated copy of every still, of flagged ones, or none, in stills/ "
+                        "(default all)")
     g.add_argument("--retain", metavar="LIMIT",
                    help="keep the video of all runs under --out within SIZE and/or AGE, deleting the oldest closed "
                         "segments first, e.g. 8GB, 7d or 8GB,7d (default: no limit)")

@@ -311,7 +311,8 @@ def cmd_run(a) -> int:
     else:
         mode = CaptureMode.ALL
     recording = dict(segment_s=a.segment_seconds or None, min_free_mb=a.min_free_mb, jsonl_max_mb=a.jsonl_max_mb or None,
-                     jsonl_keep=a.jsonl_keep, outage_s=a.outage_seconds or None, retain=a.retain)
+                     jsonl_keep=a.jsonl_keep, outage_s=a.outage_seconds or None, retain=a.retain,
+                     stills=a.stills)
     RecordingOptions(**recording)  # a bad value is refused before the model loads or a folder is made
     mqtt = mqtt_options(a)  # likewise; None without --mqtt / --mqtt-config (paho is then never imported)
     live_auth = a.live_auth or os.environ.get("EDGECAM_LIVE_AUTH") or None

@@ -301,6 +301,8 @@ class _Loop:
             record["time"] = utc_iso(item.t_wall)
         if item.media_ms is not None:
             record["media_ms"] = round(float(item.media_ms), 3)
+        if item.file is not None:  # a still: its file name, and an annotated copy (edge.stills)
+            record["file"] = item.file
         if opts.recording.run_id is not None:
             record = {"run": opts.recording.run_id, **record}
         if update is not None:
@@ -309,7 +311,7 @@ class _Loop:
 
         # annotation costs milliseconds on a Pi: only draw when someone will see it
         wants_picture = (self.recorder.video_active or (self.live is not None and self.live.watching)
-                         or (update is not None and update.kind is EventKind.START))
+                         or (update is not None and update.kind is EventKind.START) or item.file is not None)
         shown = self.annotator.annotate(item.frame, result) if wants_picture else item.frame
         t2 = time.monotonic()
         self.recorder.write(shown, result, record)

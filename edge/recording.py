@@ -24,7 +24,6 @@ never half-written. The run then ends with exit code 1 (see :func:`outcome`).
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import math
 import os
@@ -36,12 +35,12 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from edge.atomic import write_text
 from edge.errors import ConfigError, reject_unknown_keys
 from edge.results import FrameResult
+from edge.runfolder import RESERVE_NAME as _RESERVE, RunFolder, latest_run
 from edge.sinks import EventSink, JsonlSink, Sink, StorageError, VideoSink, utc_iso
 
-__all__ = ["RecordingOptions", "RunFolder", "Recorder", "outcome", "json_safe", "EXIT_CODES"]
+__all__ = ["RecordingOptions", "RunFolder", "latest_run", "Recorder", "outcome", "json_safe", "EXIT_CODES"]
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +53,6 @@ EXIT_CODES = {
 }
 _SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 _ERRNO_WORDS = {"ENOSPC": "disk full", "EDQUOT": "disk quota exceeded", "EROFS": "file system is read-only", "EIO": "I/O error"}
-_RESERVE = ".space-reserve"
-_RUN_NAME = re.compile(r"(\d{4,})-\d{8}T\d{6}Z")
 _SPACE_CHECK_S = 1.0  # statvfs is cheap, but once a second is enough to see a disk fill
 
 
@@ -72,6 +69,7 @@ class RecordingOptions:
         jsonl_keep: rotated ``frames.jsonl`` parts kept (0 keeps all).
         retain: ``--retain`` limits on the closed video segments of every run under the output root, e.g.
             ``"8GB"``, ``"7d"`` or ``"8GB,7d"`` (see :mod:`edge.retention`); needs ``segment_s``. None: no limit.
+        stills: for a folder of stills, ``stills/<name>.jpg`` annotated for ``"all"``, ``"flagged"`` or ``"none"``.
         outage_s: a gap longer than this between the capture times of two frames of a live source
             is an outage, written to ``frames.jsonl`` as its own record (see :meth:`Recorder.write`); None: never.
 
@@ -87,6 +85,7 @@ class RecordingOptions:
     jsonl_keep: int = 0
     outage_s: float | None = 5.0
     retain: str | None = None
+    stills: str = "all"
 
     def __post_init__(self) -> None:
         def number(v: Any) -> bool:
@@ -100,6 +99,7 @@ class RecordingOptions:
             ("jsonl_max_mb", self.jsonl_max_mb is None or (number(self.jsonl_max_mb) and self.jsonl_max_mb > 0), "None or > 0"),
             ("jsonl_keep", isinstance(self.jsonl_keep, int) and not isinstance(self.jsonl_keep, bool) and self.jsonl_keep >= 0,
              "an int >= 0"),
+            ("stills", self.stills in ("all", "flagged", "none"), "'all', 'flagged' or 'none'"),
             ("outage_s", self.outage_s is None or (number(self.outage_s) and self.outage_s > 0), "None or a number > 0 (seconds)"),
         )
         for name, ok, expected in checks:
@@ -118,80 +118,6 @@ class RecordingOptions:
         """Build from plain data, rejecting unknown keys by name."""
         reject_unknown_keys(cls, data)
         return cls(**dict(data))
-
-
-@dataclass(frozen=True)
-class RunFolder:
-    """One run's folder under an output root, and the ``latest`` pointer to it.
-
-    Example:
-        >>> folder = RunFolder.create("runs/live")  # doctest: +SKIP
-        >>> folder.path.name == folder.run_id  # doctest: +SKIP
-        True
-    """
-
-    root: Path
-    run_id: str
-    path: Path
-
-    @classmethod
-    def create(cls, root: str | os.PathLike[str], now: _dt.datetime | None = None) -> "RunFolder":
-        """Make ``root/NNNN-YYYYmmddTHHMMSSZ`` (never an existing folder) and point ``root/latest`` at it.
-
-        Raises:
-            StorageError: the folder cannot be created (no space, read-only, no permission).
-        """
-        root = Path(root)
-        stamp = (now or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            for stale in root.glob(f"*/{_RESERVE}"):  # left by a killed run: free it
-                stale.unlink(missing_ok=True)
-            numbers = [int(m.group(1)) for p in root.iterdir() if (m := _RUN_NAME.fullmatch(p.name))]
-            seq = max(numbers, default=0) + 1
-            while True:  # mkdir is the lock: two runs started at once get different folders
-                run_id = f"{seq:04d}-{stamp}"
-                try:
-                    (root / run_id).mkdir()
-                    break
-                except FileExistsError:
-                    seq += 1
-        except OSError as exc:
-            raise StorageError.from_os_error("cannot create a run folder in", root, exc) from exc
-        _point_latest(root, run_id)
-        return cls(root, run_id, root / run_id)
-
-
-def latest_run(root: str | os.PathLike[str]) -> Path:
-    """The folder of the newest run under ``root`` (through ``root/latest``, a link or a file naming it).
-
-    Raises:
-        StorageError: no run has been recorded under ``root``.
-    """
-    link = Path(root) / "latest"
-    if link.is_symlink() or link.is_dir():
-        return link.resolve()
-    if link.is_file():
-        return Path(root) / link.read_text().strip()
-    raise StorageError(f"expected a run folder under {root} (with a 'latest' pointer); found none")
-
-
-def _point_latest(root: Path, name: str) -> None:
-    link = root / "latest"
-    if link.is_dir() and not link.is_symlink():
-        log.warning("%s is a folder, not a pointer; leaving it alone (this run is %s)", link, name)
-        return
-    tmp = root / f".latest-{os.getpid()}"
-    try:
-        tmp.unlink(missing_ok=True)
-        os.symlink(name, tmp)
-        os.replace(tmp, link)  # atomic: a reader sees the old run or the new one
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        try:  # FAT and exFAT (many SD cards) have no symlinks: a file naming the run instead
-            write_text(link, name + "\n")
-        except OSError as exc:
-            log.warning("could not point %s at %s: %s", link, name, exc)
 
 
 class _SpaceReserve:
@@ -309,8 +235,12 @@ class Recorder:
             last, self._last_seen = self._last_seen, (record.get("frame"), float(t), record.get("time"))
             if last is not None and t - last[1] > self.options.outage_s:
                 failed += self._outage(last, self._last_seen)
+        if "file" in record and "stills" not in self.sinks and self.options.stills != "none":
+            from edge.stills import StillsSink
+
+            self.sinks["stills"] = StillsSink(self.folder / "stills", self.options.stills)
         for name, sink in self.sinks.items():
-            if name == "video" and not self._video_may_write(record):
+            if name == "video" and not (self._video_may_write(record) and self._fits_video(sink, frame_rgb, record)):
                 self.lost["video"] = self.lost.get("video", 0) + 1
                 continue
             try:
@@ -357,6 +287,21 @@ class Recorder:
             self._refused("frames", exc, before[0])
             return 1
         return 0
+
+    def _fits_video(self, video: Sink, frame_rgb: np.ndarray, record: dict) -> bool:
+        """A still of another size than ``video.mp4``'s is left out of it (counted), not an error per still."""
+        if "file" not in record:
+            return True
+        from edge.stills import fits_video
+
+        if fits_video(video, frame_rgb):
+            return True
+        self.lost["video_size"] = self.lost.get("video_size", 0) + 1
+        if self.lost["video_size"] == 1:
+            log.warning("%s is %dx%d, not the video's size: stills of other sizes are left out of video.mp4 (their "
+                        "annotated copies are in stills/; --segment-seconds keeps each size)", record["file"],
+                        frame_rgb.shape[1], frame_rgb.shape[0])
+        return False
 
     def _video_may_write(self, record: dict) -> bool:
         if self.video_stopped is not None:
@@ -435,6 +380,8 @@ class Recorder:
                                    "deleted_bytes": self.retention.deleted_bytes}
             else:
                 v["file"] = "video.mp4"
+            if self.lost.get("video_size"):
+                v["stills_of_other_sizes"] = self.lost["video_size"]  # left out of video.mp4; in stills/
             out["video"] = v
         if isinstance(frames, JsonlSink):
             out["frames_jsonl"] = {"lines": frames.lines, "lost": self.lost.get("frames", 0), "parts": frames.parts,
@@ -442,12 +389,14 @@ class Recorder:
         if self.events is not None:
             out["events_jsonl"] = {"lines": self.events.lines, "lost": self.lost.get("events", 0),
                                    "snapshots_lost": self.lost.get("snapshots", 0)}
+        if "stills" in self.sinks:
+            out["stills"] = {"written": self.sinks["stills"].written, "which": self.options.stills, "folder": "stills"}
         out["outages"] = dict(self.outages)
         out["storage_errors"] = dict(self.storage_errors)
         out["first_storage_error"] = self._first_storage_error
         v = out.get("video") or {}
         out["complete"] = not (self.storage_errors or self.video_stopped or v.get("discarded_frames")
-                               or any(n for k, n in self.lost.items() if k != "video"))
+                               or any(n for k, n in self.lost.items() if k not in ("video", "video_size")))
         return out
 
 

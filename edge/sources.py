@@ -75,6 +75,7 @@ class FrameSource(ABC):
         media_ms: the source's timestamp of the last frame read, in ms from
             its start (a video file's position, a clip's frame time), or None
             where the source has none (cameras, streams, image folders).
+        file_name: the file the last frame came from (a folder of stills), or None.
 
     Example:
         >>> with open_source("synthetic:3") as src:  # doctest: +SKIP
@@ -84,6 +85,7 @@ class FrameSource(ABC):
     is_live: bool = False
     fps: float | None = None
     media_ms: float | None = None
+    file_name: str | None = None
     _is_open: bool = False
 
     def open(self) -> None:
@@ -414,6 +416,7 @@ class ImageFolderSource(FrameSource):
             return None
         path = self.paths[self._next]
         self._next += 1
+        self.file_name = path.name
         cv2 = _cv2()
         try:
             data = np.fromfile(path, np.uint8)
