@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import DataError
-from edge.imageio import IMAGE_SUFFIXES, class_folders
+from edge.imageio import class_folders
 
 log = logging.getLogger("edgecam.training")
 
@@ -147,40 +147,82 @@ def stratified_split(data: LabeledImages, val_fraction: float, seed: int = 0) ->
     return data.subset(np.sort(train_idx)), data.subset(np.sort(val_idx))
 
 
-def check_images(paths: tuple[str, ...] | list[str], skip_bad: bool = False, workers: int = 4) -> list[str]:
-    """Decode every image once; return the good paths.
+# What training's decoder (tf.io.decode_image) reads, told by the first bytes, as it tells them itself:
+# a file's name says nothing (a .png may hold a TIFF). OpenCV reads more (TIFF, PPM, ...), so
+# OpenCV decoding a file is not enough to train on it.
+_TRAINABLE = {"JPEG": (b"\xff\xd8\xff",), "PNG": (b"\x89PNG\r\n\x1a\n",), "GIF": (b"GIF87a", b"GIF89a"), "BMP": (b"BM",)}
+_OTHER = {"TIFF": (b"II*\x00", b"MM\x00*"), "JPEG 2000": (b"\x00\x00\x00\x0cjP  ",), "PNM": (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")}
+TRAINABLE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
 
-    Corrupt or unreadable files are listed in the error (all of them, so one
-    run finds them all). With ``skip_bad`` they are logged and dropped.
+
+def image_format(head: bytes) -> str:
+    """The format named by a file's first bytes: one of ``TRAINABLE_FORMATS``, another name, or ``"unknown"``.
+
+    Example:
+        >>> image_format(b"II*\\x00rest"), image_format(b"GIF89a..."), image_format(b"hello")
+        ('TIFF', 'GIF', 'unknown')
     """
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    for table in (_TRAINABLE, _OTHER):
+        for name, magics in table.items():
+            if any(head.startswith(m) for m in magics):
+                return name
+    return "unknown"
+
+
+def _check_one(path: str) -> str | None:
+    """None if training can decode ``path``; else why not."""
     import cv2
 
-    def ok(p: str) -> bool:
-        try:
-            data = np.fromfile(p, np.uint8)
-        except OSError:
-            return False
-        return data.size > 0 and cv2.imdecode(data, cv2.IMREAD_REDUCED_COLOR_2) is not None
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    if data.size == 0:
+        return "empty (0 bytes)"
+    kind = image_format(data[:16].tobytes())
+    if kind not in TRAINABLE_FORMATS:
+        return f"{kind} format, which training cannot decode" if kind != "unknown" else "not an image training can decode"
+    if cv2.imdecode(data, cv2.IMREAD_REDUCED_COLOR_2) is None:
+        return f"corrupt {kind}"
+    return None
 
+
+def check_images(paths: tuple[str, ...] | list[str], skip_bad: bool = False, workers: int = 4) -> list[str]:
+    """Check every image once, before training: its format (what training decodes) and that it decodes.
+
+    A file in a format training cannot decode (TIFF, say, which OpenCV reads
+    but ``tf.io.decode_image`` does not), empty, unreadable or corrupt is
+    listed in the error, all of them at once with the reason for each. With
+    ``skip_bad`` they are logged and dropped. Returns the good paths.
+    """
     with ThreadPoolExecutor(workers) as pool:
-        good = list(pool.map(ok, paths))
-    bad = [p for p, g in zip(paths, good) if not g]
+        reasons = list(pool.map(_check_one, paths))
+    bad = [(p, r) for p, r in zip(paths, reasons) if r is not None]
     if bad and not skip_bad:
-        listed = "\n  ".join(bad[:20]) + ("\n  …" if len(bad) > 20 else "")
+        listed = "\n  ".join(f"{p}: {r}" for p, r in bad[:20]) + ("\n  …" if len(bad) > 20 else "")
         raise DataError(
-            f"expected decodable images; {len(bad)} of {len(paths)} are corrupt or unreadable:\n  {listed}\n"
-            "Fix or remove them, or pass --skip-bad to skip them."
+            f"expected images training can decode ({', '.join(TRAINABLE_FORMATS)}); {len(bad)} of {len(paths)} "
+            f"are not:\n  {listed}\nConvert them (e.g. to PNG), fix or remove them, or pass --skip-bad to skip them."
         )
     if bad:
-        log.warning("skipping %d corrupt image(s): %s", len(bad), ", ".join(bad[:5]))
-    return [p for p, g in zip(paths, good) if g]
+        log.warning("skipping %d image(s) training cannot decode: %s", len(bad), ", ".join(f"{p} ({r})" for p, r in bad[:5]))
+    return [p for p, r in zip(paths, reasons) if r is None]
 
 
-def drop_bad(data: LabeledImages, skip_bad: bool) -> LabeledImages:
-    good = set(check_images(data.paths, skip_bad))
-    if len(good) == len(data):
+def drop_bad(data: LabeledImages, skip_bad: bool, good: set[str] | None = None) -> LabeledImages:
+    """``data`` without the images :func:`check_images` refuses (``good``: paths already checked)."""
+    good = set(check_images(data.paths, skip_bad)) if good is None else good
+    if all(p in good for p in data.paths):
         return data
     return data.subset(np.array([i for i, p in enumerate(data.paths) if p in good]))
+
+
+def drop_bad_all(sets: list[LabeledImages], skip_bad: bool) -> list[LabeledImages]:
+    """:func:`drop_bad` over several sets (training and validation) checked at once, so one error lists them all."""
+    good = set(check_images([p for d in sets for p in d.paths], skip_bad))
+    return [drop_bad(d, skip_bad, good) for d in sets]
 
 
 def class_weights(data: LabeledImages, mode: str = "balanced") -> dict[int, float] | None:

@@ -171,7 +171,8 @@ def load_data(cfg: TrainConfig) -> tuple[D.LabeledImages, D.LabeledImages]:
     if cfg.max_images:
         rng = np.random.default_rng(cfg.seed)
         train = train.subset(np.sort(rng.permutation(len(train))[: cfg.max_images]))
-    return D.drop_bad(train, cfg.skip_bad), D.drop_bad(val, cfg.skip_bad)
+    train, val = D.drop_bad_all([train, val], cfg.skip_bad)  # one check, so one error lists every bad file
+    return train, val
 
 
 def compile_model(model, task: str, lr):

@@ -149,3 +149,34 @@ def test_csv_multilabel(tmp_path):
     (tmp_path / "bad.csv").write_text("path,cat,dog\n0.png,1,2\n")
     with pytest.raises(DataError, match=r"bad\.csv:2"):
         from_csv(tmp_path / "bad.csv")
+
+
+def test_a_format_training_cannot_decode_is_refused_up_front(tree):
+    """OpenCV reads TIFF, tf.io.decode_image does not: a .tif once passed the check and crashed training 78 s in."""
+    import cv2
+
+    from training.data import drop_bad, from_folder
+
+    cv2.imwrite(str(tree / "ship" / "scan.tif"), np.full((12, 12, 3), 50, np.uint8))
+    (tree / "car" / "disguised.png").write_bytes((tree / "ship" / "scan.tif").read_bytes())  # a TIFF named .png
+    d = from_folder(tree, positive="ship")
+    with pytest.raises(DataError) as info:
+        drop_bad(d, skip_bad=False)
+    text = str(info.value)
+    assert "2 of 14 are not" in text and "JPEG, PNG, GIF, BMP, WebP" in text
+    assert "scan.tif: TIFF format, which training cannot decode" in text and "disguised.png: TIFF format" in text
+    assert len(drop_bad(d, skip_bad=True)) == 12
+
+
+def test_train_and_val_are_checked_together_so_one_error_lists_both(tree, tmp_path):
+    from training.data import drop_bad_all, from_folder
+
+    val = tmp_path / "val"
+    for c in ("ship", "car", "bird"):
+        _img(val / c / "0.png")
+    (tree / "ship" / "bad1.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (val / "car" / "bad2.jpg").write_bytes(b"")
+    with pytest.raises(DataError) as info:
+        drop_bad_all([from_folder(tree, positive="ship"), from_folder(val, positive="ship")], skip_bad=False)
+    text = str(info.value)
+    assert "2 of 17 are not" in text and "bad1.png: corrupt PNG" in text and "bad2.jpg: empty (0 bytes)" in text
