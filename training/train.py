@@ -288,11 +288,11 @@ def train(cfg: TrainConfig, strategy=None, resume: bool = False) -> TrainResult:
     state = _read_state(run) if resume else None
     progress = Progress.from_state(run, state, cfg.monitor)  # the session clock starts here
     budget = TimeBudget(cfg.time_budget, progress.clock)
+    train_set, val_set = load_data(cfg)  # bad data is refused before a run folder is made or Keras is loaded
     import keras
 
     run.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
-    train_set, val_set = load_data(cfg)
     task = train_set.task
     log.info("data: %d train %s, %d val %s", len(train_set), train_set.counts(), len(val_set), val_set.counts())
     cw_mode = cfg.class_weight

@@ -180,3 +180,15 @@ def test_train_and_val_are_checked_together_so_one_error_lists_both(tree, tmp_pa
         drop_bad_all([from_folder(tree, positive="ship"), from_folder(val, positive="ship")], skip_bad=False)
     text = str(info.value)
     assert "2 of 17 are not" in text and "bad1.png: corrupt PNG" in text and "bad2.jpg: empty (0 bytes)" in text
+
+
+def test_training_refuses_bad_data_before_making_its_run_folder(tree, tmp_path):
+    import cv2
+
+    from training.train import TrainConfig, train
+
+    cv2.imwrite(str(tree / "ship" / "scan.tif"), np.full((12, 12, 3), 50, np.uint8))
+    out = tmp_path / "run"
+    with pytest.raises(DataError, match="scan.tif: TIFF format"):
+        train(TrainConfig(data=str(tree), out=str(out), positive="ship"))
+    assert not out.exists()
