@@ -85,6 +85,9 @@ def add_recording_flags(r: argparse.ArgumentParser) -> None:
     g.add_argument("--retain", metavar="LIMIT",
                    help="keep the video of all runs under --out within SIZE and/or AGE, deleting the oldest closed "
                         "segments first, e.g. 8GB, 7d or 8GB,7d (default: no limit)")
+    g.add_argument("--progress-seconds", type=float, default=None, metavar="S",
+                   help="a status line (frames, fps, events, drops, share done) every S seconds on stderr: refreshed in "
+                        "place on a terminal (default 2), one line each time in a log or journal (default 60); 0: none")
     g.add_argument("--outage-seconds", type=float, default=5.0, metavar="S",
                    help="a live source silent for longer than this is an outage, written to frames.jsonl with its start, "
                         "end and duration (default 5; 0: never)")

@@ -347,7 +347,16 @@ def cmd_run(a) -> int:
         at = f"{det.scale:g}x each frame's size" if det.scale else f"{size[0]}x{size[1]}"
         print(f"edgecam run: {manifest.format} via {det.backend.key} at {at}, source {source!r}, mode {mode.value}")
         print(f"edgecam run: recording into {folder.path} ({folder.root / 'latest'} points at it)", flush=True)
-        summary = run(det, source, opts, sinks=sinks)
+        progress = None
+        if a.progress_seconds != 0:  # None: the default interval; a negative one is refused by Progress
+            from edge.progress import Progress, known_length
+
+            progress = Progress(total=known_length(source, a.stride, a.max_frames), interval_s=a.progress_seconds)
+        try:
+            summary = run(det, source, opts, sinks=sinks, on_frame=progress)
+        finally:
+            if progress is not None:
+                progress.close()
     shown = ("run", "frames", "dropped", "corrupt", "reconnects", "seconds", "fps", "events", "p50_ms", "p95_ms", "ended_by",
              "signal", "errors", "sink_errors", "source_error", "recording", "mqtt", "exit_code", "exit_reasons")
     print_json({k: summary[k] for k in shown if k in summary})

@@ -447,6 +447,8 @@ def run(
     out = options.out_dir
     out.mkdir(parents=True, exist_ok=True)
     loop = _Loop(detector, options, on_frame)
+    if callable(getattr(on_frame, "attach", None)):  # e.g. edge.progress.Progress: it reads the run's counters
+        on_frame.attach(loop.vitals)
     # Without tiling, the capture thread fits each frame to the model input
     # while the previous one is inferred (a detector offering ``prepare``).
     prepare = getattr(detector, "prepare", None) if options.tile is None else None
