@@ -5,6 +5,7 @@ view's stats.json saying how long no frame has come."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
 
@@ -141,3 +142,50 @@ def test_stats_json_says_how_long_no_frame_has_come_and_fps_falls(tmp_path):
         stale = json.loads(urllib.request.urlopen(live.url + "stats.json", timeout=5).read())
     assert stale["stale"] is True and stale["age_s"] >= 0.8 and stale["fps"] == 0.0
     assert stale["no_frame"] == f"no frame for {stale['age_s']:.0f} s"
+
+
+def test_a_loopback_mjpeg_camera_killed_and_restarted_is_an_outage_and_a_reconnect(tmp_path):
+    """The real path: FFmpeg reading an HTTP MJPEG stream (served by edgecam's own live view) that goes away for 2.5 s."""
+    from edge.capture import BackoffOptions
+    from edge.sources import StreamSource
+
+    phase = {"ship": True}
+    stop_run = threading.Event()
+
+    def camera(port, seconds):
+        with LiveServer(port=port) as cam:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                frame = np.full((72, 96, 3), 40, np.uint8)
+                if phase["ship"]:
+                    frame[20:40, 30:50] = (255, 0, 0)
+                cam.publish(frame)
+                time.sleep(1 / 15)
+            return cam.port
+
+    first = LiveServer(port=0)
+    port = first.port
+    first.close()  # a free port, taken again by the camera below
+
+    def script():
+        camera(port, 1.2)  # a ship in view
+        time.sleep(2.5)  # the camera is gone: port closed
+        phase["ship"] = False
+        camera(port, 1.5)  # back, open sea
+        stop_run.set()
+
+    threading.Thread(target=script, daemon=True).start()
+    time.sleep(0.3)
+    opts = RunOptions(out_dir=tmp_path / "run", mode="latest", smoother_alpha=1.0, event_label="ship", write_video=False,
+                      hysteresis=HysteresisOptions(0.6, 0.4, 3, interrupt_s=1.2), reconnect=BackoffOptions(initial=0.2, max=0.4),
+                      recording=RecordingOptions(outage_s=1.0))
+    summary = run(FakeDetector(labels=("ship",)), StreamSource(f"http://127.0.0.1:{port}/stream.mjpg", timeout_s=1.0), opts,
+                  stop_event=stop_run)
+    frames = _lines(tmp_path / "run" / "frames.jsonl")
+    outages = [line for line in frames if line.get("kind") == "outage"]
+    assert len(outages) == 1 and 2.0 <= outages[0]["duration_s"] <= 5.5, outages
+    after = [line for line in frames if "frame" in line and line["t"] > outages[0]["end_t"] - 1e-6]
+    assert len(after) >= 5, "frames came again after the restart"
+    events = _lines(tmp_path / "run" / "events" / "events.jsonl")
+    assert [(e["kind"], e.get("interrupted")) for e in events][:2] == [("start", None), ("end", True)]
+    assert summary["reconnects"] >= 1 and summary["recording"]["outages"]["count"] == 1 and summary["exit_code"] == 0
