@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
+import threading
 import time
 from typing import Iterator, Mapping
 
@@ -133,6 +134,7 @@ class RateWindow:
     by the window (while the run is younger than the window: the events after
     the first, divided by the time since the first), so it falls to 0 while nothing arrives instead
     of repeating the last interval. Memory is bounded by ``max_events``.
+    Safe to share between threads (the run adds, a status line and ``/metrics`` read).
 
     Args:
         window_s: the window in seconds, > 0.
@@ -154,22 +156,26 @@ class RateWindow:
         self.window_s = float(window_s)
         self._times: "collections.deque[float]" = collections.deque(maxlen=max_events)
         self._first: float | None = None
+        self._lock = threading.Lock()
 
     def add(self, t: float) -> None:
         """Note one event at time ``t`` (seconds, monotonic, not decreasing)."""
-        if self._first is None:
-            self._first = t
-        self._times.append(t)
+        with self._lock:
+            if self._first is None:
+                self._first = t
+            self._times.append(t)
 
     def per_second(self, now: float) -> float:
         """Events per second in the window ending at ``now``; 0.0 before the first event."""
-        times = self._times
-        while times and times[0] <= now - self.window_s:
-            times.popleft()
-        if not times or self._first is None:
+        with self._lock:
+            times = self._times
+            while times and times[0] <= now - self.window_s:
+                times.popleft()
+            count, first = len(times), self._first
+        if not count or first is None:
             return 0.0
-        young = now - self._first < self.window_s  # the first event opened the window: it is not counted
-        span = now - self._first if young else self.window_s
+        young = now - first < self.window_s  # the first event opened the window: it is not counted
+        span = now - first if young else self.window_s
         if span <= 0:
             return 0.0
-        return round((len(times) - young) / span, 3)
+        return round((count - young) / span, 3)
