@@ -134,7 +134,7 @@ def test_enospc_on_frames_jsonl_cuts_the_half_line_reports_once_and_keeps_events
 
 
 def test_a_torn_line_that_cannot_be_cut_off_is_followed_by_a_line_of_its_own(tmp_path, monkeypatch):
-    real_write, real_truncate = sinks_module.os.write, sinks_module.os.ftruncate
+    real_write = sinks_module.os.write
     calls = {"n": 0}
 
     def write(fd, data):
@@ -404,7 +404,7 @@ def test_space_is_set_aside_for_summary_json_and_given_back_when_everything_else
     def on_frame(item, result, record):
         seen["reserve"] = (opts.out_dir / ".space-reserve").stat().st_size
 
-    summary = run(Det(), Clip(n=8), opts, on_frame=on_frame)
+    run(Det(), Clip(n=8), opts, on_frame=on_frame)
     monkeypatch.setattr(sinks_module.os, "write", real_write)
     assert seen["reserve"] == 64 * 1024 and not (opts.out_dir / ".space-reserve").exists()
     on_disk = json.loads((opts.out_dir / "summary.json").read_text())
