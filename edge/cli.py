@@ -189,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", help="box-labelled data: split.json of a training run; evaluate only its --split-name "
                                    "frames (default: the run folder's own split.json when MODEL is a run folder)")
     e.add_argument("--split-name", choices=("test", "val", "train"), default="test")
+    e.add_argument("--skip-bad", action="store_true",
+                   help="labelled folder: leave out images that do not decode (listed and counted) instead of stopping")
     e.add_argument("--scale", type=float, default=None, help="box-labelled data: frame scale (default: the manifest's)")
     e.add_argument("--grid", type=int, default=12, help="box-labelled data: frames in the picture grid (default 12)")
     e.add_argument("--threshold", type=float, default=None,

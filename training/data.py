@@ -171,8 +171,8 @@ def image_format(head: bytes) -> str:
     return "unknown"
 
 
-def _check_one(path: str) -> str | None:
-    """None if training can decode ``path``; else why not."""
+def _check_one(path: str, trainable: bool = True) -> str | None:
+    """None if training (``trainable``) or OpenCV alone can decode ``path``; else why not."""
     import cv2
 
     try:
@@ -182,28 +182,32 @@ def _check_one(path: str) -> str | None:
     if data.size == 0:
         return "empty (0 bytes)"
     kind = image_format(data[:16].tobytes())
-    if kind not in TRAINABLE_FORMATS:
+    if trainable and kind not in TRAINABLE_FORMATS:
         return f"{kind} format, which training cannot decode" if kind != "unknown" else "not an image training can decode"
     if cv2.imdecode(data, cv2.IMREAD_REDUCED_COLOR_2) is None:
-        return f"corrupt {kind}"
+        return f"corrupt {kind}" if kind != "unknown" else "corrupt or not an image"
     return None
 
 
-def check_images(paths: tuple[str, ...] | list[str], skip_bad: bool = False, workers: int = 4) -> list[str]:
+def check_images(paths: tuple[str, ...] | list[str], skip_bad: bool = False, workers: int = 4,
+                 trainable: bool = True) -> list[str]:
     """Check every image once, before training: its format (what training decodes) and that it decodes.
 
     A file in a format training cannot decode (TIFF, say, which OpenCV reads
     but ``tf.io.decode_image`` does not), empty, unreadable or corrupt is
     listed in the error, all of them at once with the reason for each. With
     ``skip_bad`` they are logged and dropped. Returns the good paths.
+    ``trainable=False`` asks only that OpenCV decodes them (evaluation reads
+    images with OpenCV, as the runtime does).
     """
     with ThreadPoolExecutor(workers) as pool:
-        reasons = list(pool.map(_check_one, paths))
+        reasons = list(pool.map(lambda p: _check_one(p, trainable), paths))
     bad = [(p, r) for p, r in zip(paths, reasons) if r is not None]
     if bad and not skip_bad:
         listed = "\n  ".join(f"{p}: {r}" for p, r in bad[:20]) + ("\n  …" if len(bad) > 20 else "")
+        what = f"training can decode ({', '.join(TRAINABLE_FORMATS)})" if trainable else "OpenCV can decode"
         raise DataError(
-            f"expected images training can decode ({', '.join(TRAINABLE_FORMATS)}); {len(bad)} of {len(paths)} "
+            f"expected images {what}; {len(bad)} of {len(paths)} "
             f"are not:\n  {listed}\nConvert them (e.g. to PNG), fix or remove them, or pass --skip-bad to skip them."
         )
     if bad:
@@ -211,9 +215,9 @@ def check_images(paths: tuple[str, ...] | list[str], skip_bad: bool = False, wor
     return [p for p, r in zip(paths, reasons) if r is None]
 
 
-def drop_bad(data: LabeledImages, skip_bad: bool, good: set[str] | None = None) -> LabeledImages:
+def drop_bad(data: LabeledImages, skip_bad: bool, good: set[str] | None = None, trainable: bool = True) -> LabeledImages:
     """``data`` without the images :func:`check_images` refuses (``good``: paths already checked)."""
-    good = set(check_images(data.paths, skip_bad)) if good is None else good
+    good = set(check_images(data.paths, skip_bad, trainable=trainable)) if good is None else good
     if all(p in good for p in data.paths):
         return data
     return data.subset(np.array([i for i, p in enumerate(data.paths) if p in good]))

@@ -98,9 +98,13 @@ def _training_augment(run_dir: Path | None) -> str | None:
 
 
 def evaluate_path(model_path: str | Path, data_dir: str | Path, positive: str | None = None, tta: bool = False,
-                  use_training_thresholds: bool = True) -> dict:
-    """``edgecam evaluate``: a ``model.keras`` / run directory or an artifact's manifest, on a labelled folder."""
-    from training.data import from_folder
+                  use_training_thresholds: bool = True, skip_bad: bool = False) -> dict:
+    """``edgecam evaluate``: a ``model.keras`` / run directory or an artifact's manifest, on a labelled folder.
+
+    Every image is checked first: the unreadable ones are listed together in one error, or with
+    ``skip_bad`` left out and counted (``skipped``).
+    """
+    from training.data import drop_bad, from_folder
 
     model_path = Path(model_path)
     is_keras = model_path.is_dir() and (model_path / "model.keras").exists() or model_path.suffix == ".keras"
@@ -124,6 +128,8 @@ def evaluate_path(model_path: str | Path, data_dir: str | Path, positive: str | 
         from edge.errors import DataError
 
         raise DataError(f"the model's labels are {labels}; {data_dir} gives {list(data.labels)} (use --positive)")
+    checked = drop_bad(data, skip_bad, trainable=False)
+    skipped, data = len(data) - len(checked), checked
     images = load_rgb(list(data.paths), size)
     flips = tta_flips(_training_augment(run_dir))
     if is_keras:
@@ -134,4 +140,5 @@ def evaluate_path(model_path: str | Path, data_dir: str | Path, positive: str | 
     r["model"] = str(model_path)
     r["data"] = str(data_dir)
     r["tta"] = list(flips) if tta else False
+    r["skipped"] = skipped
     return r

@@ -192,3 +192,30 @@ def test_training_refuses_bad_data_before_making_its_run_folder(tree, tmp_path):
     with pytest.raises(DataError, match="scan.tif: TIFF format"):
         train(TrainConfig(data=str(tree), out=str(out), positive="ship"))
     assert not out.exists()
+
+
+def test_evaluate_lists_every_unreadable_image_or_skips_them(tmp_path):
+    """evaluate once stopped at the first corrupt file and had no --skip-bad (issue 15, item 16)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import cv2
+
+    from edge.soak import tiny_onnx_model
+    from training.evaluate import evaluate_path
+
+    manifest = tiny_onnx_model(tmp_path / "model")
+    data = tmp_path / "data"
+    for c, colour in (("ship", (0, 0, 255)), ("no_ship", (40, 40, 40))):
+        (data / c).mkdir(parents=True)
+        for i in range(4):
+            cv2.imwrite(str(data / c / f"{i}.png"), np.full((16, 16, 3), colour, np.uint8))
+    (data / "ship" / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    (data / "no_ship" / "empty.jpg").write_bytes(b"")
+    cv2.imwrite(str(data / "no_ship" / "scan.tif"), np.full((16, 16, 3), 40, np.uint8))  # OpenCV reads it: evaluated
+    with pytest.raises(DataError) as info:
+        evaluate_path(manifest, data)
+    text = str(info.value)
+    assert "expected images OpenCV can decode; 2 of 11 are not" in text
+    assert "cut.png: corrupt PNG" in text and "empty.jpg: empty (0 bytes)" in text
+    r = evaluate_path(manifest, data, skip_bad=True)
+    assert r["skipped"] == 2 and r["n"] == 9 and r["accuracy"] == 1.0
