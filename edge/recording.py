@@ -64,7 +64,8 @@ class RecordingOptions:
         run_id: stamped as ``"run"`` on every frame, event and segment record; None stamps nothing.
         segment_s: video in closed segments of at most this many seconds (``video/000001.mp4``, ...);
             None writes one ``video.mp4``, playable only once the run closes it.
-        min_free_mb: stop the video when the free space under the output folder drops below this (0: never).
+        min_free_mb: stop the video when the free space under the output folder drops below this, after ``retain``
+            (if set) has deleted the oldest segments it may (0: never).
         jsonl_max_mb: rotate ``frames.jsonl`` at this size; None never rotates.
         jsonl_keep: rotated ``frames.jsonl`` parts kept (0 keeps all).
         retain: ``--retain`` limits on the closed video segments of every run under the output root, e.g.
@@ -311,6 +312,9 @@ class Recorder:
         if limit > 0 and now - self._space_checked >= _SPACE_CHECK_S:
             self._space_checked = now
             free = free_bytes(self.folder)
+            if free is not None and free < limit and self.retention is not None:  # --retain: old video goes first
+                if self.retention.make_room(lambda: (free_bytes(self.folder) or 0) >= limit):
+                    free = free_bytes(self.folder)
             if free is not None and free < limit:
                 self._stop_video(f"low disk space: {free / 1e6:.1f} MB free < min_free_mb {self.options.min_free_mb:g}")
                 log.error("only %.1f MB free under %s (below min_free_mb %g): video stopped at frame %s to keep room "

@@ -6,7 +6,9 @@ every run under the ``--out`` root (``*/video/NNNNNN.mp4``) are listed oldest
 first (by modification time, then name) and deleted until the rest fit:
 older than the age limit goes, then the oldest until the total is within the
 size limit. The newest closed segment is never deleted, and the open one
-(``.writing/``) is never looked at. Frame records, events and summaries are
+(``.writing/``) is never looked at. When the disk runs low (``--min-free-mb``),
+the oldest segments are deleted until there is room again, before the video
+is stopped. Frame records, events and summaries are
 small and are kept (``frames.jsonl`` has its own rotation). Each deletion is
 logged and counted; ``segments.jsonl`` keeps its line for the deleted file.
 """
@@ -105,6 +107,28 @@ class Retention:
                         continue
                     found.append((st.st_mtime, path, st.st_size))
         return sorted(found)
+
+    def make_room(self, enough: Callable[[], bool]) -> int:
+        """Delete the oldest closed segments (never the newest) until ``enough()``; returns how many went.
+
+        Used when the disk runs low: with a ``--retain`` limit, old video goes before the recording stops.
+        """
+        deleted = 0
+        for _, path, size in self.segments()[:-1]:
+            if enough():
+                break
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.warning("--retain could not delete %s: %s", path, exc)
+                continue
+            deleted += 1
+            self.deleted += 1
+            self.deleted_bytes += size
+            log.info("--retain deleted %s (%.1f MB) to make room on a low disk", path, size / 1e6)
+        return deleted
 
     def apply(self) -> int:
         """Delete what the limits say must go; returns how many segments were deleted now."""

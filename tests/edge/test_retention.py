@@ -75,3 +75,33 @@ def test_a_run_keeps_its_video_within_the_limit(tmp_path):
     assert sum(p.stat().st_size for p in kept) <= 40_000 or len(kept) == 1
     assert kept[-1].name == "000012.mp4"  # the newest are the ones kept
     assert summary["exit_code"] == 0
+
+
+def test_on_a_low_disk_old_segments_go_before_the_video_stops(tmp_path, monkeypatch):
+    from edge import recording
+
+    older = [_segment(tmp_path / "0001-20260101T000000Z" / "video", n, 1_000_000, 1000 + n) for n in (1, 2, 3)]
+    deleted = []
+    # free space: 10 MB plus what --retain has deleted; the floor is 11.5 MB, so two old segments must go
+    monkeypatch.setattr(recording, "free_bytes", lambda folder: 10_000_000 + 1_000_000 * sum(not p.exists() for p in older))
+    monkeypatch.setattr(recording, "_SPACE_CHECK_S", 0.0)
+    opts = RunOptions(out_dir=tmp_path / "0002-20260102T000000Z", mode="all", hysteresis=HysteresisOptions(0.6, 0.4, 3),
+                      smoother_alpha=1.0, event_label="ship", video_fps=10.0,
+                      recording=RecordingOptions(run_id="0002-20260102T000000Z", segment_s=0.5, retain="1TB",
+                                                 min_free_mb=11.5))
+    summary = run(FakeDetector(), ShipClip(n=20), opts, on_frame=lambda *a: deleted.append(sum(not p.exists() for p in older)))
+    video = summary["recording"]["video"]
+    assert [p.exists() for p in older] == [False, False, True] and max(deleted) == 2
+    assert video["stopped"] is None and video["segments"] == 4 and summary["exit_code"] == 0
+    assert video["retain"]["deleted_segments"] == 2 and video["retain"]["deleted_bytes"] == 2_000_000
+
+
+def test_with_nothing_left_to_delete_the_video_stops_as_before(tmp_path, monkeypatch):
+    from edge import recording
+
+    monkeypatch.setattr(recording, "free_bytes", lambda folder: 1_000_000)
+    monkeypatch.setattr(recording, "_SPACE_CHECK_S", 0.0)
+    opts = RunOptions(out_dir=tmp_path / "run", mode="all", video_fps=10.0,
+                      recording=RecordingOptions(segment_s=0.5, retain="1TB", min_free_mb=5))
+    summary = run(FakeDetector(), ShipClip(n=10), opts)
+    assert summary["recording"]["video"]["stopped"].startswith("low disk space") and summary["exit_code"] == 1
