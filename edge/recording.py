@@ -378,7 +378,8 @@ class Recorder:
             v: dict[str, Any] = {"frames": video.frames, "stopped": self.video_stopped,
                                  "unrecorded_frames": self.lost.get("video", 0)}
             if hasattr(video, "segments"):
-                v.update(segments=video.segments, segment_s=video.segment_s, discarded_frames=video.discarded)
+                v.update(segments=video.segments, segment_s=video.segment_s, discarded_frames=video.discarded,
+                         timing=video.timing, left_out_early_frames=video.skipped)
                 if self.retention is not None:
                     v["retain"] = {"limit": self.options.retain, "deleted_segments": self.retention.deleted,
                                    "deleted_bytes": self.retention.deleted_bytes}

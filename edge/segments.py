@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import struct
 import time
@@ -212,7 +213,8 @@ class SegmentedVideoSink(Sink):
             self._start(size)
             self._open.t0, self._open.gap_before_s, self._gap = t, self._gap, None
         seg = self._open
-        slot = seg.slots if t is None or seg.t0 is None else round((t - seg.t0) * self.fps)
+        # half up, not Python's half to even: frames exactly between two slots alternate evenly
+        slot = seg.slots if t is None or seg.t0 is None else math.floor((t - seg.t0) * self.fps + 0.5)
         if slot < seg.slots:  # came early: its video frame is taken
             self.skipped += 1
             seg.frames += 1

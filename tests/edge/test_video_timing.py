@@ -66,7 +66,7 @@ def test_frames_faster_than_the_video_rate_are_left_out_not_slowed_down(tmp_path
     sink = SegmentedVideoSink(tmp_path, fps=15.0, segment_s=60.0, timing="capture")
     _write(sink, times)
     n, _ = _video(tmp_path / "000001.mp4")
-    assert abs(n / 15 - 3.0) <= 1 / 15 and sink.skipped == 90 - n
+    assert abs(n / 15 - (89 / 30 + 1 / 15)) <= 1 / 15 and sink.skipped == 90 - n
     assert _index(tmp_path)[0]["frames"] == 90  # every frame is still in the segment's count (and in frames.jsonl)
 
 
@@ -81,3 +81,23 @@ def test_a_file_follows_its_own_clock_and_records_without_one_are_one_frame_each
         sink.write(_frame(i), None, {"frame": i})
     sink.close()
     assert _video(tmp_path / "b" / "000001.mp4")[0] == 12
+
+
+def test_a_run_says_how_its_video_was_timed_and_what_it_left_out(tmp_path):
+    from edge.pipeline import RunOptions, run
+    from edge.recording import RecordingOptions
+
+    from test_pipeline import FakeDetector, ShipClip
+
+    class Clip(ShipClip):  # a file of 10 fps with its own clock
+        def _read(self):
+            frame = super()._read()
+            self.media_ms = None if frame is None else 100.0 * (self.i - 1)
+            return frame
+
+    opts = RunOptions(out_dir=tmp_path / "run", mode="all", video_fps=5.0, recording=RecordingOptions(segment_s=60.0))
+    summary = run(FakeDetector(), Clip(n=40), opts)
+    video = summary["recording"]["video"]
+    # frames at 0.0-3.9 s of the file into 5 fps: video frames 0-20, one for every other frame after the first
+    assert video["timing"] == "media" and video["left_out_early_frames"] == 19
+    assert _video(tmp_path / "run" / "video" / "000001.mp4")[0] == 21
