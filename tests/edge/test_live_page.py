@@ -139,6 +139,12 @@ def test_the_operator_page_shows_the_stream_a_growing_timeline_events_and_a_stal
         print(f"\nbanner after {time.monotonic() - stalled:.1f} s: {banner!r}")
         assert banner.startswith("No frame for ") and "camera may be lost" in banner
         assert browser.js("document.getElementById('pill').textContent") == "NO FRAME"
+        # the fps is measured against the clock: it says there is no frame, and falls to 0 once the 5 s window is empty
+        fps = wait_for(lambda: (lambda t: t if "(no frame for" in t else "")(browser.js("document.getElementById('fps').textContent")),
+                       what="the fps cell to say no frame comes")
+        assert browser.js("document.getElementById('fps').className") == "hot", fps
+        wait_for(lambda: browser.js("document.getElementById('fps').textContent").startswith("0.0 (no frame for"),
+                 what="the fps to fall to 0")
         assert _status(f"http://127.0.0.1:{port}/healthz") == 503
         shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
         assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 20_000
