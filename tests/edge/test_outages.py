@@ -189,3 +189,26 @@ def test_a_loopback_mjpeg_camera_killed_and_restarted_is_an_outage_and_a_reconne
     events = _lines(tmp_path / "run" / "events" / "events.jsonl")
     assert [(e["kind"], e.get("interrupted")) for e in events][:2] == [("start", None), ("end", True)]
     assert summary["reconnects"] >= 1 and summary["recording"]["outages"]["count"] == 1 and summary["exit_code"] == 0
+
+
+def test_an_outage_record_the_disk_refuses_is_counted_like_any_record(tmp_path, monkeypatch):
+    import errno
+
+    from edge import sinks as sinks_module
+
+    real_append = sinks_module._AppendFile.append
+
+    def append(self, data):
+        if b'"outage"' in data:
+            raise sinks_module.StorageError("no space", errno.ENOSPC, self.path)
+        real_append(self, data)
+
+    monkeypatch.setattr(sinks_module._AppendFile, "append", append)
+    rec = Recorder(tmp_path, RecordingOptions(outage_s=5.0))
+    rec.open_records()
+    assert [rec.write(np.zeros((4, 4, 3), np.uint8), None, _frame_record(i, t)) for i, t in enumerate([0.0, 40.0])] == [0, 1]
+    rec.close()
+    summary = rec.summary()
+    assert [line["frame"] for line in _lines(tmp_path / "frames.jsonl")] == [0, 1]  # the frames themselves are kept
+    assert summary["storage_errors"] == {"ENOSPC": 1} and summary["frames_jsonl"]["lost"] == 1
+    assert summary["outages"]["count"] == 1 and summary["complete"] is False
