@@ -9,14 +9,19 @@ and closing an event on every frame.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+import threading
+import time
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from edge.errors import reject_unknown_keys, ConfigError, FrameError
 
-__all__ = ["ScoreSmoother", "HysteresisOptions", "EventKind", "Event", "EventUpdate", "EventTracker"]
+__all__ = ["ScoreSmoother", "HysteresisOptions", "EventKind", "Event", "EventUpdate", "EventTracker", "QuietWatch"]
+
+log = logging.getLogger(__name__)
 
 
 def _check_alpha(alpha: float) -> float:
@@ -272,3 +277,55 @@ class EventTracker:
         ended = dataclasses.replace(self._open, end_frame=self._last[0], end_t=self._last[1])
         self._open = None
         return EventUpdate(EventKind.END, ended)
+
+
+class QuietWatch:
+    """Call ``on_quiet()`` while ``count()`` has not changed for ``after_s`` seconds, from a daemon thread.
+
+    The run gives it the capture's count of frames read: when the camera
+    sends nothing for ``after_s`` seconds, the open event is interrupted
+    (:meth:`EventTracker.interrupt`), however far the frame loop has got.
+    ``on_quiet`` is called at each poll until it returns True (it acted),
+    then not again until the count has moved.
+
+    Args:
+        count: a counter that moves while all is well (read on the watch's thread).
+        after_s: seconds without a change, > 0.
+        on_quiet: what to do then; returns whether it acted. An exception from it is logged, and the watch goes on.
+        poll_s: how often ``count`` is read.
+
+    Example:
+        >>> watch = QuietWatch(lambda: capture.stats()["read"], 10.0, close_open_event).start()  # doctest: +SKIP
+    """
+
+    def __init__(self, count: Callable[[], int], after_s: float, on_quiet: Callable[[], bool], poll_s: float = 0.25) -> None:
+        for name, value in (("after_s", after_s), ("poll_s", poll_s)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ConfigError(f"QuietWatch.{name} must be a number > 0; received {value!r}")
+        self.count, self.after_s, self.on_quiet, self.poll_s = count, float(after_s), on_quiet, float(poll_s)
+        self.fired = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="quiet-watch", daemon=True)
+
+    def start(self) -> "QuietWatch":
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        last, since, done = None, time.monotonic(), False
+        while not self._stop.wait(self.poll_s):
+            try:
+                now, value = time.monotonic(), self.count()
+                if value != last:
+                    last, since, done = value, now, False
+                elif not done and now - since >= self.after_s and self.on_quiet():
+                    done = True
+                    self.fired += 1
+            except Exception:  # noqa: BLE001 - the watch must outlive one failed check
+                log.exception("the quiet watch's check failed")
+
+    def close(self) -> None:
+        """Stop the thread and wait for it (a check in progress finishes first)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)

@@ -29,7 +29,7 @@ import numpy as np
 from edge.annotate import default_annotator
 from edge.atomic import write_json
 from edge.errors import reject_unknown_keys, ConfigError, EdgecamError
-from edge.events import EventKind, EventTracker, HysteresisOptions
+from edge.events import EventKind, EventTracker, HysteresisOptions, QuietWatch
 from edge.fleet_metrics import create_metrics
 from edge.live import LiveAuth, LiveServer
 from edge.recording import Recorder, RecordingOptions, json_safe, outcome
@@ -238,6 +238,7 @@ class _Loop:
         self.started = time.monotonic()
         self.fps = 0.0
         self.rate = RateWindow(5.0)  # fps over the last 5 s, read against the clock: 0 while no frame comes
+        self.lock = threading.Lock()  # the event tracker and the recorder: the output thread and the quiet watch
         self._last_t: float | None = None
         self.capture: ThreadedCapture | None = None  # set by run() before the first frame
         # infer on the main thread, finish (CAM, boxes) on the output thread
@@ -267,12 +268,6 @@ class _Loop:
     def finish(self, job: tuple[CapturedFrame, str, Any, float]) -> None:
         """Everything after the model, on the output thread; a failed frame is counted and logged."""
         item = job[0]
-        if job[1] == "quiet":  # no frame for a while (queued by the frame loop): close an open event as interrupted
-            try:
-                self.quiet(job[2])
-            except Exception:
-                log.exception("closing an event after no frame came failed")
-            return
         try:
             if job[1] == "error":
                 raise job[2]
@@ -294,7 +289,8 @@ class _Loop:
 
         score, label = _tracked_score(result, opts.event_label)
         t_rel = round(item.t_monotonic - self.started, 4)
-        update = self.tracker.update(item.index, t_rel, score, label)
+        with self.lock:  # the quiet watch may end an open event from its own thread
+            update = self.tracker.update(item.index, t_rel, score, label)
         record = {"frame": item.index, "t": t_rel, **result.to_record(), "smoothed": round(self.tracker.smoothed, 5)}
         # when the frame was captured (wall clock, UTC) and, for files, where it sits in the source
         if item.t_wall is not None:
@@ -314,7 +310,8 @@ class _Loop:
                          or (update is not None and update.kind is EventKind.START) or item.file is not None)
         shown = self.annotator.annotate(item.frame, result) if wants_picture else item.frame
         t2 = time.monotonic()
-        self.recorder.write(shown, result, record)
+        with self.lock:
+            self.recorder.write(shown, result, record)
         t3 = time.monotonic()
         self.latency.add("annotate", (t2 - t1) * 1000.0)
         self.latency.add("sinks", (t3 - t2) * 1000.0)
@@ -339,17 +336,21 @@ class _Loop:
         if self.on_frame is not None:
             self.on_frame(item, result, record)
 
-    def quiet(self, now: float) -> None:
-        """No frame has come for ``hysteresis.interrupt_s``: end an open event, marked interrupted (output thread)."""
-        update = self.tracker.interrupt(now - self.started)
-        if update is None:
-            return
-        log.warning("event %d closed: no frame for %.1f s (interrupted)", update.event.id, update.no_frame_s)
-        self.recorder.record_event(update.to_record())
-        for sink in (s for s in self.extra if callable(getattr(s, "record_event", None))):
-            sink.record_event(dataclasses.replace(update, no_frame_s=None).to_record())  # the MQTT schema has no such field
+    def quiet(self) -> bool:
+        """The camera sent nothing for ``hysteresis.interrupt_s``: end an open event, marked interrupted (quiet watch)."""
+        if self.capture is not None and self.capture.stats()["queued"]:
+            return False  # frames are waiting: a slow model, not a lost camera
+        with self.lock:
+            update = self.tracker.interrupt(time.monotonic() - self.started)
+            if update is None:
+                return False
+            log.warning("event %d closed: no frame for %.1f s (interrupted)", update.event.id, update.no_frame_s)
+            self.recorder.record_event(update.to_record())
+            for sink in (s for s in self.extra if callable(getattr(s, "record_event", None))):
+                sink.record_event(dataclasses.replace(update, no_frame_s=None).to_record())  # the MQTT schema has no such field
         if self.live is not None:
             self.live.close_events()
+        return True
 
     def vitals(self) -> dict[str, Any]:
         """The run's counters now, for /metrics (read on the server's thread)."""
@@ -463,6 +464,7 @@ def run(
     signals: dict[str, Any] = {"signal": None, "flushing": False}
     restore_signals = _install_signal_handlers(stop, signals)
     ended_by = "error"  # replaced below on every orderly way out of the loop
+    quiet: QuietWatch | None = None
     loop.recorder = recorder = Recorder(out, options.recording, started=loop.started)
     loop.extra = list(sinks)
     # systemd: READY once the model is warm (it was, at load), WATCHDOG while frames or reconnect attempts go on
@@ -482,8 +484,12 @@ def run(
         if options.write_video:
             recorder.open_video(options.video_fps or options.target_fps or ((source.fps or 15.0) / options.stride),
                                 live=bool(getattr(source, "is_live", False)))
+        # a live source that gives no frame (none read, none finished) for interrupt_s: an open event ends there;
+        # a file loses nothing by being slow
+        if options.hysteresis.interrupt_s is not None and getattr(source, "is_live", False):
+            quiet = QuietWatch(lambda: capture.stats()["read"] + loop.counts["frames"], options.hysteresis.interrupt_s,
+                               loop.quiet).start()
         watchdog.ready(f"running {type(source).__name__}")
-        last_item, quiet_sent, interrupt_s = time.monotonic(), False, options.hysteresis.interrupt_s
         while True:
             if stop.is_set():
                 ended_by = "stopped"
@@ -496,11 +502,7 @@ def run(
                 if capture.done:
                     ended_by = "source failed" if capture.error is not None else "source ended"
                     break
-                if interrupt_s is not None and not quiet_sent and time.monotonic() - last_item >= interrupt_s:
-                    output.put((None, "quiet", time.monotonic(), 0.0))
-                    quiet_sent = True
                 continue
-            last_item, quiet_sent = time.monotonic(), False
             try:
                 job = (item, *loop.infer(item))
             except Exception as exc:  # counted and logged on the output thread, in frame order
@@ -513,6 +515,8 @@ def run(
         ended_by = "stopped"  # a second signal: the frame loop stopped at once; the flush below still runs
     finally:
         signals["flushing"] = True
+        if quiet is not None:
+            quiet.close()
         capture.close()
         try:
             output.close()  # finishes the frames it still holds

@@ -212,3 +212,19 @@ def test_an_outage_record_the_disk_refuses_is_counted_like_any_record(tmp_path, 
     assert [line["frame"] for line in _lines(tmp_path / "frames.jsonl")] == [0, 1]  # the frames themselves are kept
     assert summary["storage_errors"] == {"ENOSPC": 1} and summary["frames_jsonl"]["lost"] == 1
     assert summary["outages"]["count"] == 1 and summary["complete"] is False
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["file", "live"])
+def test_a_slow_model_is_not_a_lost_camera(tmp_path, live):
+    """Frames wait in the queue while the model is slow: the capture reads nothing new, but nothing is lost."""
+    from test_pipeline import ShipClip
+
+    class Camera(ShipClip):  # a live camera in 'all' mode: it waits while the queue is full
+        is_live = live
+
+    opts = RunOptions(out_dir=tmp_path / "run", mode="all", smoother_alpha=1.0, event_label="ship", queue_size=1,
+                      hysteresis=HysteresisOptions(0.6, 0.4, 2, interrupt_s=0.3), write_video=False, max_frames=4)
+    summary = run(FakeDetector(delay_s=1.0), Camera(n=100 if live else 4, ship=range(100)), opts)  # 1 s a frame > interrupt_s
+    events = _lines(tmp_path / "run" / "events" / "events.jsonl")
+    assert [(e["kind"], e.get("interrupted")) for e in events] == [("start", None), ("end", None)]
+    assert events[1]["end_frame"] == 3 and summary["frames"] == 4
