@@ -92,7 +92,8 @@ def add_recording_flags(r: argparse.ArgumentParser) -> None:
                    help="a live source silent for longer than this is an outage, written to frames.jsonl with its start, "
                         "end and duration (default 5; 0: never)")
     g.add_argument("--event-timeout", type=float, default=10.0, metavar="S",
-                   help="an open event is closed, marked interrupted, after this long without a frame (default 10; 0: never)")
+                   help="an open event is closed, marked interrupted, after a live source gives no frame for this long "
+                        "(default 10; 0: never)")
     r.epilog = ("exit codes: 0 ran to the end and recorded everything; 1 ran but lost data or hit errors (failed frames "
                 "or writes, full disk, failed source); 2 bad input or configuration; 130 / 143 stopped by SIGINT / "
                 "SIGTERM after a clean flush")
