@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from edge.errors import EdgecamError
+from edge.errors import ConfigError, EdgecamError
 
 COMMANDS = {
     "demo": "generate maritime scenes, train, export, verify and run the runtime over a clip",
@@ -84,11 +84,44 @@ def add_recording_flags(r: argparse.ArgumentParser) -> None:
                 "SIGTERM after a clean flush")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, once: help texts that already say "default" are left as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return super()._get_help_string(action)
+
+
+def version() -> str:
+    """The installed distribution's version (the one pip reports)."""
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    try:
+        return dist_version("edgecam")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed: pip install -e .)"
+
+
+def _logging_flags(parser: argparse.ArgumentParser, default) -> None:
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("-v", "--verbose", action="store_true", default=default, help="debug logging")
+    g.add_argument("-q", "--quiet", action="store_true", default=default, help="warnings and errors only")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgecam", description="Explainable image classifiers from training to a camera on a small device.")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p = argparse.ArgumentParser(prog="edgecam", description="Explainable image classifiers from training to a camera on a small device.",
+                                formatter_class=HelpFormatter)
+    _logging_flags(p, False)
+    p.add_argument("--version", action="version", version=f"edgecam {version()}")
+    common = argparse.ArgumentParser(add_help=False)
+    _logging_flags(common, argparse.SUPPRESS)  # also after the command; SUPPRESS keeps a flag given before it
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sp = {name: sub.add_parser(name, help=text, description=text) for name, text in COMMANDS.items()}
+    sp = {name: sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter,
+                               parents=[] if name in DELEGATED else [common])
+          for name, text in COMMANDS.items()}
+    p.subcommands = sp  # type: ignore[attr-defined]  # _main applies a --config file to one of them
 
     d = sp["demo"]
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
@@ -99,9 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="tiny configuration for tests: few images, small input, short clip")
 
     t = sp["train"]
-    t.add_argument("data", nargs="+",
+    t.add_argument("data", nargs="*",
                    help="folder with one sub-folder per class (or train/ and val/ inside), image root for --csv, "
-                        "or one or more box-labelled datasets (YOLO, COCO or VOC; detected from the files)")
+                        "or one or more box-labelled datasets (YOLO, COCO or VOC; detected from the files); "
+                        "required here or as 'data' in --config")
+    add_config_flags(t)
     t.add_argument("--val", help="validation folder (default: --val-split of DATA, stratified)")
     t.add_argument("--val-split", type=float, default=0.2)
     t.add_argument("--positive", help="one-vs-rest: this class is positive, the rest negative; "
@@ -218,7 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_robustness_flags(sp["robustness"])
 
     r = sp["run"]
-    r.add_argument("model", help="an artifact's manifest (or the artifact beside it)")
+    r.add_argument("model", nargs="?",
+                   help="an artifact's manifest (or the artifact beside it); required here or as 'model' in --config")
+    add_config_flags(r)
+    from edge.config import RUN_SETTINGS
+
+    r.set_defaults(**dict.fromkeys(RUN_SETTINGS))  # settings with no flag: from --config only (None: RunOptions' default)
     r.add_argument("--source", default=None,
                    help="video file, camera index or /dev/videoN, rtsp:// or http:// URL, GStreamer pipeline, picamera2, "
                         "folder or glob of stills, synthetic[:SEED] (default: the device profile's camera, else synthetic)")
@@ -249,6 +289,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_fleet_flags(r)
     add_gpu_flags(r)
     return p
+
+
+def add_config_flags(p: argparse.ArgumentParser) -> None:
+    """``--config FILE`` and ``--print-config`` (edge.config)."""
+    g = p.add_argument_group("configuration file (README: Configuration)")
+    g.add_argument("--config", metavar="FILE",
+                   help="TOML or JSON file whose keys are this command's flag names (box_threshold for --box-threshold); "
+                        "flags given here override it; unknown keys are refused")
+    g.add_argument("--print-config", action="store_true",
+                   help="print the effective configuration (file + flags + defaults) as TOML, loadable by --config, and stop")
 
 
 def add_robustness_flags(b: argparse.ArgumentParser) -> None:
@@ -321,21 +371,24 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    verbose = "-v" in argv or "--verbose" in argv
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("tensorflow", "tf2onnx", "absl", "h5py", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    argv = [a for a in argv if a not in ("-v", "--verbose")]
     try:
-        if argv and argv[0] in DELEGATED:
+        parser = build_parser()
+        lead = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))  # options before COMMAND
+        if lead < len(argv) and argv[lead] in DELEGATED:
             import importlib
 
-            module, func = DELEGATED[argv[0]]
-            return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
-        args = build_parser().parse_args(argv)
+            _configure_logging(parser.parse_args(argv[:lead]))  # -v / -q count only before a delegated command
+            module, func = DELEGATED[argv[lead]]
+            return int(getattr(importlib.import_module(module), func)(argv[lead + 1:]) or 0)
+        args = parser.parse_args(argv)
         if not args.command:
-            build_parser().print_help()
+            parser.print_help()
             return 2
+        _configure_logging(args)
+        if args.command in ("run", "train"):
+            args = _with_config(parser, args, argv)
+            if args is None:
+                return 0  # --print-config printed it
         from edge import commands
 
         if not getattr(args, "json", False):
@@ -359,6 +412,36 @@ def _main(argv: list[str] | None) -> int:
         # the reader of stdout (head, grep -q) left early, on purpose: say nothing, as `yes | head` does,
         # and exit as a shell reports a process ended by SIGPIPE
         return 128 + signal.SIGPIPE
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)  # also when an embedding program configured logging first
+    for noisy in ("tensorflow", "tf2onnx", "absl", "h5py", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _with_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> argparse.Namespace | None:
+    """``args`` with ``--config`` applied under the flags; None once ``--print-config`` has printed the result."""
+    from edge.config import RUN_SETTINGS, SECRET_KEYS, apply_config, effective_config, load_config_file, to_toml
+
+    sub = parser.subcommands[args.command]  # type: ignore[attr-defined]
+    settings = RUN_SETTINGS if args.command == "run" else None
+    if args.config:
+        apply_config(sub, load_config_file(args.config), args.config, settings)
+        args = parser.parse_args(argv)  # the file's values are now defaults: a flag given in argv still wins
+    if args.print_config:
+        hidden = [k for k in SECRET_KEYS if getattr(args, k, None)]
+        header = f"edgecam {args.command} configuration (edgecam {version()})"
+        header += "".join(f"\n{k} is set but not printed" for k in hidden)
+        print(to_toml(effective_config(sub, args, settings), header=header), end="")
+        return None
+    missing = {"run": "model", "train": "data"}[args.command]
+    if not getattr(args, missing):
+        raise ConfigError(f"{args.command}: expected {missing.upper()} on the command line or '{missing}' in --config; "
+                          "received neither")
+    return args
 
 
 def _stdout_closed() -> bool:

@@ -284,6 +284,11 @@ def cmd_run(a) -> int:
     recording = dict(segment_s=a.segment_seconds or None, min_free_mb=a.min_free_mb, jsonl_max_mb=a.jsonl_max_mb or None,
                      jsonl_keep=a.jsonl_keep)
     RecordingOptions(**recording)  # a bad value is refused before the model loads or a folder is made
+    from edge.config import RUN_SETTINGS
+
+    settings = {k: getattr(a, k) for k in RUN_SETTINGS if getattr(a, k, None) is not None}  # --config only
+    checked = RunOptions.from_dict({"out_dir": a.out, **settings})  # likewise refused now; reconnect becomes BackoffOptions
+    settings = {k: getattr(checked, k) for k in settings}
     mqtt = mqtt_options(a)  # likewise; None without --mqtt / --mqtt-config (paho is then never imported)
     live_auth = a.live_auth or os.environ.get("EDGECAM_LIVE_AUTH") or None
     if live_auth is not None:
@@ -302,7 +307,7 @@ def cmd_run(a) -> int:
             out_dir=folder.path, mode=mode, stride=a.stride, tile=TileSpec(tile=tuple(size or (640, 640))) if a.tile else None,
             threshold=a.box_threshold, hysteresis=HysteresisOptions(enter=enter, leave=leave, min_frames=a.min_frames),
             live=a.live, allow_remote=a.allow_remote, live_auth=live_auth, stale_s=a.stale_seconds or 10.0, write_video=not a.no_video, max_frames=a.max_frames,
-            recording=RecordingOptions(run_id=folder.run_id, **recording),
+            recording=RecordingOptions(run_id=folder.run_id, **recording), **settings,
         )
         sinks = []
         if mqtt is not None:
