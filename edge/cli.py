@@ -310,7 +310,7 @@ def add_robustness_flags(b: argparse.ArgumentParser) -> None:
     b.add_argument("--model-run", dest="run", help="class folders: the Keras run (default: the one the manifests name)")
     b.add_argument("--corruptions", default="all", help="comma list, or all (default): gaussian_noise, shot_noise, "
                    "defocus_blur, motion_blur, fog, rain, droplets, glare, low_light, contrast, jpeg")
-    b.add_argument("--severities", default="1,2,3,4,5", help="comma list of 1..5 (default all five)")
+    b.add_argument("--severities", default="1,2,3,4,5", help="comma list of 1..5 (default 1,2,3,4,5: all five)")
     b.add_argument("--limit", type=int, default=1000,
                    help="at most N images or frames, keeping the class shares (default 1000)")
     b.add_argument("--eps", default="1,2,4,8", help="class folders: FGSM steps in grey levels of 0..255 (default 1,2,4,8)")

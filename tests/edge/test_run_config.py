@@ -8,10 +8,12 @@ import edge.pipeline
 from edge.capture import BackoffOptions
 from edge.cli import main
 from edge.recording import latest_run
-from fleet_support import tiny_model  # noqa: F401  (a fixture)
+import fleet_support
+
+tiny_model = fleet_support.tiny_model  # the fixture, shared with the fleet tests
 
 
-def test_file_settings_reach_run_options(tiny_model, tmp_path, monkeypatch):  # noqa: F811
+def test_file_settings_reach_run_options(tiny_model, tmp_path, monkeypatch):
     seen = {}
     real_run = edge.pipeline.run
 
@@ -31,7 +33,7 @@ def test_file_settings_reach_run_options(tiny_model, tmp_path, monkeypatch):  # 
     assert json.loads((latest_run(tmp_path / "runs") / "summary.json").read_text())["frames"] == 6  # the flag won
 
 
-def test_a_bad_setting_is_refused_before_anything_is_recorded(tiny_model, tmp_path, capsys):  # noqa: F811
+def test_a_bad_setting_is_refused_before_anything_is_recorded(tiny_model, tmp_path, capsys):
     cfg = tmp_path / "cam.json"
     cfg.write_text(json.dumps({"model": str(tiny_model), "source": "synthetic:3", "out": str(tmp_path / "runs"),
                                "smoother_alpha": 1.5}))
