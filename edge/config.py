@@ -37,6 +37,7 @@ RUN_SETTINGS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "video_fps": ((int, float), "frame rate of the annotated video (default: the source's / stride, else 15)"),
     "queue_size": (int, "capture queue bound in mode 'all' (default 4)"),
     "reconnect": (dict, "table: initial, max, factor, max_attempts of the live-source backoff"),
+    "source_id": (str, "names the source in every frame and event record (default: the source's description)"),
 }
 RECONNECT_KEYS = ("initial", "max", "factor", "max_attempts")
 # printed as a comment by --print-config, never as a value: the effective configuration may be pasted in a ticket
