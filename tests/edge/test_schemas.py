@@ -78,7 +78,7 @@ def recorded(tiny_model, tmp_path_factory):
 def test_frame_records_match_the_schema(recorded):
     schema = load_schema("frame-record")
     records = fleet_support.read_jsonl(recorded / "frames.jsonl")
-    assert len(records) == 18 and any("event" in r for r in records)
+    assert len(records) == 18 and any("event" in r for r in records) and any(r["boxes"] for r in records)
     for r in records:
         validate(r, schema)
     assert {r["schema_version"] for r in records} == {RECORD_SCHEMA_VERSION}
@@ -102,6 +102,7 @@ def test_the_manifest_matches_the_schema(tiny_model):
     ("frame-record", lambda r: r.pop("source")),
     ("frame-record", lambda r: r.update(schema_version=2)),
     ("frame-record", lambda r: r.update(scores="high")),
+    ("frame-record", lambda r: r["boxes"].append({"xyxy": [0, 0, 4, 4], "score": 0.5, "class_id": 0})),  # no confidence
     ("event-record", lambda r: r.update(kind="middle")),
     ("event-record", lambda r: r.update(unexpected=1)),
 ])
