@@ -89,7 +89,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        if "default" in text.lower() or action.default is None or action.default is False or action.default is argparse.SUPPRESS:
             return text
         return super()._get_help_string(action)
 
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sp["demo"]
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="seed of the scenes, the split and the training")
     d.add_argument("--weights", default="none", help="'none' (default), 'imagenet' or PATH to a MobileNetV2 no-top .h5")
     d.add_argument("--epochs", type=int, default=None, help="training epochs (default: 12, or 1 with --quick)")
     d.add_argument("--frames", type=int, default=None, help="clip length (default 300)")
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "required here or as 'data' in --config")
     add_config_flags(t)
     t.add_argument("--val", help="validation folder (default: --val-split of DATA, stratified)")
-    t.add_argument("--val-split", type=float, default=0.2)
+    t.add_argument("--val-split", type=float, default=0.2, help="share of DATA held out for validation when no --val is given")
     t.add_argument("--positive", help="one-vs-rest: this class is positive, the rest negative; "
                                       "with box-labelled data, CLASS[,CLASS...] are the vessel classes")
     b = t.add_argument_group("box-labelled data (crops cut from whole frames)")
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training frames a round-one model is run over to mine hard negatives (0: none; default 150)")
     b.add_argument("--label", help="name of the positive class in the model (default: the first --positive)")
     t.add_argument("--csv", help="multi-label CSV: path,<class>,<class>... with 0/1 values")
-    t.add_argument("--out", default="runs/train")
+    t.add_argument("--out", default="runs/train", help="run folder: model.keras, run.json, plots")
     t.add_argument("--input-size", type=_size, default=(96, 96), help="SIZE or HxW (default 96)")
     t.add_argument("--alpha", type=float, default=None,
                    help="MobileNetV2 width (default: read from a weights file name such as ..._1.0_224_no_top.h5, else 0.35)")
@@ -161,17 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--pooling", choices=("max", "avg", "cell"), default=None,
                    help="max or avg: pool then dense; cell: dense per feature cell, score = best cell "
                         "(the same meaning at any input size; default for box-labelled data, else max)")
-    t.add_argument("--dropout", type=float, default=0.2)
+    t.add_argument("--dropout", type=float, default=0.2, help="dropout before the dense layer")
     t.add_argument("--batch-size", type=int, default=64, help="default 64")
     t.add_argument("--epochs", type=int, default=3, help="phase 1 epochs (head only when pretrained; default 3)")
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr", type=float, default=1e-3, help="phase 1 learning rate")
     t.add_argument("--schedule", choices=("constant", "cyclic", "cosine"), default="cosine",
                    help="constant; cyclic (triangular, phase 1); cosine (each phase decays to zero over its epochs)")
     t.add_argument("--finetune-epochs", type=int, default=18,
                    help="phase 2 epochs with the last blocks unfrozen (default 18; early stopping ends it sooner)")
     t.add_argument("--finetune-blocks", type=int, default=17, help="blocks unfrozen in phase 2 (default 17: all)")
-    t.add_argument("--finetune-lr", type=float, default=1e-4)
-    t.add_argument("--class-weight", choices=("auto", "balanced", "none"), default="auto")
+    t.add_argument("--finetune-lr", type=float, default=1e-4, help="phase 2 learning rate")
+    t.add_argument("--class-weight", choices=("auto", "balanced", "none"), default="auto",
+                   help="auto: balanced when the classes are imbalanced")
     t.add_argument("--augment", choices=("aerial", "upright", "none"), default="upright",
                    help="upright: side views from a shore or a deck, small tilts (default); aerial: top-down views from drones or masts, any rotation; none")
     t.add_argument("--weather", choices=("none", "maritime"), default="none",
@@ -179,10 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "dark or glaring exposure, low contrast, JPEG); see edgecam robustness (default none)")
     t.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
     t.add_argument("--patience", type=int, default=8, help="epochs without a better val metric before stopping (default 8)")
-    t.add_argument("--monitor", choices=("val_auc", "val_loss", "val_accuracy"), default="val_auc")
-    t.add_argument("--threshold-rule", choices=("youden", "recall", "fixed"), default="youden")
-    t.add_argument("--target-recall", type=float, default=0.95)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--monitor", choices=("val_auc", "val_loss", "val_accuracy"), default="val_auc",
+                   help="validation metric for early stopping and the best checkpoint")
+    t.add_argument("--threshold-rule", choices=("youden", "recall", "fixed"), default="youden",
+                   help="decision threshold: Youden's J, the lowest reaching --target-recall, or 0.5")
+    t.add_argument("--target-recall", type=float, default=0.95, help="recall the threshold must reach with --threshold-rule recall")
+    t.add_argument("--seed", type=int, default=0, help="seed of the split, the augmentation and the initial weights")
     t.add_argument("--skip-bad", action="store_true", help="skip corrupt images (listed) instead of stopping")
     t.add_argument("--max-images", type=int, help="use at most N training images (quick runs)")
 
@@ -200,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sanity", action="store_true", help="first check that the model can overfit one batch")
     t.add_argument("--find-lr", action="store_true", help="run the LR range test, write the plot, and stop")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
-    t.add_argument("--strategy", choices=("auto", "none", "mirrored", "multiworker"), default="auto")
+    t.add_argument("--strategy", choices=("auto", "none", "mirrored", "multiworker"), default="auto",
+                   help="TensorFlow distribution strategy; auto: multi-worker with TF_CONFIG, mirrored over several GPUs, else none")
 
     e = sp["evaluate"]
     e.add_argument("model", help="run directory, model.keras, or an artifact's manifest")
@@ -209,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--positive", help="positive class; with box-labelled data CLASS[,CLASS...], the vessel classes")
     e.add_argument("--split", help="box-labelled data: split.json of a training run; evaluate only its --split-name "
                                    "frames (default: the run folder's own split.json when MODEL is a run folder)")
-    e.add_argument("--split-name", choices=("test", "val", "train"), default="test")
+    e.add_argument("--split-name", choices=("test", "val", "train"), default="test", help="box-labelled data: which part of --split")
     e.add_argument("--scale", type=float, default=None, help="box-labelled data: frame scale (default: the manifest's)")
     e.add_argument("--grid", type=int, default=12, help="box-labelled data: frames in the picture grid (default 12)")
     e.add_argument("--threshold", type=float, default=None,
@@ -223,11 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run", help="training run directory (with model.keras and run.json)")
     x.add_argument("--formats", default="tflite-int8,onnx-fp32", help="comma list of tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, onnx-fp32, onnx-int8, or all")
     x.add_argument("--calib", help="folder of real images for int8 calibration")
-    x.add_argument("--calib-size", type=int, default=300)
+    x.add_argument("--calib-size", type=int, default=300, help="calibration images for the int8 formats")
     x.add_argument("--out", help="output folder (default RUN/export)")
     x.add_argument("--io", choices=("uint8", "int8", "float"), default="uint8", help="tflite-int8 input/output type")
-    x.add_argument("--opset", type=int, default=17)
-    x.add_argument("--onnx-calibration", choices=("minmax", "entropy", "percentile"), default="minmax")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    x.add_argument("--onnx-calibration", choices=("minmax", "entropy", "percentile"), default="minmax",
+                   help="onnx-int8 activation range method")
     x.add_argument("--no-per-channel", action="store_true")
     x.add_argument("--input-size", type=_size, help="size the manifest declares for the runtime (default: training size)")
     x.add_argument("--int8-float", default="none", metavar="none|auto|LAYER,...",
@@ -280,10 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mode", choices=("latest", "all"), help="latest (default for live sources) or all (default for files)")
     r.add_argument("--stride", type=int, default=1, help="process every Nth frame")
     r.add_argument("--max-frames", type=int)
-    r.add_argument("--box-threshold", type=float, default=0.5)
+    r.add_argument("--box-threshold", type=float, default=0.5, help="heatmap level that outlines a box")
     r.add_argument("--enter", type=float, default=None, help="event start threshold on the smoothed score")
     r.add_argument("--leave", type=float, default=None, help="event end threshold")
-    r.add_argument("--min-frames", type=int, default=3)
+    r.add_argument("--min-frames", type=int, default=3, help="frames above --enter before an event starts")
     r.add_argument("--no-video", action="store_true", help="no annotated video: frames.jsonl, events and summary.json only")
     add_recording_flags(sp["run"])
     add_fleet_flags(r)
@@ -321,9 +326,9 @@ def add_robustness_flags(b: argparse.ArgumentParser) -> None:
                    help="decision threshold for every model instead of its manifest's (another operating point)")
     b.add_argument("--baseline", metavar="REPORT.json",
                    help="an earlier robustness.json (e.g. of the model trained without --weather) to compare with")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="seed of the corruptions and the image pick")
     b.add_argument("--split", help="box-labelled data: split.json of a training run (default: the run folder's own)")
-    b.add_argument("--split-name", choices=("test", "val", "train"), default="test")
+    b.add_argument("--split-name", choices=("test", "val", "train"), default="test", help="box-labelled data: which part of --split")
     b.add_argument("--scale", type=float, default=None, help="box-labelled data: frame scale (default: the manifest's)")
     b.add_argument("--out", help="report folder (default: robustness/ beside the artifacts)")
     b.add_argument("--json", action="store_true")
