@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sp["demo"]
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    d.add_argument("--seed", type=int, default=0, help="seed of the scenes, the split and the training")
+    d.add_argument("--seed", type=int, default=0, help="seed of the scenes, the clip and the training")
     d.add_argument("--weights", default="none", help="'none' (default), 'imagenet' or PATH to a MobileNetV2 no-top .h5")
     d.add_argument("--epochs", type=int, default=None, help="training epochs (default: 12, or 1 with --quick)")
     d.add_argument("--frames", type=int, default=None, help="clip length (default 300)")
@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--monitor", choices=("val_auc", "val_loss", "val_accuracy"), default="val_auc",
                    help="validation metric for early stopping and the best checkpoint")
     t.add_argument("--threshold-rule", choices=("youden", "recall", "fixed"), default="youden",
-                   help="decision threshold: Youden's J, the lowest reaching --target-recall, or 0.5")
+                   help="decision threshold: Youden's J, the highest that reaches --target-recall, or 0.5")
     t.add_argument("--target-recall", type=float, default=0.95, help="recall the threshold must reach with --threshold-rule recall")
     t.add_argument("--seed", type=int, default=0, help="seed of the split, the augmentation and the initial weights")
     t.add_argument("--skip-bad", action="store_true", help="skip corrupt images (listed) instead of stopping")
