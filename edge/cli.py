@@ -429,7 +429,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 def _with_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> argparse.Namespace | None:
     """``args`` with ``--config`` applied under the flags; None once ``--print-config`` has printed the result."""
-    from edge.config import RUN_SETTINGS, SECRET_KEYS, apply_config, effective_config, load_config_file, to_toml
+    from edge.config import RUN_SETTINGS, apply_config, effective_config, load_config_file, secret_keys, to_toml
 
     sub = parser.subcommands[args.command]  # type: ignore[attr-defined]
     settings = RUN_SETTINGS if args.command == "run" else None
@@ -437,7 +437,7 @@ def _with_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
         apply_config(sub, load_config_file(args.config), args.config, settings)
         args = parser.parse_args(argv)  # the file's values are now defaults: a flag given in argv still wins
     if args.print_config:
-        hidden = [k for k in SECRET_KEYS if getattr(args, k, None)]
+        hidden = secret_keys(args)
         header = f"edgecam {args.command} configuration (edgecam {version()})"
         header += "".join(f"\n{k} is set but not printed" for k in hidden)
         print(to_toml(effective_config(sub, args, settings), header=header), end="")

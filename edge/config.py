@@ -22,12 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
 from edge.errors import ConfigError
 
-__all__ = ["RUN_SETTINGS", "SECRET_KEYS", "load_config_file", "apply_config", "effective_config", "to_toml"]
+__all__ = ["RUN_SETTINGS", "load_config_file", "apply_config", "effective_config", "secret_keys", "to_toml"]
 
 # ``edgecam run`` settings of RunOptions that no flag sets: key -> (JSON type, what it means)
 RUN_SETTINGS: dict[str, tuple[type | tuple[type, ...], str]] = {
@@ -40,8 +41,9 @@ RUN_SETTINGS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "source_id": (str, "names the source in every frame and event record (default: the source's description)"),
 }
 RECONNECT_KEYS = ("initial", "max", "factor", "max_attempts")
-# printed as a comment by --print-config, never as a value: the effective configuration may be pasted in a ticket
+# named by --print-config, never printed: the effective configuration may be pasted in a ticket
 SECRET_KEYS = ("live_auth",)
+_URL_PASSWORD = re.compile(r"://[^/@\s]*:[^/@\s]*@")  # scheme://user:password@host
 _NOT_FILE_KEYS = ("help", "config", "print_config", "verbose", "quiet")  # logging stays a flag
 
 
@@ -157,15 +159,22 @@ def effective_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
                      settings: Mapping[str, tuple] | None = None) -> dict[str, Any]:
     """The settings ``args`` holds, as a file would give them (None left out: absent means the default)."""
     keys = list(_file_actions(parser)) + list(settings or {})
+    hidden = set(secret_keys(args))
     out: dict[str, Any] = {}
     for key in keys:
         value = getattr(args, key, None)
-        if value is None or key in SECRET_KEYS:
+        if value is None or key in hidden:
             continue
         if isinstance(value, tuple) and key in ("input_size", "frame_size"):
             value = f"{value[0]}x{value[1]}"
         out[key] = list(value) if isinstance(value, tuple) else value
     return out
+
+
+def secret_keys(args: argparse.Namespace) -> list[str]:
+    """Keys of ``args`` that hold a secret: an auth spec, or a URL with a password in it."""
+    return sorted(k for k, v in vars(args).items()
+                  if v and (k in SECRET_KEYS or (isinstance(v, str) and _URL_PASSWORD.search(v))))
 
 
 def to_toml(data: Mapping[str, Any], header: str = "") -> str:

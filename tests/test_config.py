@@ -94,6 +94,9 @@ def test_print_config_round_trips(tmp_path, capsys):
     assert main(argv + ["--print-config"]) == 0
     printed = capsys.readouterr().out
     assert "s3cret" not in printed and "# live_auth is set but not printed" in printed
+    assert main(argv + ["--mqtt", "mqtt://cam:pa55@broker:1883", "--mqtt-camera", "east", "--print-config"]) == 0
+    printed_mqtt = capsys.readouterr().out
+    assert "pa55" not in printed_mqtt and "# mqtt is set but not printed" in printed_mqtt and 'mqtt_camera = "east"' in printed_mqtt
     data = tomllib.loads(printed)
     assert data["stride"] == 2 and data["input_size"] == "352x640" and data["reconnect"] == {"initial": 1.0, "max_attempts": 3}
     again = write(tmp_path, "again.toml", printed)
