@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from edge.errors import EdgecamError
+from edge.errors import ConfigError, EdgecamError
 
 COMMANDS = {
     "demo": "generate maritime scenes, train, export, verify and run the runtime over a clip",
@@ -99,26 +99,61 @@ def add_recording_flags(r: argparse.ArgumentParser) -> None:
                 "SIGTERM after a clean flush")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, once: help texts that already say "default" are left as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
+def version() -> str:
+    """The installed distribution's version (the one pip reports)."""
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    try:
+        return dist_version("edgecam")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed: pip install -e .)"
+
+
+def _logging_flags(parser: argparse.ArgumentParser, default) -> None:
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("-v", "--verbose", action="store_true", default=default, help="debug logging")
+    g.add_argument("-q", "--quiet", action="store_true", default=default, help="warnings and errors only")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgecam", description="Explainable image classifiers from training to a camera on a small device.")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p = argparse.ArgumentParser(prog="edgecam", description="Explainable image classifiers from training to a camera on a small device.",
+                                formatter_class=HelpFormatter)
+    _logging_flags(p, False)
+    p.add_argument("--version", action="version", version=f"edgecam {version()}")
+    common = argparse.ArgumentParser(add_help=False)
+    _logging_flags(common, argparse.SUPPRESS)  # also after the command; SUPPRESS keeps a flag given before it
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sp = {name: sub.add_parser(name, help=text, description=text) for name, text in COMMANDS.items()}
+    sp = {name: sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter,
+                               parents=[] if name in DELEGATED else [common])
+          for name, text in COMMANDS.items()}
+    p.subcommands = sp  # type: ignore[attr-defined]  # _main applies a --config file to one of them
 
     d = sp["demo"]
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="seed of the scenes, the clip and the training")
     d.add_argument("--weights", default="none", help="'none' (default), 'imagenet' or PATH to a MobileNetV2 no-top .h5")
     d.add_argument("--epochs", type=int, default=None, help="training epochs (default: 12, or 1 with --quick)")
     d.add_argument("--frames", type=int, default=None, help="clip length (default 300)")
     d.add_argument("--quick", action="store_true", help="tiny configuration for tests: few images, small input, short clip")
 
     t = sp["train"]
-    t.add_argument("data", nargs="+",
+    t.add_argument("data", nargs="*",
                    help="folder with one sub-folder per class (or train/ and val/ inside), image root for --csv, "
-                        "or one or more box-labelled datasets (YOLO, COCO or VOC; detected from the files)")
+                        "or one or more box-labelled datasets (YOLO, COCO or VOC; detected from the files); "
+                        "required here or as 'data' in --config")
+    add_config_flags(t)
     t.add_argument("--val", help="validation folder (default: --val-split of DATA, stratified)")
-    t.add_argument("--val-split", type=float, default=0.2)
+    t.add_argument("--val-split", type=float, default=0.2, help="share of DATA held out for validation when no --val is given")
     t.add_argument("--positive", help="one-vs-rest: this class is positive, the rest negative; "
                                       "with box-labelled data, CLASS[,CLASS...] are the vessel classes")
     b = t.add_argument_group("box-labelled data (crops cut from whole frames)")
@@ -133,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training frames a round-one model is run over to mine hard negatives (0: none; default 150)")
     b.add_argument("--label", help="name of the positive class in the model (default: the first --positive)")
     t.add_argument("--csv", help="multi-label CSV: path,<class>,<class>... with 0/1 values")
-    t.add_argument("--out", default="runs/train")
+    t.add_argument("--out", default="runs/train", help="run folder: model.keras, run.json, plots")
     t.add_argument("--input-size", type=_size, default=(96, 96), help="SIZE or HxW (default 96)")
     t.add_argument("--alpha", type=float, default=None,
                    help="MobileNetV2 width (default: read from a weights file name such as ..._1.0_224_no_top.h5, else 0.35)")
@@ -141,17 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--pooling", choices=("max", "avg", "cell"), default=None,
                    help="max or avg: pool then dense; cell: dense per feature cell, score = best cell "
                         "(the same meaning at any input size; default for box-labelled data, else max)")
-    t.add_argument("--dropout", type=float, default=0.2)
+    t.add_argument("--dropout", type=float, default=0.2, help="dropout before the dense layer")
     t.add_argument("--batch-size", type=int, default=64, help="default 64")
     t.add_argument("--epochs", type=int, default=3, help="phase 1 epochs (head only when pretrained; default 3)")
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr", type=float, default=1e-3, help="phase 1 learning rate")
     t.add_argument("--schedule", choices=("constant", "cyclic", "cosine"), default="cosine",
                    help="constant; cyclic (triangular, phase 1); cosine (each phase decays to zero over its epochs)")
     t.add_argument("--finetune-epochs", type=int, default=18,
                    help="phase 2 epochs with the last blocks unfrozen (default 18; early stopping ends it sooner)")
     t.add_argument("--finetune-blocks", type=int, default=17, help="blocks unfrozen in phase 2 (default 17: all)")
-    t.add_argument("--finetune-lr", type=float, default=1e-4)
-    t.add_argument("--class-weight", choices=("auto", "balanced", "none"), default="auto")
+    t.add_argument("--finetune-lr", type=float, default=1e-4, help="phase 2 learning rate")
+    t.add_argument("--class-weight", choices=("auto", "balanced", "none"), default="auto",
+                   help="auto: balanced when the classes are imbalanced")
     t.add_argument("--augment", choices=("aerial", "upright", "none"), default="upright",
                    help="upright: side views from a shore or a deck, small tilts (default); aerial: top-down views from drones or masts, any rotation; none")
     t.add_argument("--weather", choices=("none", "maritime"), default="none",
@@ -159,10 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "dark or glaring exposure, low contrast, JPEG); see edgecam robustness (default none)")
     t.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
     t.add_argument("--patience", type=int, default=8, help="epochs without a better val metric before stopping (default 8)")
-    t.add_argument("--monitor", choices=("val_auc", "val_loss", "val_accuracy"), default="val_auc")
-    t.add_argument("--threshold-rule", choices=("youden", "recall", "fixed"), default="youden")
-    t.add_argument("--target-recall", type=float, default=0.95)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--monitor", choices=("val_auc", "val_loss", "val_accuracy"), default="val_auc",
+                   help="validation metric for early stopping and the best checkpoint")
+    t.add_argument("--threshold-rule", choices=("youden", "recall", "fixed"), default="youden",
+                   help="decision threshold: Youden's J, the highest that reaches --target-recall, or 0.5")
+    t.add_argument("--target-recall", type=float, default=0.95, help="recall the threshold must reach with --threshold-rule recall")
+    t.add_argument("--seed", type=int, default=0, help="seed of the split, the augmentation and the initial weights")
     t.add_argument("--skip-bad", action="store_true", help="skip corrupt images (listed) instead of stopping")
     t.add_argument("--max-images", type=int, help="use at most N training images (quick runs)")
 
@@ -180,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sanity", action="store_true", help="first check that the model can overfit one batch")
     t.add_argument("--find-lr", action="store_true", help="run the LR range test, write the plot, and stop")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
-    t.add_argument("--strategy", choices=("auto", "none", "mirrored", "multiworker"), default="auto")
+    t.add_argument("--strategy", choices=("auto", "none", "mirrored", "multiworker"), default="auto",
+                   help="TensorFlow distribution strategy; auto: multi-worker with TF_CONFIG, mirrored over several GPUs, else none")
 
     e = sp["evaluate"]
     e.add_argument("model", help="run directory, model.keras, or an artifact's manifest")
@@ -189,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--positive", help="positive class; with box-labelled data CLASS[,CLASS...], the vessel classes")
     e.add_argument("--split", help="box-labelled data: split.json of a training run; evaluate only its --split-name "
                                    "frames (default: the run folder's own split.json when MODEL is a run folder)")
-    e.add_argument("--split-name", choices=("test", "val", "train"), default="test")
+    e.add_argument("--split-name", choices=("test", "val", "train"), default="test", help="box-labelled data: which part of --split")
     e.add_argument("--skip-bad", action="store_true",
                    help="labelled folder: leave out images that do not decode (listed and counted) instead of stopping")
     e.add_argument("--scale", type=float, default=None, help="box-labelled data: frame scale (default: the manifest's)")
@@ -205,11 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run", help="training run directory (with model.keras and run.json)")
     x.add_argument("--formats", default="tflite-int8,onnx-fp32", help="comma list of tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, onnx-fp32, onnx-int8, or all")
     x.add_argument("--calib", help="folder of real images for int8 calibration")
-    x.add_argument("--calib-size", type=int, default=300)
+    x.add_argument("--calib-size", type=int, default=300, help="calibration images for the int8 formats")
     x.add_argument("--out", help="output folder (default RUN/export)")
     x.add_argument("--io", choices=("uint8", "int8", "float"), default="uint8", help="tflite-int8 input/output type")
-    x.add_argument("--opset", type=int, default=17)
-    x.add_argument("--onnx-calibration", choices=("minmax", "entropy", "percentile"), default="minmax")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    x.add_argument("--onnx-calibration", choices=("minmax", "entropy", "percentile"), default="minmax",
+                   help="onnx-int8 activation range method")
     x.add_argument("--no-per-channel", action="store_true")
     x.add_argument("--input-size", type=_size, help="size the manifest declares for the runtime (default: training size)")
     x.add_argument("--int8-float", default="none", metavar="none|auto|LAYER,...",
@@ -235,7 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_robustness_flags(sp["robustness"])
 
     r = sp["run"]
-    r.add_argument("model", help="an artifact's manifest (or the artifact beside it)")
+    r.add_argument("model", nargs="?",
+                   help="an artifact's manifest (or the artifact beside it); required here or as 'model' in --config")
+    add_config_flags(r)
+    from edge.config import RUN_SETTINGS
+
+    r.set_defaults(**dict.fromkeys(RUN_SETTINGS))  # settings with no flag: from --config only (None: RunOptions' default)
     r.add_argument("--source", default=None,
                    help="video file, camera index or /dev/videoN, rtsp:// or http:// URL, GStreamer pipeline, picamera2, "
                         "folder or glob of stills, synthetic[:SEED] (default: the device profile's camera, else synthetic)")
@@ -259,15 +304,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mode", choices=("latest", "all"), help="latest (default for live sources) or all (default for files)")
     r.add_argument("--stride", type=int, default=1, help="process every Nth frame")
     r.add_argument("--max-frames", type=int)
-    r.add_argument("--box-threshold", type=float, default=0.5)
+    r.add_argument("--box-threshold", type=float, default=0.5, help="heatmap level that outlines a box")
     r.add_argument("--enter", type=float, default=None, help="event start threshold on the smoothed score")
     r.add_argument("--leave", type=float, default=None, help="event end threshold")
-    r.add_argument("--min-frames", type=int, default=3)
+    r.add_argument("--min-frames", type=int, default=3, help="frames above --enter before an event starts")
     r.add_argument("--no-video", action="store_true", help="no annotated video: frames.jsonl, events and summary.json only")
     add_recording_flags(sp["run"])
     add_fleet_flags(r)
     add_gpu_flags(r)
     return p
+
+
+def add_config_flags(p: argparse.ArgumentParser) -> None:
+    """``--config FILE`` and ``--print-config`` (edge.config)."""
+    g = p.add_argument_group("configuration file (README: Configuration)")
+    g.add_argument("--config", metavar="FILE",
+                   help="TOML or JSON file whose keys are this command's flag names (box_threshold for --box-threshold); "
+                        "flags given here override it; unknown keys are refused")
+    g.add_argument("--print-config", action="store_true",
+                   help="print the effective configuration (file + flags + defaults) as TOML, loadable by --config, and stop")
 
 
 def add_robustness_flags(b: argparse.ArgumentParser) -> None:
@@ -279,7 +334,7 @@ def add_robustness_flags(b: argparse.ArgumentParser) -> None:
     b.add_argument("--model-run", dest="run", help="class folders: the Keras run (default: the one the manifests name)")
     b.add_argument("--corruptions", default="all", help="comma list, or all (default): gaussian_noise, shot_noise, "
                    "defocus_blur, motion_blur, fog, rain, droplets, glare, low_light, contrast, jpeg")
-    b.add_argument("--severities", default="1,2,3,4,5", help="comma list of 1..5 (default all five)")
+    b.add_argument("--severities", default="1,2,3,4,5", help="comma list of 1..5 (default 1,2,3,4,5: all five)")
     b.add_argument("--limit", type=int, default=1000,
                    help="at most N images or frames, keeping the class shares (default 1000)")
     b.add_argument("--eps", default="1,2,4,8", help="class folders: FGSM steps in grey levels of 0..255 (default 1,2,4,8)")
@@ -290,9 +345,9 @@ def add_robustness_flags(b: argparse.ArgumentParser) -> None:
                    help="decision threshold for every model instead of its manifest's (another operating point)")
     b.add_argument("--baseline", metavar="REPORT.json",
                    help="an earlier robustness.json (e.g. of the model trained without --weather) to compare with")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="seed of the corruptions and the image pick")
     b.add_argument("--split", help="box-labelled data: split.json of a training run (default: the run folder's own)")
-    b.add_argument("--split-name", choices=("test", "val", "train"), default="test")
+    b.add_argument("--split-name", choices=("test", "val", "train"), default="test", help="box-labelled data: which part of --split")
     b.add_argument("--scale", type=float, default=None, help="box-labelled data: frame scale (default: the manifest's)")
     b.add_argument("--out", help="report folder (default: robustness/ beside the artifacts)")
     b.add_argument("--json", action="store_true")
@@ -344,21 +399,24 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    verbose = "-v" in argv or "--verbose" in argv
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("tensorflow", "tf2onnx", "absl", "h5py", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    argv = [a for a in argv if a not in ("-v", "--verbose")]
     try:
-        if argv and argv[0] in DELEGATED:
+        parser = build_parser()
+        lead = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))  # options before COMMAND
+        if lead < len(argv) and argv[lead] in DELEGATED:
             import importlib
 
-            module, func = DELEGATED[argv[0]]
-            return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
-        args = build_parser().parse_args(argv)
+            _configure_logging(parser.parse_args(argv[:lead]))  # -v / -q count only before a delegated command
+            module, func = DELEGATED[argv[lead]]
+            return int(getattr(importlib.import_module(module), func)(argv[lead + 1:]) or 0)
+        args = parser.parse_args(argv)
         if not args.command:
-            build_parser().print_help()
+            parser.print_help()
             return 2
+        _configure_logging(args)
+        if args.command in ("run", "train"):
+            args = _with_config(parser, args, argv)
+            if args is None:
+                return 0  # --print-config printed it
         from edge import commands
 
         if not getattr(args, "json", False):
@@ -382,6 +440,36 @@ def _main(argv: list[str] | None) -> int:
         # the reader of stdout (head, grep -q) left early, on purpose: say nothing, as `yes | head` does,
         # and exit as a shell reports a process ended by SIGPIPE
         return 128 + signal.SIGPIPE
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)  # also when an embedding program configured logging first
+    for noisy in ("tensorflow", "tf2onnx", "absl", "h5py", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _with_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> argparse.Namespace | None:
+    """``args`` with ``--config`` applied under the flags; None once ``--print-config`` has printed the result."""
+    from edge.config import RUN_SETTINGS, apply_config, effective_config, load_config_file, secret_keys, to_toml
+
+    sub = parser.subcommands[args.command]  # type: ignore[attr-defined]
+    settings = RUN_SETTINGS if args.command == "run" else None
+    if args.config:
+        apply_config(sub, load_config_file(args.config), args.config, settings)
+        args = parser.parse_args(argv)  # the file's values are now defaults: a flag given in argv still wins
+    if args.print_config:
+        hidden = secret_keys(args)
+        header = f"edgecam {args.command} configuration (edgecam {version()})"
+        header += "".join(f"\n{k} is set but not printed" for k in hidden)
+        print(to_toml(effective_config(sub, args, settings), header=header), end="")
+        return None
+    missing = {"run": "model", "train": "data"}[args.command]
+    if not getattr(args, missing):
+        raise ConfigError(f"{args.command}: expected {missing.upper()} on the command line or '{missing}' in --config; "
+                          "received neither")
+    return args
 
 
 def _stdout_closed() -> bool:

@@ -315,6 +315,11 @@ def cmd_run(a) -> int:
                      jsonl_keep=a.jsonl_keep, outage_s=a.outage_seconds or None, retain=a.retain,
                      stills=a.stills)
     RecordingOptions(**recording)  # a bad value is refused before the model loads or a folder is made
+    from edge.config import RUN_SETTINGS
+
+    settings = {k: getattr(a, k) for k in RUN_SETTINGS if getattr(a, k, None) is not None}  # --config only
+    checked = RunOptions.from_dict({"out_dir": a.out, **settings})  # likewise refused now; reconnect becomes BackoffOptions
+    settings = {k: getattr(checked, k) for k in settings}
     mqtt = mqtt_options(a)  # likewise; None without --mqtt / --mqtt-config (paho is then never imported)
     live_auth = a.live_auth or os.environ.get("EDGECAM_LIVE_AUTH") or None
     if live_auth is not None:
@@ -335,7 +340,7 @@ def cmd_run(a) -> int:
                                                                 interrupt_s=a.event_timeout or None),
             live=a.live, allow_remote=a.allow_remote, live_auth=live_auth, live_clients=a.live_max_clients,
             live_idle_s=a.live_idle_seconds, stale_s=a.stale_seconds or 10.0, write_video=not a.no_video, max_frames=a.max_frames,
-            recording=RecordingOptions(run_id=folder.run_id, **recording),
+            recording=RecordingOptions(run_id=folder.run_id, **recording), **settings,
         )
         sinks = []
         if mqtt is not None:

@@ -101,7 +101,7 @@ class MqttSink(Sink):
 
     def _event(self, event: dict, record: dict | None, frame_rgb: np.ndarray | None) -> None:
         kind = event.get("kind")
-        body = {k: v for k, v in event.items() if k != "kind"}
+        body = {k: v for k, v in event.items() if k not in ("kind", "schema_version", "source")}  # the message has its own
         if kind == "start":
             score = self._score(record, body.get("label")) if record else float(body.get("peak_score") or 0.0)
             self._open = {"event": body, "peak": score, "updates": 0}

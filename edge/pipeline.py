@@ -33,7 +33,7 @@ from edge.events import EventKind, EventTracker, HysteresisOptions, QuietWatch
 from edge.fleet_metrics import create_metrics
 from edge.live import LiveAuth, LiveServer
 from edge.recording import Recorder, RecordingOptions, json_safe, outcome
-from edge.results import FrameResult
+from edge.results import RECORD_SCHEMA_VERSION, FrameResult
 from edge.sinks import Sink, utc_iso
 from edge.sources import BackoffOptions, CapturedFrame, CaptureMode, FrameSource, ThreadedCapture
 from edge.stage import OutputStage, splits
@@ -96,6 +96,8 @@ class RunOptions:
         queue_size: capture queue bound in ALL mode.
         reconnect: backoff for live sources.
         recording: run id, video segments, free-space floor and ``frames.jsonl`` rotation.
+        source_id: names the source in every frame and event record; None: the source's
+            description (``repr``, credentials removed).
 
     Example:
         >>> RunOptions.from_dict({"out_dir": "runs/x", "mode": "all", "hysteresis": {"enter": 0.7}}).mode
@@ -123,6 +125,7 @@ class RunOptions:
     queue_size: int = 4
     reconnect: BackoffOptions = BackoffOptions()
     recording: RecordingOptions = RecordingOptions()
+    source_id: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -233,6 +236,7 @@ class _Loop:
         self.recorder: Recorder | None = None  # set by run() before the first frame
         self.live: LiveServer | None = None
         self.metrics = None  # edge.fleet_metrics.RunMetrics while /metrics is served
+        self.source_id = options.source_id  # run() sets the source's description when this is None
         self.extra: list[Sink] = []  # sinks given to run() (the MQTT link)
         self.counts = {"frames": 0, "errors": 0, "events": 0}
         self.started = time.monotonic()
@@ -278,6 +282,10 @@ class _Loop:
             if self.counts["errors"] <= 5 or self.counts["errors"] % 100 == 0:
                 log.exception("frame %d failed (%d errors so far); continuing", item.index, self.counts["errors"])
 
+    def event_record(self, update) -> dict:
+        """An event line (docs/schemas/event-record.schema.json): the update, its schema version and source."""
+        return {"schema_version": RECORD_SCHEMA_VERSION, "source": self.source_id, **update.to_record()}
+
     def process(self, item: CapturedFrame, kind: str, payload: Any, infer_ms: float) -> None:
         opts = self.options
         t0 = time.monotonic()
@@ -291,7 +299,8 @@ class _Loop:
         t_rel = round(item.t_monotonic - self.started, 4)
         with self.lock:  # the quiet watch may end an open event from its own thread
             update = self.tracker.update(item.index, t_rel, score, label)
-        record = {"frame": item.index, "t": t_rel, **result.to_record(), "smoothed": round(self.tracker.smoothed, 5)}
+        record = {"schema_version": RECORD_SCHEMA_VERSION, "source": self.source_id, "frame": item.index, "t": t_rel,
+                  **result.to_record(), "smoothed": round(self.tracker.smoothed, 5)}
         # when the frame was captured (wall clock, UTC) and, for files, where it sits in the source
         if item.t_wall is not None:
             record["time"] = utc_iso(item.t_wall)
@@ -302,7 +311,7 @@ class _Loop:
         if opts.recording.run_id is not None:
             record = {"run": opts.recording.run_id, **record}
         if update is not None:
-            record["event"] = update.to_record()
+            record["event"] = self.event_record(update)
             self.counts["events"] += int(update.kind is EventKind.START)
 
         # annotation costs milliseconds on a Pi: only draw when someone will see it
@@ -450,6 +459,7 @@ def run(
     loop = _Loop(detector, options, on_frame)
     if callable(getattr(on_frame, "attach", None)):  # e.g. edge.progress.Progress: it reads the run's counters
         on_frame.attach(loop.vitals)
+    loop.source_id = options.source_id or repr(source)
     # Without tiling, the capture thread fits each frame to the model input
     # while the previous one is inferred (a detector offering ``prepare``).
     prepare = getattr(detector, "prepare", None) if options.tile is None else None
@@ -525,12 +535,12 @@ def run(
         final = loop.tracker.close()
         if final is not None:
             try:
-                recorder.record_event(final.to_record())
+                recorder.record_event(loop.event_record(final))
             except Exception:
                 log.exception("could not record the end of event %d", final.event.id)
             for sink in (s for s in loop.extra if callable(getattr(s, "record_event", None))):
                 try:
-                    sink.record_event(final.to_record())
+                    sink.record_event(loop.event_record(final))
                 except Exception:
                     log.exception("%s could not take the end of event %d", getattr(sink, "name", sink), final.event.id)
         watchdog.close(f"stopping: {ended_by}")

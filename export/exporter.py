@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,9 +148,9 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
         calibration = collect(options.calib, train_size, options.calib_size + extra_images, options.seed, expected)
         if options.mixed:
             calibration, held_out = calibration.hold_out(extra_images)
-            print(f"{calibration.coverage_line()}; {len(held_out)} more held out to measure mixed precision")
+            log.info("%s; %d more held out to measure mixed precision", calibration.coverage_line(), len(held_out))
         else:
-            print(calibration.coverage_line())
+            log.info("%s", calibration.coverage_line())
     from export.saved import write_saved_model
 
     saved = write_saved_model(inference)
@@ -248,8 +247,8 @@ def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size,
                                     ranking=options.int8_ranking)
         else:
             plan = precision.explicit(q, layers, precision.LayerNames(layers).check(names), ref, cam, held_out, targets)
-            print(f"{key}: float layers {', '.join(plan.float_layers)}: float share {100 * plan.float_share:.1f} %, "
-                  f"{plan.fidelity.line()}")
+            log.info("%s: float layers %s: float share %.1f %%, %s", key, ", ".join(plan.float_layers),
+                     100 * plan.float_share, plan.fidelity.line())
     stem = TABLE[key].filename
     atomic.write_text(out / f"{stem}.precision.md", precision.report_markdown(plan))
     doc = {**plan.to_manifest(), "format": key, "frontier": [

@@ -167,7 +167,7 @@ def mine_and_continue(run: Path, cfg: TrainConfig, opts: BoxTrainOptions, train_
     label = opts.positive_label
     tile_root = run / "tiles"
     n = mine(run / "model.keras", train_frames, opts, tile_root / "train" / f"no_{label}", cfg.seed + 1, prefix="final")
-    print(f"hard-negative mining with the trained model: {n} more crops")
+    log.info("hard-negative mining with the trained model: %d more crops", n)
     cont = replace(cfg, data=str(tile_root / "train"), val=str(tile_root / "val"), positive=label, pooling="cell",
                    out=str(run / "final_mining"), epochs=0, finetune_epochs=opts.final_mining_epochs,
                    init_model=str(run / "model.keras"))
@@ -260,9 +260,9 @@ def apply_frame_threshold(run: Path, frames, opts: BoxTrainOptions) -> dict:
     info["threshold_rule"] = f"frames: at most {fitted['max_false_per_frame']} false peaks per validation frame"
     info["frame_threshold"] = fitted
     atomic.write_json(run / "run.json", info)
-    print(f"frame threshold {fitted['threshold']:.3f} on {fitted['frames']} validation frames: "
-          f"{fitted['false_per_frame']:.2f} false peaks per frame, recall of vessels >= 32 px "
-          f"{fitted['recall_wide'] if fitted['recall_wide'] is None else round(fitted['recall_wide'], 3)}")
+    wide = fitted["recall_wide"] if fitted["recall_wide"] is None else round(fitted["recall_wide"], 3)
+    log.info("frame threshold %.3f on %d validation frames: %.2f false peaks per frame, recall of vessels >= 32 px %s",
+             fitted["threshold"], fitted["frames"], fitted["false_per_frame"], wide)
     return fitted
 
 
@@ -296,15 +296,15 @@ def train_boxes(cfg: TrainConfig, opts: BoxTrainOptions, strategy=None, resume: 
         for s in ("train", "val"):
             if counts[s].positive == 0:
                 raise DataError(f"no {s} crop holds a whole {'/'.join(opts.positive)} box; check --positive and the labels")
-        print(summary_line(counts))
+        log.info("%s", summary_line(counts))
         if opts.mine_frames > 0 and cfg.weights is not None:
             r1 = replace(cfg, data=str(tile_root / "train"), val=str(tile_root / "val"), positive=label, pooling="cell",
                          out=str(run / "round1"), epochs=opts.round1_epochs, finetune_epochs=0)
             first = train(r1, strategy=strategy)
             counts["train"].mined = mine(first.run_dir / "model.keras", splits["train"], opts,
                                          tile_root / "train" / f"no_{label}", cfg.seed)
-            print(f"hard-negative mining: {counts['train'].mined} crops from the cells a round-one model "
-                  f"(val ROC AUC {first.metrics.get('roc_auc', float('nan')):.3f}) fired on away from vessels")
+            log.info("hard-negative mining: %d crops from the cells a round-one model (val ROC AUC %.3f) fired on "
+                     "away from vessels", counts["train"].mined, first.metrics.get("roc_auc", float("nan")))
         counts_json = {s: c.as_dict() for s, c in counts.items()}
         counts_json.update(scale=opts.scale, input_size=tiles.input_size, window_native_px=tiles.window)
         atomic.write_json(manifest_path, counts_json)

@@ -149,9 +149,10 @@ def test_run_writes_records_events_video_and_summary(tmp_path):
     records = _lines(out / "frames.jsonl")
     assert [r["frame"] for r in records] == list(range(40))
     # the synthetic source is live: a capture time (wall clock, UTC) but no media position
-    assert list(records[0]) == ["frame", "t", "scores", "positive", "boxes", "peak", "timings_ms", "smoothed", "time"]
+    assert list(records[0]) == ["schema_version", "source", "frame", "t", "scores", "positive", "boxes", "peak", "timings_ms",
+                                "smoothed", "time"]
     assert records[0]["time"].endswith("Z") and "media_ms" not in records[0]
-    assert records[15]["boxes"] == [{"xyxy": [30.0, 20.0, 50.0, 40.0], "score": 1.0, "class_id": 0}]
+    assert records[15]["boxes"] == [{"xyxy": [30.0, 20.0, 50.0, 40.0], "confidence": 1.0, "score": 1.0, "class_id": 0}]
     assert records[15]["positive"] == ["ship"] and records[5]["positive"] == ["sea"]
     assert records[15]["smoothed"] == pytest.approx(0.95)
     with_events = [(r["frame"], r["event"]["kind"]) for r in records if "event" in r]
