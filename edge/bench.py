@@ -31,12 +31,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import resource
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,7 +45,8 @@ import numpy as np
 from edge.atomic import write_json, write_text
 from edge.errors import ConfigError, EdgecamError, SourceError
 from edge.capture import CaptureMode, ThreadedCapture
-from edge.stage import OutputStage, splits
+from edge.loop import FrameDone, FrameLoop
+from edge.stage import splits
 from edge.machine import read_cpuinfo, usable_cpus
 from edge.manifest import MANIFEST_SUFFIX
 from edge.sources import FrameSource
@@ -231,9 +230,9 @@ class BenchTarget(Protocol):
 
     def detect_prepared(self, prepared: Any) -> Any: ...
 
-    # optional, as edge.detector.Detector has them: ``infer(prepared)`` and
-    # ``finish(inference)``; the pipeline loop then finishes frames on an
-    # output thread, as ``edgecam run`` does
+    # optional, as edge.detector.Detector has them: ``infer([prepared])`` and
+    # ``finish(inference) -> [result]``; the pipeline loop (edge.loop.FrameLoop)
+    # then finishes frames on an output thread, as ``edgecam run`` does
 
     def invoke_raw(self) -> None: ...
 
@@ -287,11 +286,11 @@ class DetectorTarget:
     def detect_prepared(self, prepared: Any) -> Any:
         return self._det.detect_prepared(prepared)
 
-    def infer(self, prepared: Any) -> Any:
-        return self._det.infer([prepared])
+    def infer(self, prepared: list[Any]) -> Any:
+        return self._det.infer(prepared)
 
-    def finish(self, inference: Any) -> Any:
-        return self._det.finish(inference)[0]
+    def finish(self, inference: Any) -> list[Any]:
+        return self._det.finish(inference)
 
     def invoke_raw(self) -> None:
         self._det.backend.invoke_raw()
@@ -537,66 +536,35 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
             target.detect(feed.next())
 
         timings: list[dict[str, float]] = []
-        # the loop of ``edgecam run``: every frame (ALL), fitted on the capture thread
-        capture = ThreadedCapture(feed.as_source(), CaptureMode.ALL, queue_size=4, prepare=target.prepare)
+        finished: list[float] = []
 
-        def next_item() -> tuple[Any, float]:
-            c0 = clock()
-            item = capture.get(timeout=30.0)
-            if item is None:
+        def handle(done: FrameDone) -> None:  # the bench's only addition to the loop: timing
+            timings.append({"wait": done.wait_ms, **dict(getattr(done.result, "timings_ms", {}) or {})})
+            finished.append(done.finished_at)
+
+        # the loop of ``edgecam run``: every frame (ALL), fitted on the capture thread; a detector that
+        # splits ``infer`` from ``finish`` has its frames finished on an output thread while the next is inferred
+        capture = ThreadedCapture(feed.as_source(), CaptureMode.ALL, queue_size=4, prepare=target.prepare)
+        loop = FrameLoop(target, capture, handle, threaded=splits(target), clock=clock)
+
+        def step() -> None:
+            if not loop.step(timeout=30.0):
                 raise SourceError(f"bench: the capture of {feed.description!r} stopped giving frames"
                                   + (f" ({capture.error})" if capture.error else ""))
-            return item, (clock() - c0) * 1e3
 
-        def record(out: Any, wait_ms: float) -> None:
-            timings.append({"wait": wait_ms, **dict(getattr(out, "timings_ms", {}) or {})})
-
-        def pipeline_step() -> None:
-            item, wait_ms = next_item()
-            record(target.detect_prepared(item.prepared) if item.prepared is not None else target.detect(item.frame),
-                   wait_ms)
-
-        split = splits(target)
-        finished: list[float] = []
-        failures: list[BaseException] = []
-        progress = threading.Condition()
-
-        def finish(job: tuple[str, Any, float]) -> None:
-            # the output thread of ``edgecam run``: CAM and boxes while the next frame is inferred
-            kind, payload, wait_ms = job
-            try:
-                record(target.finish(payload) if kind == "inference" else target.detect(payload), wait_ms)
-                finished.append(clock())
-            except BaseException as exc:
-                failures.append(exc)
-                raise
-            finally:  # on an error too, so the main thread stops waiting at once
-                with progress:
-                    progress.notify()
-
-        def split_round(n: int) -> tuple[list[float], float]:
+        def threaded_round(n: int) -> tuple[list[float], float]:
             """``n`` frames through the three-stage loop; durations run from one finished frame to the next."""
-            first = len(finished)
-            start = clock()
+            first, start = len(finished), clock()
             for _ in range(n):
-                item, wait_ms = next_item()
-                if item.prepared is not None:
-                    output.put(("inference", target.infer(item.prepared), wait_ms))
-                else:
-                    output.put(("frame", item.frame, wait_ms))
-            with progress:
-                if not progress.wait_for(lambda: len(finished) >= first + n or bool(failures), 30.0):
-                    raise SourceError("bench: the output thread did not finish its frames within 30 s")
-            if failures:
-                raise failures[0]
+                step()
+            loop.wait_handled(loop.submitted, 30.0)
             done = finished[first:first + n]
             return list(np.diff([start, *done])), done[-1] - start
 
         raw_d: list[float] = []
         pipe_d: list[float] = []
         raw_wall = pipe_wall = 0.0
-        output = OutputStage(finish, 4, name="output") if split else None
-        with capture, (output or contextlib.nullcontext()):
+        with loop:
             # alternate the two loops in rounds, so that a slow spell of the
             # machine falls on both rather than on whichever ran then; the
             # capture thread idles on its full queue during the raw rounds
@@ -604,7 +572,7 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
                 d, w = time_loop(target.invoke_raw, n, clock)
                 raw_d += d
                 raw_wall += w
-                d, w = split_round(n) if split else time_loop(pipeline_step, n, clock)
+                d, w = threaded_round(n) if loop.output is not None else time_loop(step, n, clock)
                 pipe_d += d
                 pipe_wall += w
         result.raw = LatencySummary.from_durations(raw_d, raw_wall)

@@ -2,7 +2,7 @@
 
 :class:`MqttSink` is a :class:`edge.sinks.Sink` that ``edgecam run --mqtt``
 adds to the run's sinks. It watches each frame's record for an event opening
-or closing (``record["event"]``), sends an ``update`` while one is open, and
+or closing (``record.event``), sends an ``update`` while one is open, and
 keeps the numbers of the retained state; :class:`edge.mqtt.MqttLink` delivers.
 
 Every event message carries a ``message_id`` (``<run>/<event id>/<kind>``, and
@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from edge.mqtt import MqttLink, MqttOptions
+from edge.records import FrameRecord
 from edge.results import FrameResult
 from edge.sinks import Sink, StorageError
 
@@ -76,7 +77,7 @@ class MqttSink(Sink):
         self.link = MqttLink(options, spool_dir, state=self.state).start()
 
     # ---- frames in
-    def _write(self, frame_rgb: np.ndarray, result: FrameResult, record: dict) -> None:
+    def _write(self, frame_rgb: np.ndarray, result: FrameResult, record: FrameRecord) -> None:
         now = time.monotonic()
         if self._last_mono is not None and now > self._last_mono:  # an average of intervals: bursts do not inflate it
             dt = now - self._last_mono
@@ -85,9 +86,9 @@ class MqttSink(Sink):
         self._last_mono, self._last_wall = now, time.time()
         self.frames += 1
         self.status = "running"
-        event = record.get("event")
+        event = record.event
         if event:
-            self._event(event, record, frame_rgb)
+            self._event(dict(event), record, frame_rgb)
         elif self._open is not None and self.options.update_s > 0 and now - self._last_update >= self.options.update_s:
             score = self._score(record, self._open["event"]["label"])
             self._open["peak"] = max(self._open["peak"], score)
@@ -99,11 +100,11 @@ class MqttSink(Sink):
         """An event record without a frame: the event the end of the run closed."""
         self._event(event, None, frame_rgb)
 
-    def _event(self, event: dict, record: dict | None, frame_rgb: np.ndarray | None) -> None:
+    def _event(self, event: dict, record: FrameRecord | None, frame_rgb: np.ndarray | None) -> None:
         kind = event.get("kind")
         body = {k: v for k, v in event.items() if k not in ("kind", "schema_version", "source")}  # the message has its own
         if kind == "start":
-            score = self._score(record, body.get("label")) if record else float(body.get("peak_score") or 0.0)
+            score = self._score(record, body.get("label")) if record is not None else float(body.get("peak_score") or 0.0)
             self._open = {"event": body, "peak": score, "updates": 0}
             self._send("start", body, record, "", frame_rgb)
         elif kind == "end":
@@ -113,13 +114,13 @@ class MqttSink(Sink):
             log.warning("MQTT: an event record of unknown kind %r was not published", kind)
 
     @staticmethod
-    def _score(record: dict | None, label: str | None) -> float:
-        scores = (record or {}).get("scores") or {}
+    def _score(record: FrameRecord | None, label: str | None) -> float:
+        scores = record.scores if record is not None else {}
         if label in scores:
             return float(scores[label])
         return max((float(v) for v in scores.values()), default=0.0)
 
-    def _send(self, kind: str, event: dict, record: dict | None, suffix: str, frame_rgb: np.ndarray | None = None) -> None:
+    def _send(self, kind: str, event: dict, record: FrameRecord | None, suffix: str, frame_rgb: np.ndarray | None = None) -> None:
         self._seq += 1
         self._last_update = time.monotonic()
         message: dict[str, Any] = {
@@ -131,11 +132,11 @@ class MqttSink(Sink):
             "kind": kind,
             "time": _utc(time.time()),
             "event": event,
-            "frame": None if record is None else record.get("frame"),
-            "t": None if record is None else record.get("t"),
+            "frame": None if record is None else record.frame,
+            "t": None if record is None else record.t,
             "score": None if record is None else round(self._score(record, event.get("label")), 5),
-            "smoothed": None if record is None else record.get("smoothed"),
-            "boxes": [] if record is None else list(record.get("boxes") or []),
+            "smoothed": None if record is None else record.smoothed,
+            "boxes": [] if record is None else record.boxes,
             "snapshot": f"events/event_{int(event.get('id', 0)):04d}.jpg" if kind == "start" else None,
         }
         if kind == "start" and self.options.thumbnail and frame_rgb is not None:

@@ -22,11 +22,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from edge.annotate import default_annotator
+from edge.annotate import Annotator, default_annotator
 from edge.atomic import write_json
 from edge.errors import reject_unknown_keys, ConfigError, EdgecamError
 from edge.events import EventKind, EventTracker, HysteresisOptions, QuietWatch
@@ -46,19 +46,6 @@ __all__ = ["RunOptions", "FrameDetector", "run"]
 log = logging.getLogger(__name__)
 
 OnFrame = Callable[[CapturedFrame, FrameResult, dict], None]
-
-
-class FrameDetector(Protocol):
-    """What ``run`` needs from a detector (edge.detector.Detector fits)."""
-
-    labels: Sequence[str]
-
-    def detect(self, frame: np.ndarray) -> FrameResult: ...
-
-    def detect_batch(self, frames: list[np.ndarray]) -> list[FrameResult]: ...
-
-    # optional: ``prepare(frame)`` (run on the capture thread) and
-    # ``detect_prepared(prepared)``; edge.detector.Detector has both
 
 
 def _parse_live(address: str) -> tuple[str, int]:
@@ -225,14 +212,15 @@ def _tracked_score(result: FrameResult, event_label: str | None) -> tuple[float,
     return float(result.scores[best]), result.labels[best]
 
 
-class _Loop:
-    """State of one run; ``run`` below is the public entry point."""
+class _RunOutput:
+    """State of one run and the output thread's part of each frame; ``run`` below is the public entry point."""
 
-    def __init__(self, detector: FrameDetector, options: RunOptions, on_frame: OnFrame | None) -> None:
+    def __init__(self, detector: FrameDetector, options: RunOptions, on_frame: OnFrame | None,
+                 annotator: Annotator) -> None:
         self.detector, self.options, self.on_frame = detector, options, on_frame
         self.tracker = EventTracker(options.hysteresis, options.smoother_alpha, label=options.event_label or "positive")
         self.latency = LatencyStats()
-        self.annotator = default_annotator()
+        self.annotator = annotator
         self.recorder: Recorder | None = None  # set by run() before the first frame
         self.live: LiveServer | None = None
         self.metrics = None  # edge.fleet_metrics.RunMetrics while /metrics is served
@@ -245,16 +233,17 @@ class _Loop:
         self.lock = threading.Lock()  # the event tracker and the recorder: the output thread and the quiet watch
         self._last_t: float | None = None
         self.capture: ThreadedCapture | None = None  # set by run() before the first frame
-        # infer on the main thread, finish (CAM, boxes) on the output thread
-        self.split = splits(detector)
 
-    def infer(self, item: CapturedFrame) -> tuple[str, Any, float]:
-        """The model's part of one frame, on the main thread: (kind, payload, milliseconds).
+    def failed(self, item: CapturedFrame, exc: BaseException) -> None:
+        """A frame that failed in inference, finishing or output: counted and logged, the run goes on."""
+        self.counts["errors"] += 1
+        # the first errors with a traceback, then a reminder now and then: a broken model must not flood the log
+        if self.counts["errors"] <= 5 or self.counts["errors"] % 100 == 0:
+            log.error("frame %d failed (%d errors so far); continuing", item.index, self.counts["errors"],
+                      exc_info=(type(exc), exc, exc.__traceback__))
 
-        With a detector that splits ``infer`` from ``finish`` the payload is
-        the raw inference, which the output thread finishes; otherwise it is
-        the finished result.
-        """
+    def record(self, item: CapturedFrame, result: FrameResult) -> tuple[FrameRecord, Any, float, str | None]:
+        """The frame's record after the event tracker has seen it; also the event update, score and label."""
         opts = self.options
         t0 = time.monotonic()
         if opts.tile is not None:
@@ -313,6 +302,21 @@ class _Loop:
         if update is not None:
             record["event"] = self.event_record(update)
             self.counts["events"] += int(update.kind is EventKind.START)
+        record = FrameRecord(
+            frame=item.index, t=t_rel, result_fields=result.to_record(), smoothed=round(self.tracker.smoothed, 5),
+            # when the frame was captured (wall clock, UTC) and, for files, where it sits in the source
+            time=None if item.t_wall is None else utc_iso(item.t_wall),
+            media_ms=None if item.media_ms is None else round(float(item.media_ms), 3),
+            run=opts.recording.run_id, event=None if update is None else update.to_record())
+        return record, update, score, label
+
+    def process(self, done: FrameDone) -> None:
+        """Everything after the model, on the output thread: events, annotation, sinks, live view."""
+        item, result, detect_ms = done.item, done.result, done.detect_ms
+        t1 = time.monotonic()
+        self.latency.add("detect", detect_ms)
+        self.latency.add_many(result.timings_ms)
+        record, update, score, label = self.record(item, result)
 
         # annotation costs milliseconds on a Pi: only draw when someone will see it
         wants_picture = (self.recorder.video_active or (self.live is not None and self.live.watching)
@@ -332,18 +336,25 @@ class _Loop:
         self.fps, self._last_t = self.rate.per_second(t3), t3
 
         if self.live is not None:
-            cap = self.capture.stats()
-            self.live.publish(shown, {
-                "frame": item.index, "frames": self.counts["frames"], "fps": round(self.fps, 2),
-                "scores": record["scores"], "positive": record["positive"], "smoothed": record["smoothed"],
-                "event_open": self.tracker.active is not None, "events": self.counts["events"],
-                "dropped": cap["dropped"], "corrupt": cap["corrupt"], "reconnects": cap["reconnects"],
-                "detect_ms": round(detect_ms, 2), "label": label,  # the timeline plots the model's score, even below the decision
-                "score": round(score if label is not None else float(np.max(result.scores)), 5),
-                "enter": opts.hysteresis.enter, "leave": opts.hysteresis.leave, "event": record.get("event"),
-            })
+            self.publish(item, shown, record, detect_ms, score, label, result)
         if self.on_frame is not None:
-            self.on_frame(item, result, record)
+            self.on_frame(item, result, record.to_dict())
+
+    def publish(self, item: CapturedFrame, shown: np.ndarray, record: FrameRecord, detect_ms: float, score: float,
+                label: str | None, result: FrameResult) -> None:
+        """The live view's picture and numbers for this frame."""
+        opts, cap = self.options, self.capture.stats()
+        fields = record.result_fields
+        self.live.publish(shown, {
+            "frame": item.index, "frames": self.counts["frames"], "fps": round(self.fps, 2),
+            "scores": fields["scores"], "positive": fields["positive"], "smoothed": record.smoothed,
+            "event_open": self.tracker.active is not None, "events": self.counts["events"],
+            "dropped": cap["dropped"], "corrupt": cap["corrupt"], "reconnects": cap["reconnects"],
+            "detect_ms": round(detect_ms, 2), "label": label,  # the timeline plots the model's score, even below the decision
+            "score": round(score if label is not None else float(np.max(result.scores)), 5),
+            "enter": opts.hysteresis.enter, "leave": opts.hysteresis.leave,
+            "event": None if record.event is None else dict(record.event),
+        })
 
     def quiet(self) -> bool:
         """The camera sent nothing for ``hysteresis.interrupt_s``: end an open event, marked interrupted (quiet watch)."""
@@ -408,7 +419,8 @@ def run(
     options: RunOptions | None = None,
     stop_event: threading.Event | None = None,
     on_frame: OnFrame | None = None,
-    sinks: Sequence[Sink] = (),
+    sinks: Sequence[Sink] | None = None,
+    annotator: Annotator | None = None,
 ) -> dict[str, Any]:
     """Run the detector over a source until it ends, ``max_frames``, ``stop_event`` or a signal.
 
@@ -427,10 +439,12 @@ def run(
         stop_event: set it from another thread to stop; SIGINT/SIGTERM set it too
             when ``run`` is called on the main thread.
         on_frame: called as ``on_frame(captured, result, record)`` after each frame,
-            on the output thread, in frame order.
-        sinks: more sinks (e.g. :class:`edge.mqtt_sink.MqttSink`), written under the recorder's
+            on the output thread, in frame order; ``record`` is the ``frames.jsonl`` object (a dict).
+        sinks: sinks besides ``frames.jsonl``, the events and the video, which are always written
+            (e.g. :class:`edge.mqtt_sink.MqttSink`, or any :class:`edge.sinks.Sink`); None: none. Written under the recorder's
             storage policy and closed with it; each is told the event the end of the run closes
             (``record_event``), and its ``summary()`` goes into the summary under its ``name``.
+        annotator: draws the video, snapshot and live picture; None: :func:`edge.annotate.default_annotator`.
 
     Returns:
         The summary dict also written to ``summary.json``: frames, dropped,
@@ -468,9 +482,11 @@ def run(
     capture = ThreadedCapture(source, options.mode, options.queue_size, options.reconnect, options.stride,
                               options.target_fps, prepare=prepare)
     loop.capture = capture
+    # an absolute-heatmap detector boxes at its own decision threshold when tiled, as on whole frames
+    level = None if getattr(detector, "absolute", False) else options.threshold
     # the output thread takes the CAM, boxes, events, annotation and sinks off the inference thread
-    output = OutputStage(loop.finish, options.queue_size, name="output")
-    submitted = 0
+    frames = FrameLoop(detector, capture, loop.process, on_error=loop.failed, tile=options.tile, tile_level=level,
+                       queue_size=options.queue_size)
     signals: dict[str, Any] = {"signal": None, "flushing": False}
     restore_signals = _install_signal_handlers(stop, signals)
     ended_by = "error"  # replaced below on every orderly way out of the loop
@@ -500,25 +516,7 @@ def run(
             quiet = QuietWatch(lambda: capture.stats()["read"] + loop.counts["frames"], options.hysteresis.interrupt_s,
                                loop.quiet).start()
         watchdog.ready(f"running {type(source).__name__}")
-        while True:
-            if stop.is_set():
-                ended_by = "stopped"
-                break
-            if options.max_frames is not None and submitted >= options.max_frames:
-                ended_by = "max_frames"
-                break
-            item = capture.get(timeout=0.1)
-            if item is None:
-                if capture.done:
-                    ended_by = "source failed" if capture.error is not None else "source ended"
-                    break
-                continue
-            try:
-                job = (item, *loop.infer(item))
-            except Exception as exc:  # counted and logged on the output thread, in frame order
-                job = (item, "error", exc, 0.0)
-            output.put(job)
-            submitted += 1
+        ended_by = frames.drive(stop, options.max_frames)
     except KeyboardInterrupt:
         if signals["signal"] is None:
             raise  # the caller's own interrupt, not a second signal to this loop
@@ -529,7 +527,7 @@ def run(
             quiet.close()
         capture.close()
         try:
-            output.close()  # finishes the frames it still holds
+            frames.close()  # stops the capture; the output thread finishes the frames it still holds
         except EdgecamError:
             log.exception("the output thread failed")
         final = loop.tracker.close()

@@ -26,6 +26,7 @@ import numpy as np
 from edge.annotate import Annotator
 from edge.atomic import write_bytes
 from edge.errors import ConfigError, EdgecamError, FrameError
+from edge.records import FrameRecord, as_record
 from edge.results import FrameResult
 
 __all__ = ["Sink", "SinkError", "StorageError", "JsonlSink", "VideoSink", "EventSink", "to_json_line", "utc_iso"]
@@ -89,21 +90,27 @@ def to_json_line(record: dict) -> bytes:
 class Sink(ABC):
     """Base of sinks: ``write(frame_rgb, result, record)`` and an idempotent ``close()``.
 
+    A sink is one file: subclass this, implement ``_write`` (and ``_close``),
+    and register it (see :mod:`edge.sink_registry`) to make ``edgecam run --sink`` offer it.
+
     Example:
         >>> with JsonlSink("out/frames.jsonl") as sink:  # doctest: +SKIP
-        ...     sink.write(frame, result, {"frame": 0, **result.to_record()})
+        ...     sink.write(frame, result, FrameRecord(frame=0, t=0.0, result_fields=result.to_record()))
     """
 
     _closed: bool = False
 
-    def write(self, frame_rgb: np.ndarray, result: FrameResult, record: dict) -> None:
-        """Write one frame's output. ``frame_rgb`` is what to show (the pipeline passes it annotated)."""
+    def write(self, frame_rgb: np.ndarray, result: FrameResult, record: FrameRecord | dict) -> None:
+        """Write one frame's output. ``frame_rgb`` is what to show (the pipeline passes it annotated).
+
+        ``record`` is a :class:`~edge.records.FrameRecord`; a plain dict is converted to one.
+        """
         if self._closed:
             raise SinkError(f"{type(self).__name__} is closed; expected write() before close()")
-        self._write(frame_rgb, result, record)
+        self._write(frame_rgb, result, as_record(record))
 
     @abstractmethod
-    def _write(self, frame_rgb: np.ndarray, result: FrameResult, record: dict) -> None: ...
+    def _write(self, frame_rgb: np.ndarray, result: FrameResult, record: FrameRecord) -> None: ...
 
     def close(self) -> None:
         """Flush and release; safe to call twice."""
@@ -182,7 +189,7 @@ class JsonlSink(Sink):
 
     Example:
         >>> with JsonlSink("out/frames.jsonl", max_bytes=50_000_000, keep=20) as sink:  # doctest: +SKIP
-        ...     sink.write(frame, result, record)
+        ...     sink.write(frame, result, record)  # an edge.records.FrameRecord
     """
 
     def __init__(self, path: str | Path, max_bytes: int | None = None, keep: int = 0) -> None:
@@ -205,8 +212,8 @@ class JsonlSink(Sink):
     def _part(self, number: int) -> Path:
         return self.path.with_name(f"{self.path.stem}.{number:06d}{self.path.suffix}")
 
-    def _write(self, frame_rgb: np.ndarray, result: FrameResult, record: dict) -> None:
-        line = to_json_line(record)
+    def _write(self, frame_rgb: np.ndarray, result: FrameResult, record: FrameRecord) -> None:
+        line = to_json_line(record.to_dict())
         if self.max_bytes is not None and self._file.size > 0 and self._file.size + len(line) > self.max_bytes:
             self._rotate()
         self._file.append(line)
@@ -254,7 +261,7 @@ class VideoSink(Sink):
         self.frames = 0
         self._writer: Any = None
 
-    def _write(self, frame_rgb: np.ndarray, result: FrameResult, record: dict) -> None:
+    def _write(self, frame_rgb: np.ndarray, result: FrameResult, record: FrameRecord) -> None:
         frame = self.annotator.annotate(frame_rgb, result) if self.annotator else frame_rgb
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise FrameError(f"expected an RGB uint8 (H, W, 3) frame for the video; received {frame.dtype} {frame.shape}")
@@ -280,7 +287,7 @@ class VideoSink(Sink):
 class EventSink(Sink):
     """Event log and snapshots: ``events.jsonl`` plus ``event_0001.jpg`` at each start.
 
-    ``write`` looks at ``record["event"]`` (set by the pipeline from
+    ``write`` looks at ``record.event`` (set by the pipeline from
     :meth:`edge.events.EventUpdate.to_record`) and ignores frames without one.
     An event line without a ``time`` of its own takes the frame record's
     ``time`` (the wall-clock capture time of the frame that opened or closed it).
@@ -303,12 +310,12 @@ class EventSink(Sink):
         self.events = 0
         self.lines = 0
 
-    def _write(self, frame_rgb: np.ndarray, result: FrameResult, record: dict) -> None:
-        event = record.get("event")
+    def _write(self, frame_rgb: np.ndarray, result: FrameResult, record: FrameRecord) -> None:
+        event = record.event
         if event:
-            if "time" in record and "time" not in event:
-                event = {**event, "time": record["time"]}
-            self.record_event(event, frame_rgb)
+            if record.time is not None and "time" not in event:
+                event = {**event, "time": record.time}
+            self.record_event(dict(event), frame_rgb)
 
     def record_event(self, event: dict, frame_rgb: np.ndarray | None = None) -> None:
         """Log one event record; on a start with a frame, save the snapshot first.

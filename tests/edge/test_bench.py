@@ -231,7 +231,7 @@ def test_a_splitting_target_finishes_frames_on_an_output_thread_overlapping_the_
         def detect(self, frame):  # the cold frame and warm-up only
             return types.SimpleNamespace(timings_ms={})
 
-        def infer(self, prepared):
+        def infer(self, prepared):  # a batch of one, as Detector.infer takes
             self.infer_threads.add(threading.current_thread().name)
             time.sleep(0.005)
             return prepared
@@ -240,7 +240,7 @@ def test_a_splitting_target_finishes_frames_on_an_output_thread_overlapping_the_
             self.finish_threads.add(threading.current_thread().name)
             self.order.append(id(inference))
             time.sleep(0.004)
-            return types.SimpleNamespace(timings_ms={"cam": 4.0})
+            return [types.SimpleNamespace(timings_ms={"cam": 4.0})]
 
     target = Splitting()
     report = B.bench([Path("m.json")], frames=40, rounds=2, source=frames(3), opener=lambda p, t: target, warmup=0)
