@@ -25,51 +25,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from devices.enums import Arch, ArtifactFormat, Backend, CaptureMode
+from edge.backends import formats_of, runs_format
 from edge.backends.base import ONNX_PROVIDER_ORDER, GpuOptions
 from edge.errors import ConfigError
 
 SCHEMA_VERSION = 1
-
-
-class Backend(str, enum.Enum):
-    """Inference runtime a profile selects."""
-
-    LITERT = "litert"
-    ONNXRUNTIME = "onnxruntime"
-
-
-class ArtifactFormat(str, enum.Enum):
-    """Exported artifact kinds; the prefix says which backend can run it."""
-
-    TFLITE_INT8 = "tflite-int8"
-    TFLITE_FP32 = "tflite-fp32"
-    TFLITE_FP16 = "tflite-fp16"
-    TFLITE_DYNAMIC = "tflite-dynamic"
-    ONNX_FP32 = "onnx-fp32"
-    ONNX_INT8 = "onnx-int8"
-
-    @property
-    def backend(self) -> Backend:
-        return Backend.LITERT if self.value.startswith("tflite-") else Backend.ONNXRUNTIME
-
-
-class CaptureMode(str, enum.Enum):
-    """How the run loop takes frames from its source.
-
-    The values are those of ``edge.sources.CaptureMode``. ``latest``: a capture
-    thread keeps only the newest frame and the model takes whatever is newest
-    when it is free (live cameras: latency stays bounded, frames are dropped
-    when inference is slower than the camera). ``all``: every frame is
-    processed in order (files, tests, offline work).
-    """
-
-    LATEST = "latest"
-    ALL = "all"
-
-
-class Arch(str, enum.Enum):
-    AARCH64 = "aarch64"
-    X86_64 = "x86_64"
 
 
 # the pip extra of edgecam (pyproject.toml) that installs each backend's runtime, and nothing else
@@ -240,7 +201,7 @@ class DeviceProfile:
                 f"{where}: key 'threads' expected at most the {self.cores} cores of the device; received {self.threads}"
             )
         for key, fmt in [("artifact_format", self.artifact_format)] + [("fallback_formats", f) for f in self.fallback_formats]:
-            if fmt.backend is not self.backend:
+            if not runs_format(self.backend.value, fmt.value):
                 raise ConfigError(
                     f"{where}: key {key!r} expected a format the {self.backend.value} backend runs; received {fmt.value!r}"
                 )
@@ -261,7 +222,7 @@ class DeviceProfile:
                 f"{where}: key 'onnxruntime_gpu' expected only with TensorrtExecutionProvider or CUDAExecutionProvider "
                 f"in 'execution_providers'; received providers {list(self.execution_providers)!r}"
             )
-        if self.extra != EXTRA_OF_BACKEND[self.backend]:
+        if self.backend in EXTRA_OF_BACKEND and self.extra != EXTRA_OF_BACKEND[self.backend]:
             raise ConfigError(
                 f"{where}: key 'extra' expected {EXTRA_OF_BACKEND[self.backend]!r} for the {self.backend.value} backend; "
                 f"received {self.extra!r}"
@@ -495,8 +456,9 @@ def resolve_run_settings(profile: DeviceProfile | str | None, **explicit_flags: 
         backend = values["backend"]
         if "artifact_format" not in flags:
             candidates = (profile.artifact_format, *profile.fallback_formats)
-            fitting = [f for f in candidates if f.backend is backend]
-            default = ArtifactFormat.ONNX_FP32 if backend is Backend.ONNXRUNTIME else ArtifactFormat.TFLITE_FP32
+            fitting = [f for f in candidates if runs_format(backend.value, f.value)]
+            # fp32: the format every backend of a family runs
+            default = next(ArtifactFormat(f) for f in sorted(formats_of(backend.value), key=lambda f: not f.endswith("-fp32")))
             values["artifact_format"] = fitting[0] if fitting else default
             origin["artifact_format"] = f"profile:{profile.name}" if fitting else "default"
         if "execution_providers" not in flags:
@@ -510,7 +472,7 @@ def resolve_run_settings(profile: DeviceProfile | str | None, **explicit_flags: 
         origin["gpu"] = f"profile:{profile.name}" if profile is not None and profile.onnxruntime_gpu else "default"
 
     if values["backend"] is not None and values["artifact_format"] is not None:
-        if values["artifact_format"].backend is not values["backend"]:
+        if not runs_format(values["backend"].value, values["artifact_format"].value):
             raise ConfigError(
                 f"{where}: artifact_format expected a format the {values['backend'].value} backend runs; "
                 f"received {values['artifact_format'].value!r}"

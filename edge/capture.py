@@ -14,14 +14,28 @@ import threading
 import time
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
 from edge.errors import ConfigError, FrameError, SourceError
 
-if TYPE_CHECKING:  # only for annotations: edge.sources imports this module
-    from edge.sources import FrameSource
+
+
+class FrameSource(Protocol):
+    """What the capture needs of a source (:class:`edge.sources.FrameSource` has it).
+
+    Spelled here rather than imported: :mod:`edge.sources` imports this module.
+    """
+
+    is_live: bool
+    fps: float | None
+
+    def open(self) -> None: ...
+
+    def read(self) -> np.ndarray | None: ...
+
+    def close(self) -> None: ...
 
 __all__ = ["CaptureMode", "BackoffOptions", "CapturedFrame", "ThreadedCapture"]
 

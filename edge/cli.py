@@ -30,6 +30,10 @@ DELEGATED = {"bench": ("edge.bench", "main"), "devices": ("devices", "cli_main")
 MAX_SIDE = 4096  # a 4096x4096 float input is 200 MB; far larger only ends in an allocation failure deep in a runtime
 
 
+def sink_names() -> str:
+    return ", ".join(SINKS.names())
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         parts = [int(p) for p in text.lower().replace("x", ",").split(",") if p]
@@ -288,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output root: each run records into OUT/NNNN-<UTC time>/ (its run id, in every record) and "
                         "OUT/latest points at the newest; an earlier run is never touched (default runs/run)")
     r.add_argument("--device", help="device profile (edgecam devices); explicit flags override it")
-    r.add_argument("--backend", choices=("litert", "onnxruntime"))
+    r.add_argument("--backend", choices=backend_keys(),
+                   help="inference runtime (default: the one for the artifact's format; plugins add more)")
     r.add_argument("--threads", type=int,
                    help="inference threads (default: the device profile's, else one per physical core)")
     r.add_argument("--input-size", type=_size, help="HxW the model runs at (default: the size it was trained at)")
@@ -309,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--leave", type=float, default=None, help="event end threshold")
     r.add_argument("--min-frames", type=int, default=3, help="frames above --enter before an event starts")
     r.add_argument("--no-video", action="store_true", help="no annotated video: frames.jsonl, events and summary.json only")
+    r.add_argument("--sink", action="append", default=[], metavar="NAME[:ARG]",
+                   help=f"another output besides frames.jsonl, events and video, repeatable; one of {sink_names()} "
+                        "(plugins add more), e.g. jsonl:/mnt/usb/frames.jsonl")
     add_recording_flags(sp["run"])
     add_fleet_flags(r)
     add_gpu_flags(r)

@@ -271,16 +271,19 @@ def run_input_size(trained: tuple[int, int], asked: tuple[int, int] | None, by_s
 
 def cmd_run(a) -> int:
     from devices import load_profile, resolve_run_settings
-    from edge.backends import BackendOptions, create_backend
+    from edge.backends import BackendOptions, create_backend, runs_format
     from edge.cli import gpu_settings
     from edge.detector import Detector, DetectorOptions
     from edge.events import HysteresisOptions
     from edge.manifest import load_manifest
     from edge.pipeline import RunOptions, run
     from edge.recording import RecordingOptions, RunFolder
+    from edge.sink_kinds import make_sinks, parse_sink_spec
     from edge.sources import CaptureMode, open_source
     from edge.tiling import TileSpec
 
+    for spec in a.sink:  # an unknown --sink is refused before the model loads or a folder is made
+        parse_sink_spec(spec)
     s = resolve_run_settings(a.device, backend=a.backend, threads=a.threads, source=a.source, **gpu_settings(a))
     preferred = [f.value for f in ([s.artifact_format] if s.artifact_format else [])]
     if a.device:  # the profile's fallbacks, in its order, where they fit the backend in use
@@ -342,7 +345,7 @@ def cmd_run(a) -> int:
             live_idle_s=a.live_idle_seconds, stale_s=a.stale_seconds or 10.0, write_video=not a.no_video, max_frames=a.max_frames,
             recording=RecordingOptions(run_id=folder.run_id, **recording), **settings,
         )
-        sinks = []
+        sinks = make_sinks(a.sink, folder.path)
         if mqtt is not None:
             from edge.mqtt_sink import MqttSink
 

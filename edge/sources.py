@@ -15,7 +15,8 @@ import math
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -23,6 +24,7 @@ import numpy as np
 from edge.capture import BackoffOptions, CapturedFrame, CaptureMode, ThreadedCapture
 from edge.preprocess import check_frame
 from edge.errors import ConfigError, FrameError, SourceError
+from edge.plugins import GROUPS, Entry, ExtensionTable
 
 __all__ = [
     "FrameSource", "VideoFileSource", "CameraSource", "StreamSource", "GStreamerSource",
@@ -475,13 +477,80 @@ class SyntheticSource(FrameSource):
         return f"SyntheticSource(seed={self.seed}, n_frames={self.n_frames})"
 
 
+@dataclass(frozen=True)
+class SourceKind:
+    """One row of the table :func:`open_source` picks from: a name, which strings it takes, and how to build one.
+
+    ``build(spec, size, fps)`` gets the stripped string and the camera settings.
+    """
+
+    name: str
+    matches: Callable[[str], bool]
+    build: Callable[[str, "tuple[int, int] | None", "float | None"], FrameSource]
+
+
+def _synthetic(s: str, size: tuple[int, int] | None, fps: float | None) -> FrameSource:
+    if s.lower() == "synthetic":
+        return SyntheticSource()
+    seed = s.split(":", 1)[1]
+    if not seed.isdigit():
+        raise SourceError(f"expected 'synthetic:SEED' with an integer seed >= 0; received {s!r}")
+    return SyntheticSource(seed=int(seed))
+
+
+def _is_still(s: str) -> bool:
+    path = Path(s).expanduser()
+    return path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_EXTS)
+
+
+# checked in this order; the first that matches builds the source
+SOURCE_KINDS: tuple[SourceKind, ...] = (
+    SourceKind("synthetic", lambda s: s.lower() == "synthetic" or s.lower().startswith("synthetic:"), _synthetic),
+    SourceKind("camera", lambda s: s.isdigit() or re.fullmatch(r"/dev/video\d+", s) is not None,
+               lambda s, size, fps: CameraSource(int(s) if s.isdigit() else s, size=size, fps=fps)),
+    SourceKind("stream", lambda s: re.match(r"(rtsps?|https?)://", s.lower()) is not None,
+               lambda s, size, fps: StreamSource(s)),
+    SourceKind("gstreamer", lambda s: "!" in s, lambda s, size, fps: GStreamerSource(s)),
+    SourceKind("picamera2", lambda s: s.lower() == "picamera2",
+               lambda s, size, fps: Picamera2Source(size or (640, 480), fps=fps)),
+    SourceKind("images", _is_still, lambda s, size, fps: ImageFolderSource(Path(s).expanduser())),
+    SourceKind("video", lambda s: Path(s).expanduser().is_file(), lambda s, size, fps: VideoFileSource(Path(s).expanduser())),
+    SourceKind("glob", lambda s: any(c in s for c in "*?["), lambda s, size, fps: ImageFolderSource(s)),
+)
+
+
+def _check_plugin(entry: Entry, obj: Any) -> str | None:
+    if not callable(obj):
+        return f"expected a factory callable as factory(spec, size=..., fps=...) -> FrameSource; received {obj!r}"
+    if entry.name in {k.name for k in SOURCE_KINDS}:
+        return f"expected a name other than edgecam's own source kinds {[k.name for k in SOURCE_KINDS]}"
+    return None
+
+
+# sources other distributions add (entry-point group edgecam.sources): 'NAME' or 'NAME:ARGS' picks one
+PLUGIN_SOURCES = ExtensionTable("source", GROUPS["sources"], {}, _check_plugin)
+
+
+def _plugin_source(s: str, size: tuple[int, int] | None, fps: float | None) -> FrameSource | None:
+    name = s.split(":", 1)[0]
+    if name not in PLUGIN_SOURCES.names():
+        return None
+    source = PLUGIN_SOURCES.load(name)(s, size=size, fps=fps)
+    if not isinstance(source, FrameSource):
+        raise SourceError(f"source {name!r} ({PLUGIN_SOURCES.get(name).origin}): expected its factory to return "
+                          f"an edge.sources.FrameSource; received {type(source).__name__}")
+    return source
+
+
 def open_source(spec: str, size: tuple[int, int] | None = None, fps: float | None = None) -> FrameSource:
     """Build (not yet open) the source a string names.
 
-    Accepted forms, checked in this order: ``synthetic`` / ``synthetic:SEED``,
-    a camera index (``0``), ``/dev/videoN``, an ``rtsp(s)://`` or ``http(s)://``
+    Accepted forms, checked in this order (the table :data:`SOURCE_KINDS`): ``synthetic`` /
+    ``synthetic:SEED``, a camera index (``0``), ``/dev/videoN``, an ``rtsp(s)://`` or ``http(s)://``
     URL, a GStreamer pipeline (contains ``!``), ``picamera2``, an image folder,
-    a glob, an image file, a video file.
+    an image file, a video file, a glob. Before them, ``NAME`` or ``NAME:ARGS``
+    where NAME is a source another distribution declares (entry-point group
+    ``edgecam.sources``; its factory is called as ``factory(spec, size=, fps=)``).
 
     ``size`` (width, height) and ``fps`` are what to ask a camera for: they
     reach :class:`CameraSource` and :class:`Picamera2Source`. A GStreamer
@@ -498,29 +567,10 @@ def open_source(spec: str, size: tuple[int, int] | None = None, fps: float | Non
     if not isinstance(spec, str) or not spec.strip():
         raise SourceError(f"expected a source string: {ACCEPTED_FORMS}; received {spec!r}")
     s = spec.strip()
-    low = s.lower()
-    if low == "synthetic":
-        return SyntheticSource()
-    if low.startswith("synthetic:"):
-        seed = s.split(":", 1)[1]
-        if not seed.isdigit():
-            raise SourceError(f"expected 'synthetic:SEED' with an integer seed >= 0; received {spec!r}")
-        return SyntheticSource(seed=int(seed))
-    if s.isdigit():
-        return CameraSource(int(s), size=size, fps=fps)
-    if re.fullmatch(r"/dev/video\d+", s):
-        return CameraSource(s, size=size, fps=fps)
-    if re.match(r"(rtsps?|https?)://", low):
-        return StreamSource(s)
-    if "!" in s:
-        return GStreamerSource(s)
-    if low == "picamera2":
-        return Picamera2Source(size or (640, 480), fps=fps)
-    path = Path(s).expanduser()
-    if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_EXTS):
-        return ImageFolderSource(path)
-    if path.is_file():
-        return VideoFileSource(path)
-    if any(c in s for c in "*?["):
-        return ImageFolderSource(s)
+    plugin = _plugin_source(s, size, fps)
+    if plugin is not None:
+        return plugin
+    for kind in SOURCE_KINDS:
+        if kind.matches(s):
+            return kind.build(s, size, fps)
     raise SourceError(f"expected {ACCEPTED_FORMS}; received {spec!r}, which is none of these (no such file or folder)")

@@ -182,8 +182,10 @@ class Backend(ABC):
     quantisation from the manifest, so every backend sees the same contract.
     """
 
-    key: ClassVar[str]
-    formats: ClassVar[tuple[str, ...]]
+    key: ClassVar[str]  # what --backend and the device profiles call it
+    formats: ClassVar[tuple[str, ...]]  # the artifact formats it runs
+    # its settings; a backend with settings of its own declares a BackendOptions subclass
+    options_class: ClassVar[type[BackendOptions]] = BackendOptions
 
     def __init__(self, manifest: Manifest, options: BackendOptions | None = None) -> None:
         if manifest.format not in self.formats:
@@ -191,7 +193,7 @@ class Backend(ABC):
                 f"backend {self.key!r} runs formats {list(self.formats)}; manifest {manifest.path} is {manifest.format!r}"
             )
         self.manifest = manifest
-        self.options = options or BackendOptions()
+        self.options = options or self.options_class()
         # the intra-op thread count the runtime is given
         self.threads: int = self.options.threads or physical_cores()
         self._closed = False
