@@ -1,0 +1,165 @@
+"""Extension points as tables, open to other distributions through entry points (edge.plugins).
+
+Two ways in: a faked entry-point table (monkeypatched importlib.metadata.entry_points),
+and a real distribution's metadata written into a temporary folder on PYTHONPATH,
+which ``edgecam run`` finds on its own.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge import backends
+from edge.backends.onnxrt import OnnxRuntimeBackend
+from edge.errors import ConfigError
+from edge.plugins import ExtensionTable, PluginError
+from edge.sink_kinds import SINKS, make_sinks
+from edge.sources import PLUGIN_SOURCES, SOURCE_KINDS, open_source
+from tests.edge.fleet_support import edgecam_cmd, env, tiny_model  # noqa: F401 - tiny_model is a fixture
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = "tests.plugins.extension_example"
+DIST = "edgecam-extension-example"
+
+
+def _entry_points(rows):
+    """An importlib.metadata.entry_points stand-in: rows of (group, name, value)."""
+    class Dist:
+        name = DIST
+
+    def fake(group=None, **kw):
+        found = [importlib.metadata.EntryPoint(name, value, g) for g, name, value in rows if g == group]
+        for ep in found:  # EntryPoint.dist is set by the metadata machinery; do what it does
+            ep._for(Dist())
+        return importlib.metadata.EntryPoints(found)
+
+    return fake
+
+
+@pytest.fixture
+def plugged(monkeypatch):
+    """Install the example extension (and a broken one) as entry points; restore the tables afterwards."""
+    rows = [("edgecam.backends", "onnx-counting", f"{EXAMPLE}:CountingOnnxBackend"),
+            ("edgecam.backends", "broken", "edgecam_missing_module:Backend"),
+            ("edgecam.backends", "litert", f"{EXAMPLE}:CountingOnnxBackend"),  # a clash: edgecam's own wins
+            ("edgecam.sources", "ramp", f"{EXAMPLE}:ramp_source"),
+            ("edgecam.sinks", "csv", f"{EXAMPLE}:csv_sink"),
+            ("edgecam.sinks", "not-a-factory", f"{EXAMPLE}:__doc__")]
+    monkeypatch.setattr(importlib.metadata, "entry_points", _entry_points(rows))
+    tables = (backends.BACKENDS, PLUGIN_SOURCES, SINKS)
+    for t in tables:
+        t.refresh()
+    yield
+    for t in tables:
+        t.refresh()
+
+
+def test_listing_reads_names_only_and_loading_is_lazy(plugged):
+    sys.modules.pop(EXAMPLE, None)
+    assert backends.backend_keys() == ["litert", "onnxruntime", "onnx-counting", "broken"]
+    assert EXAMPLE not in sys.modules, "listing the table must not import a plugin"
+    assert backends.backend_class("onnx-counting").key == "onnx-counting" and EXAMPLE in sys.modules
+    assert backends.BACKENDS.get("litert").dist is None  # the clashing plugin was ignored
+
+
+def test_a_broken_plugin_is_named_with_its_distribution(plugged):
+    with pytest.raises(PluginError, match=rf"'broken' from distribution '{DIST}'.*ModuleNotFoundError"):
+        backends.backend_class("broken")
+    with pytest.raises(PluginError, match="expected a factory callable"):
+        make_sinks(["not-a-factory"], Path("."))
+    # the rest of the table still works, and the derived defaults skip the broken one
+    assert backends.default_for_format()["onnx-fp32"] == "onnxruntime"
+
+
+def test_a_plugin_of_the_wrong_kind_is_refused():
+    table = ExtensionTable("backend", "edgecam.backends", {"x": "edge.sinks:JsonlSink"}, backends._check)
+    with pytest.raises(PluginError, match="expected a subclass of edge.backends.Backend"):
+        table.load("x")
+    table = ExtensionTable("backend", "edgecam.backends", {"x": f"{EXAMPLE}:CountingOnnxBackend"}, backends._check)
+    with pytest.raises(PluginError, match="key to be its entry-point name 'x'"):
+        table.load("x")
+
+
+def test_unknown_names_say_which_there_are(plugged):
+    with pytest.raises(ConfigError, match=r"expected one of \['broken', 'litert', 'onnx-counting', 'onnxruntime'\]"):
+        backends.backend_class("hailo")
+    with pytest.raises(ConfigError, match=r"sink: expected one of \['csv', 'jsonl', 'not-a-factory'\]"):
+        make_sinks(["kafka"], Path("."))
+
+
+def test_the_derived_tables_agree_with_the_backend_classes():
+    from devices.enums import ArtifactFormat, Backend
+
+    for key in backends.backend_keys():
+        cls = backends.backend_class(key)
+        assert cls.key == key and all(backends.runs_format(key, f) for f in cls.formats)
+    assert [b.value for b in Backend] == backends.backend_keys()
+    assert {f.value for f in ArtifactFormat} == set(backends.default_for_format())
+    assert backends.DEFAULT_FOR_FORMAT["tflite-int8"] == "litert" and ArtifactFormat("onnx-int8").backend.value == "onnxruntime"
+
+
+def test_source_kinds_keep_the_order_of_the_accepted_forms(tmp_path):
+    assert [k.name for k in SOURCE_KINDS] == ["synthetic", "camera", "stream", "gstreamer", "picamera2", "images",
+                                              "video", "glob"]
+    (tmp_path / "a.png").write_bytes(b"")
+    assert type(open_source(str(tmp_path))).__name__ == "ImageFolderSource"
+    assert type(open_source("rtsp://cam/1")).__name__ == "StreamSource"
+    assert type(open_source("3")).__name__ == "CameraSource"
+
+
+def test_run_takes_the_plugin_backend_source_and_sink_in_process(plugged, tiny_model, tmp_path):
+    from edge.detector import Detector
+    from edge.manifest import load_manifest
+    from edge.pipeline import RunOptions, run
+
+    cls = backends.backend_class("onnx-counting")
+    cls.invocations = 0
+    det = Detector(backends.create_backend(load_manifest(tiny_model), "onnx-counting"))
+    with det:
+        summary = run(det, open_source("ramp:8"), RunOptions(out_dir=tmp_path / "run", mode="all", write_video=False),
+                      sinks=make_sinks(["csv"], tmp_path / "run"))
+    assert summary["frames"] == 8 and summary["errors"] == 0 and cls.invocations >= 8
+    rows = (tmp_path / "run" / "scores.csv").read_text().splitlines()
+    assert rows[0] == "frame,label,score" and [r.split(",")[0] for r in rows[1:]] == [str(i) for i in range(8)]
+    scores = [float(r.split(",")[2]) for r in rows[1:]]
+    assert scores[-1] > scores[0], "the red square grows, and so does the tiny model's score"
+
+
+def _install_distribution(site: Path, entry_points: str) -> None:
+    """What pip leaves in site-packages for a distribution, reduced to the metadata edgecam reads."""
+    info = site / "edgecam_extension_example-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {DIST}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
+
+
+def test_edgecam_run_accepts_a_distributions_backend_source_and_sink(tiny_model, tmp_path):
+    site = tmp_path / "site"
+    _install_distribution(site, f"[edgecam.backends]\nonnx-counting = {EXAMPLE}:CountingOnnxBackend\n"
+                                f"broken = edgecam_missing_module:Backend\n\n"
+                                f"[edgecam.sources]\nramp = {EXAMPLE}:ramp_source\n\n"
+                                f"[edgecam.sinks]\ncsv = {EXAMPLE}:csv_sink\n")
+    environ = env()
+    environ["PYTHONPATH"] = f"{site}:{environ['PYTHONPATH']}"
+    out = tmp_path / "out"
+    r = subprocess.run([*edgecam_cmd(), "run", str(tiny_model), "--backend", "onnx-counting", "--source", "ramp:6",
+                        "--sink", "csv", "--no-video", "--out", str(out)],
+                       capture_output=True, text=True, env=environ, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "onnx-fp32 via onnx-counting" in r.stdout
+    folder = (out / "latest").resolve()
+    assert len((folder / "frames.jsonl").read_text().splitlines()) == 6
+    assert len((folder / "scores.csv").read_text().splitlines()) == 1 + 6
+    assert json.loads((folder / "summary.json").read_text())["frames"] == 6
+
+    r = subprocess.run([*edgecam_cmd(), "run", str(tiny_model), "--backend", "broken", "--source", "ramp:2",
+                        "--out", str(out)], capture_output=True, text=True, env=environ, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"'broken' from distribution '{DIST}'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
