@@ -31,9 +31,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import resource
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -47,17 +44,20 @@ from edge.errors import ConfigError, EdgecamError, SourceError
 from edge.capture import CaptureMode, ThreadedCapture
 from edge.loop import FrameDone, FrameLoop
 from edge.stage import splits
-from edge.machine import read_cpuinfo, usable_cpus
+from edge.machine import machine_info, parse_cpuinfo, peak_rss_mib
 from edge.manifest import MANIFEST_SUFFIX
 from edge.sources import FrameSource
 
+__all__ = ["bench", "bench_artifact", "main", "BenchReport", "ArtifactResult", "KerasResult", "LatencySummary",
+           "FrameFeed", "DetectorTarget", "time_loop", "stage_medians", "split_rounds", "parse_threads",
+           "resolve_artifacts", "machine_info", "parse_cpuinfo", "peak_rss_mib"]  # the last three: edge.machine
+
 Clock = Callable[[], float]
+# the Keras baseline of --keras, in training/ (it needs TensorFlow)
+KERAS_BASELINE = "training.keras_bench"
 # how many distinct synthetic frames are pre-generated and cycled through
 SYNTHETIC_POOL = 32
-FLAGS_OF_INTEREST = ("asimddp", "dotprod", "i8mm", "bf16", "sve", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
-# Arm "CPU part" numbers (MIDR) of the cores edgecam profiles mention
-ARM_PARTS = {"0xd03": "Cortex-A53", "0xd07": "Cortex-A57", "0xd08": "Cortex-A72", "0xd0b": "Cortex-A76",
-             "0xd05": "Cortex-A55", "0xd42": "Cortex-A78AE", "0xd0c": "Neoverse-N1"}
+
 
 
 # --------------------------------------------------------------------------- statistics (pure)
@@ -161,56 +161,6 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or denominator is None or denominator <= 0:
         return None
     return numerator / denominator
-
-
-# --------------------------------------------------------------------------- machine
-
-
-def parse_cpuinfo(text: str) -> tuple[str | None, list[str]]:
-    """CPU model and flags of interest from ``/proc/cpuinfo`` text (x86 or Arm)."""
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() not in fields:
-            fields[key.strip()] = value.strip()
-    model = fields.get("model name") or fields.get("Model")
-    part = fields.get("CPU part", "").lower()
-    if part:
-        core = ARM_PARTS.get(part, f"Arm part {part}")
-        model = f"{model} ({core})" if model else core
-    flags = set((fields.get("flags") or fields.get("Features") or "").split())
-    return model, [f for f in FLAGS_OF_INTEREST if f in flags]
-
-
-def _version(dist: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def machine_info() -> dict[str, Any]:
-    """Where a result was measured: CPU, cores, SIMD flags that matter for int8, library versions."""
-    model, flags = parse_cpuinfo(read_cpuinfo())
-    return {
-        "cpu": model or platform.processor() or platform.machine(),
-        "arch": platform.machine(),
-        "cores": os.cpu_count(),
-        "cores_usable": len(usable_cpus()),
-        "flags": flags,
-        "os": platform.platform(terse=True),
-        "python": platform.python_version(),
-        "versions": {d: _version(d) for d in ("numpy", "ai-edge-litert", "tflite-runtime", "onnxruntime",
-                                              "onnxruntime-gpu", "opencv-python-headless", "edgecam")},
-    }
-
-
-def peak_rss_mib() -> float:
-    """Process high-water mark of resident memory, in MiB (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 # --------------------------------------------------------------------------- adapter over the detector
@@ -588,45 +538,18 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
 
 def bench_keras(model_path: Path, feed: FrameFeed, frames: int, clock: Clock = time.perf_counter,
                 input_size: tuple[int, int] | None = None) -> KerasResult:
-    """The naive baseline: the Keras model on single frames. Imports TensorFlow (only here).
+    """The naive baseline, the Keras model on single frames: :func:`training.keras_bench.bench_keras`.
 
-    With ``input_size`` the trained weights are rewired at that size with the
-    same two outputs as the artifacts (scores and feature map), so both sides
-    do the same work per frame.
+    Named by module, imported only here: the bench runs on a device without training/ or TensorFlow,
+    and says so in the report instead of failing.
     """
-    result = KerasResult(model=str(model_path))
+    import importlib
+
     try:
-        import tensorflow as tf
+        module = importlib.import_module(KERAS_BASELINE)
     except ImportError as exc:
-        result.skipped = f"TensorFlow is not importable ({exc})"
-        return result
-    import cv2
-
-    t0 = clock()
-    model = tf.keras.models.load_model(model_path, compile=False)
-    if input_size is not None:
-        import json as _json
-
-        from training.model import inference_model
-
-        info_path = Path(model_path).with_name("run.json")
-        task = _json.loads(info_path.read_text())["task"] if info_path.is_file() else "binary"
-        model = inference_model(model, task, input_size=tuple(input_size))
-    result.load_ms = (clock() - t0) * 1e3
-    _, h, w, _ = model.input_shape
-
-    def batch() -> np.ndarray:
-        # same contract as the artifacts: RGB 0..255, resized to the model input
-        return cv2.resize(feed.next(), (w, h), interpolation=cv2.INTER_AREA)[None].astype(np.float32)
-
-    for _ in range(3):
-        model(batch(), training=False)
-        model.predict(batch(), verbose=0)
-    durations, wall = time_loop(lambda: model(batch(), training=False), frames, clock)
-    result.call = LatencySummary.from_durations(durations, wall)
-    durations, wall = time_loop(lambda: model.predict(batch(), verbose=0), frames, clock)
-    result.predict = LatencySummary.from_durations(durations, wall)
-    return result
+        return KerasResult(model=str(model_path), skipped=f"{KERAS_BASELINE} is not importable ({exc})")
+    return module.bench_keras(model_path, feed, frames, clock, input_size)
 
 
 def resolve_artifacts(paths: Sequence[str | Path]) -> list[Path]:
@@ -750,7 +673,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="also write bench.json and bench.md there (and keep a TensorRT engine cache; default runs/bench)")
     parser.add_argument("--device", metavar="NAME", help="device profile: its onnxruntime providers, GPU settings and threads")
-    from edge.cli import add_gpu_flags, gpu_settings
+    from edge.cli_args import add_gpu_flags, gpu_settings, parse_size
 
     add_gpu_flags(parser)
     args = parser.parse_args(argv)
@@ -762,10 +685,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.threads = str(s.threads)
         size = None
         if args.input_size:
-            from edge.cli import _size
-
             try:
-                size = _size(args.input_size)
+                size = parse_size(args.input_size)
             except argparse.ArgumentTypeError as exc:
                 raise ConfigError(f"bench --input-size: {exc}") from None
         threads = parse_threads(args.threads) if args.threads is not None else [None]

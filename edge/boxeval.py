@@ -203,7 +203,7 @@ def evaluate_boxes(target: str | Path, data: list[str], opts: BoxEvalOptions, ou
                         + f"\n\nSeconds per frame: {timing['mean_s']:.3f} mean"
                         + (f", {timing['mean_s_1080p']:.3f} on {timing['frames_1080p']} 1920x1080 frames"
                            if timing["mean_s_1080p"] else "") + f" ({timing['backend']}).\n")
-    from edge.bench import machine_info
+    from edge.machine import machine_info
 
     m = machine_info()
     machine = f"{m['cpu']}, {m['cores_usable']} cores, {m['os']}, Python {m['python']}"

@@ -4,7 +4,6 @@ so ``edgecam run`` works where only ``edgecam[edge]`` (no TensorFlow) is install
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -25,49 +24,29 @@ COMMANDS = {
     "devices": "list device profiles (Raspberry Pi, Jetson, x86); --check: what each one gets on this machine",
 }
 DELEGATED = {"bench": ("edge.bench", "main"), "devices": ("devices", "cli_main")}
+# subcommand -> "module:function" run with the parsed arguments; imported only when that subcommand runs,
+# so `edgecam run` on a device never imports training/ or export/ (nor TensorFlow)
+HANDLERS = {
+    "demo": "training.commands:cmd_demo",
+    "train": "training.commands:cmd_train",
+    "evaluate": "training.commands:cmd_evaluate",
+    "export": "export.commands:cmd_export",
+    "verify": "export.commands:cmd_verify",
+    "robustness": "export.commands:cmd_robustness",
+    "run": "edge.commands:cmd_run",
+}
 
 
-MAX_SIDE = 4096  # a 4096x4096 float input is 200 MB; far larger only ends in an allocation failure deep in a runtime
+def handler(command: str):
+    """The function that runs ``command`` (see HANDLERS)."""
+    import importlib
+
+    module, _, func = HANDLERS[command].partition(":")
+    return getattr(importlib.import_module(module), func)
 
 
 def sink_names() -> str:
     return ", ".join(SINKS.names())
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        parts = [int(p) for p in text.lower().replace("x", ",").split(",") if p]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected SIZE or HxW (e.g. 96 or 352x640); received {text!r}") from None
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"expected SIZE or HxW (e.g. 96 or 352x640); received {text!r}")
-    if max(parts) > MAX_SIDE:
-        raise argparse.ArgumentTypeError(f"expected each side between 1 and {MAX_SIDE} pixels; received {text!r}")
-    return parts[0], parts[1]
-
-
-def add_gpu_flags(p: argparse.ArgumentParser) -> None:
-    """Flags for onnxruntime's TensorRT and CUDA providers; unset ones keep the device profile's value."""
-    g = p.add_argument_group("onnxruntime GPU providers (default: the device profile's onnxruntime_gpu)")
-    g.add_argument("--providers", metavar="LIST",
-                   help="execution providers, comma-separated, in the order TensorRT, CUDA, CPU "
-                        "(e.g. CUDAExecutionProvider,CPUExecutionProvider)")
-    g.add_argument("--trt-cache", metavar="DIR", help="TensorRT engine cache: relative = inside --out, absolute = as given")
-    g.add_argument("--trt-workspace", type=int, metavar="MIB", help="TensorRT builder workspace limit in MiB")
-    g.add_argument("--trt-fp16", choices=("on", "off"), help="let TensorRT use fp16 kernels")
-    g.add_argument("--cuda-device", type=int, metavar="N", help="CUDA device id")
-
-
-def gpu_settings(a: argparse.Namespace) -> dict:
-    """The GPU flags of ``add_gpu_flags`` as ``resolve_run_settings`` keywords (None: not given)."""
-    fp16 = None if a.trt_fp16 is None else a.trt_fp16 == "on"
-    return {
-        "execution_providers": [p.strip() for p in a.providers.split(",") if p.strip()] if a.providers else None,
-        "gpu": {"tensorrt_engine_cache": a.trt_cache, "tensorrt_workspace_mib": a.trt_workspace,
-                "tensorrt_fp16": fp16, "device_id": a.cuda_device},
-    }
 
 
 def add_recording_flags(r: argparse.ArgumentParser) -> None:
@@ -208,9 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--skip-bad", action="store_true", help="skip corrupt images (listed) instead of stopping")
     t.add_argument("--max-images", type=int, help="use at most N training images (quick runs)")
 
-    def duration(text: str) -> float:  # training.config is imported only when --time-budget is given
-        from training.config import parse_duration
-
+    def duration(text: str) -> float:
         try:
             return parse_duration(text)
         except EdgecamError as exc:
@@ -428,15 +405,14 @@ def _main(argv: list[str] | None) -> int:
         from edge import commands
 
         if not getattr(args, "json", False):
-            return int(getattr(commands, f"cmd_{args.command}")(args) or 0)
+            return int(command(args) or 0)
         # --json: stdout carries the JSON document alone (print_json); anything else printed on the
         # way (progress, verdicts, a library's chatter) goes to stderr, so `... --json | jq` always parses
-        global _json_out
-        _json_out, sys.stdout = sys.stdout, sys.stderr
+        cli_args.json_out, sys.stdout = sys.stdout, sys.stderr
         try:
-            return int(getattr(commands, f"cmd_{args.command}")(args) or 0)
+            return int(command(args) or 0)
         finally:
-            sys.stdout, _json_out = _json_out, None
+            sys.stdout, cli_args.json_out = cli_args.json_out, None
     except EdgecamError as exc:
         print(f"edgecam: error: {exc}", file=sys.stderr)
         return 2
@@ -498,13 +474,8 @@ def _stdout_closed() -> bool:
     return gone
 
 
-_json_out = None  # the real stdout while a --json command runs with sys.stdout pointed at stderr
-
-
-def print_json(obj) -> None:
-    """Print ``obj`` as JSON on stdout (the real one, also while a ``--json`` command sends its text to stderr)."""
-    print(json.dumps(obj, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)),
-          file=_json_out or sys.stdout, flush=True)
+# print_json, gpu_settings and MAX_SIDE live in edge.cli_args; named here for code that imported them from edge.cli
+__all__ = ["main", "build_parser", "COMMANDS", "HANDLERS", "DELEGATED", "MAX_SIDE", "add_gpu_flags", "gpu_settings", "print_json"]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,14 +1,15 @@
-"""Implementations of the ``edgecam`` subcommands; each imports what it needs when called."""
+"""``edgecam run`` (the device's own subcommand); training/commands.py and export/commands.py hold the others.
+
+Each imports what it needs when called: ``edgecam run`` never imports TensorFlow.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sys
 from pathlib import Path
 
-from edge.cli import print_json
+from edge.cli_args import print_json
 from edge.errors import ConfigError, EdgecamError, ManifestError
 
 log = logging.getLogger("edgecam")
@@ -272,7 +273,7 @@ def run_input_size(trained: tuple[int, int], asked: tuple[int, int] | None, by_s
 def cmd_run(a) -> int:
     from devices import load_profile, resolve_run_settings
     from edge.backends import BackendOptions, create_backend, runs_format
-    from edge.cli import gpu_settings
+    from edge.cli_args import gpu_settings
     from edge.detector import Detector, DetectorOptions
     from edge.events import HysteresisOptions
     from edge.manifest import load_manifest

@@ -48,6 +48,11 @@ import numpy as np
 from edge.errors import ConfigError
 from edge.preprocess import check_frame
 
+# the name of the uncorrupted condition in robustness reports
+CLEAN = "clean"
+# what `edgecam train --weather maritime` never shows (training/weather.py): the report keeps them apart
+UNSEEN_BY_WEATHER = ("rain", "droplets")
+
 SEVERITIES = (1, 2, 3, 4, 5)
 REFERENCE_SIZE = 224.0  # blur and streak sizes are given in pixels of a 224-px view
 

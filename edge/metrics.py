@@ -182,3 +182,23 @@ def multilabel_report(y_true, probs, names: list[str], rule: str = "youden", fal
         "threshold_rule": rule + ("+argmax" if fallback_argmax else ""),
         "per_class": per,
     }
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two maps (1 for two equal constant maps, 0 for unequal ones)."""
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    a, b = a - a.mean(), b - b.mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    if den == 0:
+        return 1.0 if np.allclose(a, b) else 0.0
+    return float((a * b).sum() / den)
+
+
+def top_region_iou(a: np.ndarray, b: np.ndarray, fraction: float = 0.2) -> float:
+    """IoU of the cells holding each map's top ``fraction`` of values."""
+    k = max(1, int(round(a.size * fraction)))
+    ma = np.zeros(a.size, bool)
+    mb = np.zeros(b.size, bool)
+    ma[np.argsort(-a.ravel(), kind="stable")[:k]] = True
+    mb[np.argsort(-b.ravel(), kind="stable")[:k]] = True
+    return float((ma & mb).sum() / (ma | mb).sum())

@@ -33,12 +33,10 @@ import numpy as np
 from edge import metrics as M
 from edge.corruptions import CORRUPTIONS, REFERENCE_SIZE, SEVERITIES, corrupt, select
 from edge.errors import ConfigError, DataError
+from edge.corruptions import CLEAN, UNSEEN_BY_WEATHER
 
 log = logging.getLogger("edgecam.robustness")
 
-CLEAN = "clean"
-# what `edgecam train --weather maritime` never shows (training/weather.py): the report keeps them apart
-UNSEEN_BY_WEATHER = ("rain", "droplets")
 
 # images -> (scores (N,), raw CAMs (N, h, w)) for a binary model
 ModelFn = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
@@ -367,7 +365,7 @@ def float_first(names: list[str]) -> list[str]:
 
 
 def machine_line() -> tuple[dict, str]:
-    from edge.bench import machine_info
+    from edge.machine import machine_info
 
     m = machine_info()
     return m, f"{m['cpu']}, {m['cores_usable']} cores, {m['os']}, Python {m['python']}"

@@ -15,7 +15,7 @@ import numpy as np
 
 from edge import atomic
 from edge.errors import DataError
-from edge.robustness import CLEAN, UNSEEN_BY_WEATHER
+from edge.corruptions import CLEAN, UNSEEN_BY_WEATHER
 
 SURVIVE_DROP = 0.05  # a condition is survived while the headline figure stays within 5 points of clean
 # the figure means, gaps and survival are computed on: balanced accuracy on class folders; on box-labelled

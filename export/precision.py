@@ -303,7 +303,7 @@ def reference(cam: DenseCAM, scores: np.ndarray, features: np.ndarray, threshold
 
 def fidelity(ref: Reference, cam: DenseCAM, scores: np.ndarray, features: np.ndarray, margin: float = 1.0) -> Fidelity:
     """Decisions and CAM of an artifact against the float reference (the CAM of the reference's class)."""
-    from export.verify import pearson, top_region_iou
+    from edge.metrics import pearson, top_region_iou
 
     scores = np.asarray(scores, np.float32)
     same = (decisions(scores, ref.thresholds, ref.task) == decisions(ref.scores, ref.thresholds, ref.task)).all(1)

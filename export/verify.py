@@ -18,6 +18,7 @@ import numpy as np
 from edge import atomic
 from edge.errors import ConfigError, DataError
 from edge.manifest import find_manifests, load_manifest
+from edge.metrics import pearson, top_region_iou  # heatmap agreement; edge/metrics.py holds them for export/precision.py too
 
 GATE_KEYS = ("max_abs_score_diff", "max_mean_abs_score_diff", "min_agreement", "max_balanced_accuracy_drop",
              "min_cam_correlation", "allow_collapse")
@@ -52,25 +53,6 @@ def load_gates(path: str | Path | None) -> dict[str, dict]:
         for target in (gates if fmt == "*" else [fmt]):
             gates[target].update(values)
     return gates
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    a, b = a - a.mean(), b - b.mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    if den == 0:
-        return 1.0 if np.allclose(a, b) else 0.0
-    return float((a * b).sum() / den)
-
-
-def top_region_iou(a: np.ndarray, b: np.ndarray, fraction: float = 0.2) -> float:
-    """IoU of the cells holding each map's top ``fraction`` of values."""
-    k = max(1, int(round(a.size * fraction)))
-    ma = np.zeros(a.size, bool)
-    mb = np.zeros(b.size, bool)
-    ma[np.argsort(-a.ravel(), kind="stable")[:k]] = True
-    mb[np.argsort(-b.ravel(), kind="stable")[:k]] = True
-    return float((ma & mb).sum() / (ma | mb).sum())
 
 
 def peak_shift(a: np.ndarray, b: np.ndarray) -> float:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from edge.cli_args import parse_duration
 from edge.errors import ConfigError, reject_unknown_keys
+
+__all__ = ["TrainConfig", "parse_duration"]  # parse_duration lives in edge.cli_args (the --time-budget type)
 
 
 @dataclass(frozen=True)
@@ -113,32 +115,3 @@ class TrainConfig:
         d = asdict(self)
         d["input_size"] = list(self.input_size)
         return d
-
-
-_NUMBER = r"\d+(?:\.\d+)?"
-_DURATION = re.compile(rf"(?:(?P<h>{_NUMBER})h)?(?:(?P<m>{_NUMBER})m)?(?:(?P<s>{_NUMBER})s)?")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration written ``90m``, ``1h30m``, ``2h``, ``45s``, ``5400s`` or ``5400`` (seconds).
-
-    Units come in the order h, m, s; a bare number is seconds. ``1h30`` is
-    refused rather than guessed (30 minutes or 30 seconds?).
-
-    Example:
-        >>> parse_duration("1h30m")
-        5400.0
-    """
-    t = str(text).strip().lower()
-    if re.fullmatch(_NUMBER, t):
-        seconds = float(t)
-    else:
-        m = _DURATION.fullmatch(t)
-        if m is None or not any(m.groups()):
-            seconds = math.nan
-        else:
-            seconds = sum(float(m[k] or 0) * f for k, f in (("h", 3600), ("m", 60), ("s", 1)))
-    if not seconds > 0:
-        raise ConfigError("expected a duration greater than zero such as 90m, 1h30m, 2h, 5400s or 5400 (seconds); "
-                          f"received {text!r}")
-    return seconds

@@ -125,7 +125,7 @@ def run_demo(opts: DemoOptions) -> dict:
     """Run every step; return (and write) the summary."""
     import cv2
 
-    from edge.bench import machine_info
+    from edge.machine import machine_info
     from edge.annotate import BoxAnnotator, HeatmapAnnotator, LabelAnnotator, compose
     from edge.detector import Detector
     from edge.pipeline import RunOptions, run

@@ -109,7 +109,7 @@ def evaluate_path(model_path: str | Path, data_dir: str | Path, positive: str | 
     model_path = Path(model_path)
     is_keras = model_path.is_dir() and (model_path / "model.keras").exists() or model_path.suffix == ".keras"
     if is_keras:
-        from training.train import load_run
+        from training.run import load_run
 
         model, info = load_run(model_path)
         run_dir = model_path if model_path.is_dir() else model_path.parent

@@ -15,6 +15,7 @@ from edge import atomic
 from edge.errors import ConfigError, DataError
 from training import data as D
 from training.config import TrainConfig
+from training.run import load_run  # re-exported: callers have long imported it from here
 from training.model import BACKBONE, ModelConfig, build_classifier
 
 log = logging.getLogger("edgecam.training")
@@ -412,25 +413,6 @@ def _write_history(run: Path, histories) -> None:
             epoch += 1
             rows.append({"epoch": epoch, "phase": phase, **{k: float(v[i]) for k, v in hist.items()}})
     atomic.write_json(run / "history.json", rows)
-
-
-def load_run(path: str | Path):
-    """(keras model, run info) from a run directory or a ``model.keras`` inside one."""
-    import keras
-
-    path = Path(path)
-    run = path if path.is_dir() else path.parent
-    model_path = run / "model.keras" if path.is_dir() else path
-    if not model_path.is_file():
-        raise DataError(f"expected a trained model at {model_path}; none exists (train first: edgecam train DATA)")
-    info_path = run / "run.json"
-    if not info_path.is_file():
-        raise DataError(f"expected run.json beside {model_path} (labels, task, thresholds); none exists")
-    from training.lr import _triangular_class
-
-    _triangular_class()  # registers the cyclical schedule so a model trained with it loads
-
-    return keras.models.load_model(model_path, compile=False), json.loads(info_path.read_text())
 
 
 __all__ = ["TrainConfig", "TrainResult", "train", "load_run", "load_data", "replace"]
