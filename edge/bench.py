@@ -19,9 +19,11 @@ For every artifact (a manifest) the bench measures, in one process and one run:
   naive way, the Keras model called on single frames, for the ratio
   edgecam/Keras.
 
-Each result carries the machine it was measured on. Statistics live in pure
-functions (:func:`time_loop`, :meth:`LatencySummary.from_durations`) that take
-a clock, so they are tested with a fake clock, not with ``sleep``.
+The pipeline loop is :class:`edge.loop.FrameLoop`, the one ``edgecam run``
+drives; the bench adds only timing. Each result carries the machine it was
+measured on (:mod:`edge.machine`). Statistics live in pure functions
+(:mod:`edge.bench_stats`) that take a clock, so they are tested with a fake
+clock, not with ``sleep``; the report is :mod:`edge.bench_report`.
 
 Example:
     >>> report = bench([Path("export/model_int8.tflite.manifest.json")], frames=50)  # doctest: +SKIP
@@ -33,7 +35,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
@@ -41,6 +42,9 @@ import numpy as np
 
 from edge.atomic import write_json, write_text
 from edge.errors import ConfigError, EdgecamError, SourceError
+from edge.bench_report import ArtifactResult, BenchReport, KerasResult
+from edge.bench_stats import (Clock, LatencySummary, parse_threads, ratio, split_rounds, stage_medians, thread_label,
+                               time_loop)
 from edge.capture import CaptureMode, ThreadedCapture
 from edge.loop import FrameDone, FrameLoop
 from edge.stage import splits
@@ -50,117 +54,14 @@ from edge.sources import FrameSource
 
 __all__ = ["bench", "bench_artifact", "main", "BenchReport", "ArtifactResult", "KerasResult", "LatencySummary",
            "FrameFeed", "DetectorTarget", "time_loop", "stage_medians", "split_rounds", "parse_threads",
-           "resolve_artifacts", "machine_info", "parse_cpuinfo", "peak_rss_mib"]  # the last three: edge.machine
+           "resolve_artifacts", "thread_label", "ratio", "machine_info", "parse_cpuinfo", "peak_rss_mib"]
+# statistics live in edge.bench_stats, the report in edge.bench_report, the machine in edge.machine
 
-Clock = Callable[[], float]
 # the Keras baseline of --keras, in training/ (it needs TensorFlow)
 KERAS_BASELINE = "training.keras_bench"
 # how many distinct synthetic frames are pre-generated and cycled through
 SYNTHETIC_POOL = 32
 
-
-
-# --------------------------------------------------------------------------- statistics (pure)
-
-
-def time_loop(step: Callable[[], object], n: int, clock: Clock = time.perf_counter) -> tuple[list[float], float]:
-    """Run ``step`` ``n`` times; return each iteration's seconds and the total wall seconds.
-
-    One clock reading per iteration: iteration ``i`` lasts from the end of
-    ``i - 1`` to the end of ``i``, so loop overhead is counted and the
-    durations add up to the wall time exactly.
-    """
-    if n < 1:
-        raise ConfigError(f"bench: expected at least 1 iteration; received {n}")
-    durations = []
-    start = prev = clock()
-    for _ in range(n):
-        step()
-        now = clock()
-        durations.append(now - prev)
-        prev = now
-    return durations, prev - start
-
-
-@dataclass(frozen=True)
-class LatencySummary:
-    """Latency percentiles (linear interpolation, as numpy's default) and throughput of one loop."""
-
-    n: int
-    mean_ms: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    min_ms: float
-    max_ms: float
-    fps: float
-
-    @classmethod
-    def from_durations(cls, durations_s: Sequence[float], wall_s: float | None = None) -> "LatencySummary":
-        """Summarise per-iteration durations (seconds); throughput is ``n / wall_s`` (default: their sum)."""
-        d = np.asarray(durations_s, dtype=np.float64) * 1e3
-        if d.ndim != 1 or len(d) == 0 or not np.all(np.isfinite(d)) or np.any(d < 0):
-            raise ValueError(f"expected a non-empty 1-D list of finite durations >= 0; received {np.shape(durations_s)}")
-        wall = float(d.sum() / 1e3) if wall_s is None else float(wall_s)
-        p50, p95, p99 = np.percentile(d, [50, 95, 99])
-        return cls(
-            n=len(d),
-            mean_ms=float(d.mean()),
-            p50_ms=float(p50),
-            p95_ms=float(p95),
-            p99_ms=float(p99),
-            min_ms=float(d.min()),
-            max_ms=float(d.max()),
-            fps=len(d) / wall if wall > 0 else float("inf"),
-        )
-
-
-def stage_medians(timings: Sequence[dict[str, float]]) -> dict[str, float]:
-    """Median per stage over per-frame ``timings_ms`` dicts (stages missing in a frame are skipped)."""
-    stages: dict[str, list[float]] = {}
-    for t in timings:
-        for stage, ms in t.items():
-            stages.setdefault(stage, []).append(float(ms))
-    return {stage: float(np.median(v)) for stage, v in stages.items()}
-
-
-def split_rounds(frames: int, rounds: int) -> list[int]:
-    """``frames`` iterations split into ``rounds`` near-equal parts, larger first (none empty)."""
-    if rounds < 1:
-        raise ConfigError(f"bench: expected at least 1 round; received {rounds}")
-    rounds = min(rounds, frames)
-    base, extra = divmod(frames, rounds)
-    return [base + (i < extra) for i in range(rounds)]
-
-
-def thread_label(threads: int | None) -> str:
-    return "default" if threads is None else str(threads)
-
-
-def parse_threads(text: str) -> list[int | None]:
-    """``--threads`` as given on the command line: ``2``, ``1,2`` or ``default,1``; no duplicates."""
-    out: list[int | None] = []
-    for part in str(text).split(","):
-        part = part.strip().lower()
-        if part == "default":
-            value = None
-        else:
-            try:
-                value = int(part)
-            except ValueError:
-                value = 0
-            if value < 1:
-                raise ConfigError(f"--threads: expected positive integers or 'default', comma-separated "
-                                  f"(e.g. 1,2); received {text!r}")
-        if value not in out:
-            out.append(value)
-    return out
-
-
-def ratio(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or denominator is None or denominator <= 0:
-        return None
-    return numerator / denominator
 
 
 # --------------------------------------------------------------------------- adapter over the detector
@@ -321,138 +222,6 @@ class FeedSource(FrameSource):
 
     def __repr__(self) -> str:
         return f"FeedSource({self.feed.description!r})"
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass
-class ArtifactResult:
-    name: str
-    format: str | None = None
-    backend: str | None = None
-    threads: int | None = None  # as the runtime was given them; None: unknown (a test double)
-    artifact_path: str | None = None
-    file_size_bytes: int | None = None
-    load_ms: float | None = None
-    warmup_ms: float | None = None
-    raw: LatencySummary | None = None
-    pipeline: LatencySummary | None = None
-    stages_p50_ms: dict[str, float] = field(default_factory=dict)
-    peak_rss_mib: float | None = None
-    pipeline_over_raw: float | None = None
-    throughput_pipeline_over_raw: float | None = None
-    edgecam_over_keras: float | None = None
-    providers: list[str] | None = None  # onnxruntime: what the session runs on, in order
-    fallback: str | None = None  # onnxruntime: why it runs on fewer GPU providers than asked for
-    engine_cache: dict[str, Any] | None = None  # TensorRT: built or reused, where, which files
-    error: str | None = None
-
-
-@dataclass
-class KerasResult:
-    model: str
-    call: LatencySummary | None = None
-    predict: LatencySummary | None = None
-    load_ms: float | None = None
-    skipped: str | None = None
-
-
-@dataclass
-class BenchReport:
-    """Everything one ``edgecam bench`` run measured, and where."""
-
-    machine: dict[str, Any]
-    settings: dict[str, Any]
-    artifacts: list[ArtifactResult]
-    keras: KerasResult | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def to_markdown(self) -> str:
-        def num(v: float | None, fmt: str = ".2f") -> str:
-            return "-" if v is None else format(v, fmt)
-
-        def lat(s: LatencySummary | None) -> str:
-            return "-" if s is None else f"{s.p50_ms:.2f} / {s.p95_ms:.2f} / {s.p99_ms:.2f}"
-
-        m = self.machine
-        v = {k: val for k, val in m["versions"].items() if val}
-        lines = [
-            f"Machine: {m['cpu']} ({m['arch']}, {m['cores']} cores, {m['cores_usable']} usable; "
-            f"flags: {', '.join(m['flags']) or 'none of interest'}), Python {m['python']}, "
-            + ", ".join(f"{k} {val}" for k, val in v.items()),
-            f"Settings: {self.settings['frames']} frames, threads "
-            f"{', '.join(thread_label(t) for t in self.settings['threads'])}, "
-            f"source {self.settings['source']}, onnxruntime spin-wait "
-            f"{'on' if self.settings.get('spin_wait') else 'off'}, raw and pipeline loops alternating in "
-            f"{self.settings.get('rounds', 1)} round(s)",
-            "",
-            "| artifact | backend | threads | size MiB | load ms | first frame ms | raw p50/p95/p99 ms | raw fps "
-            "| pipeline p50/p95/p99 ms | pipeline fps | pipeline/raw fps | pipeline/raw p50 | edgecam/Keras p50 "
-            "| peak RSS MiB |",
-            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
-        ]
-        for a in self.artifacts:
-            if a.error:
-                lines.append(f"| {a.name} | {a.backend or '-'} | {thread_label(a.threads)} | error: {a.error} |"
-                             + " |" * 10)
-                continue
-            size = None if a.file_size_bytes is None else a.file_size_bytes / 2**20
-            lines.append(
-                f"| {a.name} | {a.backend} | {thread_label(a.threads)} | {num(size)} | {num(a.load_ms, '.1f')} "
-                f"| {num(a.warmup_ms, '.1f')} "
-                f"| {lat(a.raw)} | {num(a.raw and a.raw.fps, '.1f')} | {lat(a.pipeline)} "
-                f"| {num(a.pipeline and a.pipeline.fps, '.1f')} | {num(a.throughput_pipeline_over_raw)} "
-                f"| {num(a.pipeline_over_raw)} "
-                f"| {num(a.edgecam_over_keras)} | {num(a.peak_rss_mib, '.0f')} |"
-            )
-        for a in self.artifacts:
-            lines.extend(_provider_lines(a))
-        for a in self.artifacts:
-            if a.stages_p50_ms:
-                stages = ", ".join(f"{k} {val:.2f}" for k, val in a.stages_p50_ms.items())
-                lines.append(f"\nPipeline stages of {a.name}, threads {thread_label(a.threads)} (p50 ms): {stages}")
-        if self.keras is not None:
-            k = self.keras
-            if k.skipped:
-                lines.append(f"\nKeras ({k.model}): skipped, {k.skipped}")
-            else:
-                lines.append(f"\nKeras ({k.model}), single frames: model(x, training=False) p50/p95/p99 ms "
-                             f"{lat(k.call)}, {num(k.call and k.call.fps, '.1f')} fps; model.predict(x) "
-                             f"{lat(k.predict)}, {num(k.predict and k.predict.fps, '.1f')} fps")
-        lines.append("\nIn the pipeline, preprocess runs on the capture thread and cam and boxes on the output "
-                     "thread, both overlapping inference on the main thread; wait is how long the main loop "
-                     "waited for a prepared frame.")
-        lines.append("\npipeline/raw fps is the share of the raw invoke throughput the full loop keeps (1 = all). "
-                     "pipeline/raw p50 and edgecam/Keras p50 are ratios of p50 latency (below 1: faster). "
-                     "Peak RSS is the process high-water mark after that artifact, so it includes "
-                     "what was loaded before it.")
-        return "\n".join(lines) + "\n"
-
-
-def _provider_lines(a: ArtifactResult) -> list[str]:
-    """What the session ran on and what the TensorRT engine cost, apart from steady-state latency."""
-    if not a.providers:
-        return []
-    out = [f"\n{a.name}, threads {thread_label(a.threads)}: onnxruntime runs on {', '.join(a.providers)}"
-           + (f"; it {a.fallback}" if a.fallback else "")]
-    c = a.engine_cache
-    if c:
-        steady = "-" if a.raw is None else f"{a.raw.p50_ms:.2f} ms"
-        if c["state"] == "built":
-            out.append(f"TensorRT engine built during load and the first frame ({a.load_ms or 0:.0f} ms load + "
-                       f"{a.warmup_ms or 0:.0f} ms first frame, {len(c['written'])} engine file(s) written to "
-                       f"{c['folder']}); steady-state raw p50 {steady}. The next run loads it from there.")
-        elif c["state"] == "reused":
-            out.append(f"TensorRT engine loaded from the cache {c['folder']} ({c['engines_before']} engine file(s)): "
-                       f"{a.load_ms or 0:.0f} ms load + {a.warmup_ms or 0:.0f} ms first frame; steady-state raw p50 "
-                       f"{steady}.")
-        else:
-            out.append(f"TensorRT engine cache {c['folder']} is still empty after the first frame; TensorRT may "
-                       "have taken no part of the graph (see the providers above and the log).")
-    return out
 
 
 # --------------------------------------------------------------------------- measuring
