@@ -113,3 +113,27 @@ def test_run_takes_extra_sinks_and_an_annotator(tmp_path):
 
     # the snapshot was drawn by the given annotator: background 40 inverted is about 215
     assert abs(float(np.median(cv2.imread(str(snapshot)))) - 215) < 3
+
+
+def test_the_bench_drives_the_same_frame_loop_as_run(monkeypatch):
+    """One loop: the bench's pipeline numbers come from edge.loop.FrameLoop, not a copy of it."""
+    from pathlib import Path
+
+    from edge import bench as B
+    from edge import loop as L
+    from tests.edge.test_bench import FakeClock, FakeTarget, frames
+
+    made = []
+
+    class Watched(L.FrameLoop):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            made.append(self)
+
+    monkeypatch.setattr(B, "FrameLoop", Watched)
+    clock = FakeClock()
+    report = B.bench([Path("m.json")], frames=4, source=frames(2), clock=clock, warmup=0,
+                     opener=lambda p, t: FakeTarget(clock, [1.0] * 4, [3.0] * 5))
+    (loop,) = made
+    assert loop.submitted == 4 and loop.handled == 4 and report.artifacts[0].pipeline.n == 4
+    assert report.artifacts[0].pipeline.p50_ms == pytest.approx(3.0)

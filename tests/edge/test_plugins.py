@@ -163,3 +163,24 @@ def test_edgecam_run_accepts_a_distributions_backend_source_and_sink(tiny_model,
                         "--out", str(out)], capture_output=True, text=True, env=environ, timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"'broken' from distribution '{DIST}'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_builtin_jsonl_sink_copies_the_frame_records(tmp_path):
+    from edge.pipeline import RunOptions, run
+    from tests.edge.test_pipeline import FakeDetector, ShipClip
+
+    out = tmp_path / "run"
+    run(FakeDetector(), ShipClip(n=5), RunOptions(out_dir=out, mode="all", write_video=False),
+        sinks=make_sinks(["jsonl:copy/frames.jsonl"], out))
+    assert (out / "copy" / "frames.jsonl").read_text() == (out / "frames.jsonl").read_text()
+    with pytest.raises(ConfigError, match="ending in .jsonl"):
+        make_sinks(["jsonl:frames.txt"], out)
+
+
+def test_an_unknown_sink_exits_2_before_the_model_loads(tmp_path, capsys):
+    from edge.cli import main
+
+    code = main(["run", str(tmp_path / "missing.manifest.json"), "--sink", "kafka", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "sink: expected one of" in err and "kafka" in err
+    assert not (tmp_path / "o").exists()
