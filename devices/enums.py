@@ -2,7 +2,8 @@
 
 ``Backend`` has one member per key in the backend table (:data:`edge.backends.BACKENDS`:
 edgecam's own backends and those other distributions declare as entry points);
-``ArtifactFormat`` one per format edgecam's own backends run. A profile is
+``ArtifactFormat`` one per format those backends run (a plugin that fails to load
+is left out here and named when it is selected). A profile is
 checked against them when it is loaded, so a profile naming a backend that is
 not installed is refused with the list of those that are.
 """
@@ -32,7 +33,7 @@ class _Format(str, enum.Enum):
         return Backend(default_backend(self.value))
 
 
-def _builtin_formats() -> list[str]:
+def _table_formats() -> list[str]:
     out: list[str] = []
     for key in backend_keys():
         try:
@@ -44,7 +45,7 @@ def _builtin_formats() -> list[str]:
     return out
 
 
-ArtifactFormat = _Format("ArtifactFormat", [(member_name(f), f) for f in _builtin_formats()], module=__name__)
+ArtifactFormat = _Format("ArtifactFormat", [(member_name(f), f) for f in _table_formats()], module=__name__)
 ArtifactFormat.__doc__ = "Exported artifact kinds (the formats the backends run); ``.backend`` runs it by default."
 
 

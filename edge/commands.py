@@ -288,7 +288,7 @@ def cmd_run(a) -> int:
     s = resolve_run_settings(a.device, backend=a.backend, threads=a.threads, source=a.source, **gpu_settings(a))
     preferred = [f.value for f in ([s.artifact_format] if s.artifact_format else [])]
     if a.device:  # the profile's fallbacks, in its order, where they fit the backend in use
-        preferred += [f.value for f in load_profile(a.device).fallback_formats if s.backend is None or f.backend is s.backend]
+        preferred += [f.value for f in load_profile(a.device).fallback_formats if s.backend is None or runs_format(s.backend.value, f.value)]
     preferred += ["tflite-int8", "tflite-fp32", "onnx-fp32", "onnx-int8", "tflite-fp16", "tflite-dynamic"]
     manifest_path = pick_manifest(a.model, preferred)
     manifest = load_manifest(manifest_path)
