@@ -45,22 +45,20 @@ from edge.errors import ConfigError, EdgecamError, SourceError
 from edge.bench_report import ArtifactResult, BenchReport, KerasResult
 from edge.bench_stats import (Clock, LatencySummary, parse_threads, ratio, split_rounds, stage_medians, thread_label,
                                time_loop)
+from edge.bench_feed import SYNTHETIC_POOL, FeedSource, FrameFeed
 from edge.capture import CaptureMode, ThreadedCapture
 from edge.loop import FrameDone, FrameLoop
 from edge.stage import splits
 from edge.machine import machine_info, parse_cpuinfo, peak_rss_mib
 from edge.manifest import MANIFEST_SUFFIX
-from edge.sources import FrameSource
 
 __all__ = ["bench", "bench_artifact", "main", "BenchReport", "ArtifactResult", "KerasResult", "LatencySummary",
-           "FrameFeed", "DetectorTarget", "time_loop", "stage_medians", "split_rounds", "parse_threads",
+           "FrameFeed", "FeedSource", "SYNTHETIC_POOL", "DetectorTarget", "time_loop", "stage_medians", "split_rounds", "parse_threads",
            "resolve_artifacts", "thread_label", "ratio", "machine_info", "parse_cpuinfo", "peak_rss_mib"]
 # statistics live in edge.bench_stats, the report in edge.bench_report, the machine in edge.machine
 
 # the Keras baseline of --keras, in training/ (it needs TensorFlow)
 KERAS_BASELINE = "training.keras_bench"
-# how many distinct synthetic frames are pre-generated and cycled through
-SYNTHETIC_POOL = 32
 
 
 
@@ -153,78 +151,30 @@ class DetectorTarget:
 Opener = Callable[[Path, "int | None"], BenchTarget]
 
 
-# --------------------------------------------------------------------------- frames
-
-
-class FrameFeed:
-    """Frames for the pipeline loop: an in-memory pool (synthetic, or given) or a live source read per call."""
-
-    def __init__(self, source: str | Sequence[np.ndarray] | None, pool: int = SYNTHETIC_POOL) -> None:
-        self.description: str
-        self._pool: list[np.ndarray] = []
-        self._src = None
-        self._i = 0
-        if source is not None and not isinstance(source, str):
-            self._pool = [np.asarray(f) for f in source]
-            self.description = f"{len(self._pool)} frames given in memory"
-        else:
-            from edge.sources import open_source
-
-            spec = source or "synthetic"
-            src = open_source(spec)
-            if spec.lower().startswith("synthetic"):
-                # pre-generated: the loop then pays for taking a frame, not for drawing one
-                with src:
-                    while len(self._pool) < pool and (frame := src.read()) is not None:
-                        self._pool.append(frame)
-                self.description = f"{spec} ({len(self._pool)} frames pre-generated in memory)"
-            else:
-                src.open()
-                self._src = src
-                self.description = spec
-        if self._src is None and not self._pool:
-            raise SourceError(f"bench: the source {source!r} gave no frames")
-
-    def next(self) -> np.ndarray:
-        if self._src is None:
-            frame = self._pool[self._i % len(self._pool)]
-            self._i += 1
-            return frame
-        frame = self._src.read()
-        if frame is None and not getattr(self._src, "is_live", False):
-            self._src.close()  # end of a file: start it again
-            self._src.open()
-            frame = self._src.read()
-        if frame is None:
-            raise SourceError(f"bench: {self.description!r} stopped giving frames")
-        return frame
-
-    def close(self) -> None:
-        if self._src is not None:
-            self._src.close()
-
-    def as_source(self) -> "FeedSource":
-        """A frame source that reads this feed, for a :class:`ThreadedCapture`."""
-        return FeedSource(self)
-
-
-class FeedSource(FrameSource):
-    """Endless frames from a :class:`FrameFeed` (which restarts files itself)."""
-
-    def __init__(self, feed: FrameFeed) -> None:
-        self.feed = feed
-
-    def _open(self) -> None:
-        pass
-
-    def _read(self) -> np.ndarray | None:
-        return self.feed.next()
-
-    def __repr__(self) -> str:
-        return f"FeedSource({self.feed.description!r})"
-
-
 # --------------------------------------------------------------------------- measuring
+
+
+def _cold_start(target: BenchTarget, feed: FrameFeed, threads: int | None, load_s: float, warmup: int,
+                clock: Clock) -> ArtifactResult:
+    """The artifact's result so far: what it is, its load time and cold first frame; then ``warmup`` untimed frames."""
+    result = ArtifactResult(name=target.name, format=target.format, backend=target.backend_key,
+                            threads=getattr(target, "threads", threads),
+                            artifact_path=str(target.artifact_path), load_ms=load_s * 1e3)
+    try:
+        result.file_size_bytes = target.artifact_path.stat().st_size
+    except OSError:
+        result.file_size_bytes = None
+    t0 = clock()
+    target.detect(feed.next())  # cold: first allocation, caches; also sets the input invoke_raw reuses
+    result.warmup_ms = (clock() - t0) * 1e3
+    # a TensorRT engine for a model with free height and width is built on the first frame
+    result.providers = list(target.providers) if getattr(target, "providers", None) else None
+    result.fallback = getattr(target, "fallback", None)
+    state = target.engine_cache_state() if hasattr(target, "engine_cache_state") else None
+    result.engine_cache = state.to_dict() if state is not None else None
+    for _ in range(warmup):
+        target.detect(feed.next())
+    return result
 
 
 def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | None, *,
@@ -236,24 +186,7 @@ def bench_artifact(manifest: Path, feed: FrameFeed, frames: int, threads: int | 
     target = opener(manifest, threads)
     load_s = clock() - t0
     try:
-        result = ArtifactResult(name=target.name, format=target.format, backend=target.backend_key,
-                                threads=getattr(target, "threads", threads),
-                                artifact_path=str(target.artifact_path), load_ms=load_s * 1e3)
-        try:
-            result.file_size_bytes = target.artifact_path.stat().st_size
-        except OSError:
-            result.file_size_bytes = None
-        t0 = clock()
-        target.detect(feed.next())  # cold: first allocation, caches; also sets the input invoke_raw reuses
-        result.warmup_ms = (clock() - t0) * 1e3
-        # a TensorRT engine for a model with free height and width is built on the first frame
-        result.providers = list(target.providers) if getattr(target, "providers", None) else None
-        result.fallback = getattr(target, "fallback", None)
-        state = target.engine_cache_state() if hasattr(target, "engine_cache_state") else None
-        result.engine_cache = state.to_dict() if state is not None else None
-        for _ in range(warmup):
-            target.detect(feed.next())
-
+        result = _cold_start(target, feed, threads, load_s, warmup, clock)
         timings: list[dict[str, float]] = []
         finished: list[float] = []
 
@@ -344,6 +277,34 @@ def resolve_artifacts(paths: Sequence[str | Path]) -> list[Path]:
     return list(dict.fromkeys(out))
 
 
+def _checked_counts(frames: Any, threads: Any, rounds: Any) -> list[int | None]:
+    """The thread counts to measure, after refusing a bad frames, threads or rounds."""
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ConfigError(f"bench: frames expected an integer >= 1; received {frames!r}")
+    counts = list(threads) if isinstance(threads, (list, tuple)) else [threads]
+    for t in counts:
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
+            raise ConfigError(f"bench: threads expected integers >= 1 or None; received {threads!r}")
+    if not counts:
+        raise ConfigError("bench: threads expected at least one count; received none")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ConfigError(f"bench: rounds expected an integer >= 1; received {rounds!r}")
+    return counts
+
+
+def _detector_opener(input_size: tuple[int, int] | None, spin_wait: bool, providers: Sequence[str] | None,
+                     gpu: Any, run_dir: Path | None) -> Opener:
+    """:meth:`DetectorTarget.open` with the settings every artifact of this bench shares."""
+    import functools
+
+    kw: dict[str, Any] = {"input_size": tuple(input_size) if input_size else None, "spin_wait": spin_wait}
+    if providers:
+        kw["providers"] = tuple(providers)
+    if any(p != "CPUExecutionProvider" for p in providers or ()):
+        kw.update(gpu=gpu, run_dir=run_dir)
+    return functools.partial(DetectorTarget.open, **kw)
+
+
 def bench(
     artifacts: Sequence[Path],
     frames: int = 200,
@@ -381,27 +342,10 @@ def bench(
 
     An artifact that fails to load is reported with its error; the others still run.
     """
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise ConfigError(f"bench: frames expected an integer >= 1; received {frames!r}")
-    counts = list(threads) if isinstance(threads, (list, tuple)) else [threads]
-    for t in counts:
-        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
-            raise ConfigError(f"bench: threads expected integers >= 1 or None; received {threads!r}")
-    if not counts:
-        raise ConfigError("bench: threads expected at least one count; received none")
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ConfigError(f"bench: rounds expected an integer >= 1; received {rounds!r}")
+    counts = _checked_counts(frames, threads, rounds)
     feed = FrameFeed(source)
-    gpu_asked = any(p != "CPUExecutionProvider" for p in providers or ())
     if opener is None and (input_size is not None or spin_wait or providers):
-        import functools
-
-        kw: dict[str, Any] = {"input_size": tuple(input_size) if input_size else None, "spin_wait": spin_wait}
-        if providers:
-            kw["providers"] = tuple(providers)
-        if gpu_asked:
-            kw.update(gpu=gpu, run_dir=run_dir)
-        opener = functools.partial(DetectorTarget.open, **kw)
+        opener = _detector_opener(input_size, spin_wait, providers, gpu, run_dir)
     try:
         keras = bench_keras(Path(keras_model), feed, frames, clock, input_size) if keras_model is not None else None
         results = []
