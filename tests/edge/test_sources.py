@@ -117,8 +117,9 @@ def media(tmp_path):
 )
 def test_open_source_parses_each_form(spec, cls, media):
     if spec == "scene":
-        assert isinstance(open_source("SYNTHETIC".lower()), SyntheticSource)
-        src = open_source("synthetic:12")
+        assert isinstance(open_source("SYNTHETIC"), SyntheticSource)  # the kind's name in any case
+        assert type(open_source("PiCamera2")) is Picamera2Source and open_source("RTSP://cam/1").url == "RTSP://cam/1"
+        src = open_source("Synthetic:12")
         assert isinstance(src, SyntheticSource) and src.seed == 12
         return
     src = open_source(spec.format(**media))
