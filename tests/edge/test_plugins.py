@@ -13,16 +13,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edge import backends
-from edge.backends.onnxrt import OnnxRuntimeBackend
 from edge.errors import ConfigError
 from edge.plugins import ExtensionTable, PluginError
 from edge.sink_kinds import SINKS, make_sinks
 from edge.sources import PLUGIN_SOURCES, SOURCE_KINDS, open_source
-from tests.edge.fleet_support import edgecam_cmd, env, tiny_model  # noqa: F401 - tiny_model is a fixture
+from tests.edge import fleet_support
+from tests.edge.fleet_support import edgecam_cmd, env
+
+tiny_model = fleet_support.tiny_model  # a module-scoped fixture: an ONNX model with its manifest
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = "tests.plugins.extension_example"
