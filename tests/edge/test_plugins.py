@@ -160,6 +160,18 @@ def test_edgecam_run_accepts_a_distributions_backend_source_and_sink(tiny_model,
     assert len((folder / "scores.csv").read_text().splitlines()) == 1 + 6
     assert json.loads((folder / "summary.json").read_text())["frames"] == 6
 
+    # a device profile names the plugin's backend and source like any other
+    profile = json.loads((REPO / "devices" / "profiles" / "x86-cpu.json").read_text())
+    profile.update(name="vendor-box", backend="onnx-counting", artifact_format="onnx-fp32", fallback_formats=[],
+                   execution_providers=[], camera_source="ramp:4", extra=DIST, input_size=32)
+    (tmp_path / "vendor-box.json").write_text(json.dumps(profile))
+    r = subprocess.run([*edgecam_cmd(), "run", str(tiny_model), "--device", str(tmp_path / "vendor-box.json"),
+                        "--no-video", "--out", str(tmp_path / "by-profile")],
+                       capture_output=True, text=True, env=environ, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "onnx-fp32 via onnx-counting" in r.stdout and "source RampSource(n=4)" in r.stdout
+    assert json.loads(((tmp_path / "by-profile" / "latest").resolve() / "summary.json").read_text())["frames"] == 4
+
     r = subprocess.run([*edgecam_cmd(), "run", str(tiny_model), "--backend", "broken", "--source", "ramp:2",
                         "--out", str(out)], capture_output=True, text=True, env=environ, timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr

@@ -48,6 +48,9 @@ class RampSource(FrameSource):
         frame[:side, :side] = (255, 0, 0)
         return frame
 
+    def __repr__(self) -> str:
+        return f"RampSource(n={self.n})"
+
 
 def ramp_source(spec: str, size=None, fps=None) -> RampSource:
     """``ramp`` (10 frames) or ``ramp:N``."""
