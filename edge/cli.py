@@ -9,7 +9,12 @@ import os
 import signal
 import sys
 
+from edge import cli_args
+from edge.backends import backend_keys
+from edge.cli_args import MAX_SIDE, add_gpu_flags, gpu_settings, parse_duration, print_json
+from edge.cli_args import parse_size as _size
 from edge.errors import ConfigError, EdgecamError
+from edge.sink_kinds import SINKS
 
 COMMANDS = {
     "demo": "generate maritime scenes, train, export, verify and run the runtime over a clip",
@@ -402,8 +407,7 @@ def _main(argv: list[str] | None) -> int:
             args = _with_config(parser, args, argv)
             if args is None:
                 return 0  # --print-config printed it
-        from edge import commands
-
+        command = handler(args.command)
         if not getattr(args, "json", False):
             return int(command(args) or 0)
         # --json: stdout carries the JSON document alone (print_json); anything else printed on the

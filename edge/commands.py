@@ -7,213 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 from edge.cli_args import print_json
 from edge.errors import ConfigError, EdgecamError, ManifestError
 
 log = logging.getLogger("edgecam")
-
-
-def cmd_demo(a) -> int:
-    from training.demo import DemoOptions, run_demo
-
-    opts = DemoOptions(out=a.out, seed=a.seed, weights=a.weights, epochs=a.epochs, frames=a.frames, quick=a.quick)
-    run_demo(opts)
-    return 0
-
-
-def alpha_for(alpha: float | None, weights: str | None) -> float:
-    """An explicit --alpha, else the width in a Keras weights file name (``..._1.0_224_no_top.h5``), else 0.35."""
-    import re
-
-    if alpha is not None:
-        return alpha
-    m = re.search(r"_(\d\.\d+)_\d+_no_top", Path(weights or "").name)
-    return float(m.group(1)) if m else 0.35
-
-
-def cmd_train(a) -> int:
-    from edge.datasets import is_box_dataset
-    from training.config import TrainConfig
-
-    a.alpha = alpha_for(a.alpha, a.weights)
-    boxes = is_box_dataset(a.data[0])
-    if not boxes and len(a.data) > 1:
-        raise ConfigError(f"train: several DATA folders are read only as box-labelled datasets; {a.data[0]} is not one")
-    cfg = TrainConfig(
-        data=a.data[0], out=a.out, val=a.val, val_split=a.val_split, positive=a.positive, csv=a.csv,
-        input_size=a.input_size, alpha=a.alpha, weights=a.weights,
-        pooling=a.pooling or ("cell" if boxes else "max"), dropout=a.dropout,
-        batch_size=a.batch_size, epochs=a.epochs, lr=a.lr, schedule=a.schedule, finetune_epochs=a.finetune_epochs,
-        finetune_blocks=a.finetune_blocks, finetune_lr=a.finetune_lr, class_weight=a.class_weight,
-        augment=a.augment, weather=a.weather, mixup=a.mixup, patience=a.patience, monitor=a.monitor,
-        threshold_rule=a.threshold_rule, target_recall=a.target_recall, seed=a.seed, skip_bad=a.skip_bad,
-        max_images=a.max_images, time_budget=a.time_budget, verbose=1 if sys.stdout.isatty() else 2,
-    )
-    if a.find_lr or a.sanity:
-        from training.checks import find_lr, sanity
-
-        if a.sanity:
-            print(json.dumps(sanity(cfg)))
-        if a.find_lr:
-            result = find_lr(cfg)
-            print(f"suggested learning rate: {result['suggested_lr']:.3g} (plot: {Path(cfg.out) / 'plots' / 'lr_finder.png'})")
-            return 0
-    from training.train import distribution_strategy, train
-
-    if boxes:
-        from training.boxtrain import BoxTrainOptions, train_boxes
-
-        if not a.positive:
-            raise ConfigError("train: box-labelled data needs --positive CLASS[,CLASS...] (the vessel classes)")
-        opts = BoxTrainOptions(datasets=tuple(a.data), positive=tuple(p for p in a.positive.split(",") if p),
-                               label=a.label, scale=a.scale, test_fraction=a.test_fraction, split_by=a.split_by, split_file=a.split_file,
-                               mine_frames=a.mine_frames)
-        result = train_boxes(cfg, opts, strategy=distribution_strategy(a.strategy), resume=a.resume)
-    else:
-        result = train(cfg, strategy=distribution_strategy(a.strategy), resume=a.resume)
-    m = result.metrics
-    print(f"run: {result.run_dir}  ({result.seconds:.0f} s)")
-    for k in ("accuracy", "balanced_accuracy", "roc_auc", "pr_auc", "threshold", "threshold_rule"):
-        if k in m:
-            print(f"  {k:<18} {m[k]:.4f}" if isinstance(m[k], float) else f"  {k:<18} {m[k]}")
-    return 0
-
-
-def cmd_evaluate(a) -> int:
-    from edge.datasets import is_box_dataset
-
-    if is_box_dataset(a.data[0]):
-        return _evaluate_boxes(a)
-    if len(a.data) > 1:
-        raise ConfigError(f"evaluate: several DATA folders are read only as box-labelled datasets; {a.data[0]} is not one")
-    from training.evaluate import evaluate_path
-
-    r = evaluate_path(a.model, a.data[0], a.positive, a.tta, skip_bad=a.skip_bad)
-    if a.json:
-        print_json(r)
-        return 0
-    tta = f", TTA over {' and '.join(r['tta'])} flips" if r["tta"] else ""
-    skipped = f", {r['skipped']} unreadable left out" if r.get("skipped") else ""
-    print(f"{r['model']} on {r['data']} ({r['n']} images{tta}{skipped})")
-    for k in ("accuracy", "exact_match", "balanced_accuracy", "roc_auc", "pr_auc", "threshold", "threshold_rule"):
-        if k in r:
-            v = r[k]
-            print(f"  {k:<18} {v:.4f}" if isinstance(v, float) else f"  {k:<18} {v}")
-    for name, pc in r.get("per_class", {}).items():
-        if "precision" in pc:
-            print(f"  {name:<18} P {pc['precision']:.3f}  R {pc['recall']:.3f}  F1 {pc['f1']:.3f}  n {pc['support']}")
-    return 0
-
-
-def _evaluate_boxes(a) -> int:
-    """Localisation figures of every artifact of ``a.model`` on box-labelled frames (no TensorFlow needed)."""
-    from edge.boxeval import BoxEvalOptions, evaluate_boxes, manifests_of
-
-    if not a.positive:
-        raise ConfigError("evaluate: box-labelled data needs --positive CLASS[,CLASS...] (the vessel classes)")
-    split = a.split
-    if split is None and Path(a.model).is_dir() and (Path(a.model) / "split.json").is_file():
-        split = str(Path(a.model) / "split.json")  # a run folder: judge it on its own held-out frames
-    opts = BoxEvalOptions(positive=tuple(p for p in a.positive.split(",") if p), split=split, split_name=a.split_name,
-                          scale=a.scale, grid=a.grid, threshold=a.threshold)
-    out = a.out or str((Path(a.model) if Path(a.model).is_dir() else manifests_of(a.model)[0].parent) / "boxeval")
-    doc = evaluate_boxes(a.model, list(a.data), opts, out)
-    if a.json:
-        print_json(doc)
-        return 0
-    print(Path(out, "boxeval.md").read_text())
-    print(f"written: {out}/boxeval.json, boxeval.md, pr_*.png, frames_*.png")
-    return 0
-
-
-def cmd_export(a) -> int:
-    from export.exporter import ExportOptions, export_run
-
-    opts = ExportOptions(
-        formats=tuple(f.strip() for f in a.formats.split(",") if f.strip()), calib=a.calib, calib_size=a.calib_size,
-        io=a.io, opset=a.opset, onnx_calibration=a.onnx_calibration, per_channel=not a.no_per_channel,
-        input_size=a.input_size, int8_float=a.int8_float, int8_targets=a.int8_targets, int8_holdout=a.int8_holdout,
-    )
-    out = a.out or str(Path(a.run) / "export")
-    for m in export_run(a.run, out, opts):
-        print(m)
-    return 0
-
-
-def cmd_verify(a) -> int:
-    from export.verify import verify
-
-    r = verify(a.dir, a.data, a.positive, a.gate, a.model, a.limit)
-    if not a.json:
-        from export.verify import to_markdown
-
-        print(to_markdown(r))
-        print(f"report: {Path(a.dir) / 'parity.md'}, {Path(a.dir) / 'parity.json'}")
-    f = None
-    if a.frames:
-        from export.verify import frame_fidelity
-
-        f = frame_fidelity(a.dir, a.frames, a.frame_size, a.frames_limit, a.model)
-        if not a.json:
-            print(Path(a.dir, "frames.md").read_text())
-    if a.json:  # one document, so the output parses: the parity report, with the frame fidelity under a key
-        print_json(r if f is None else {**r, "frame_fidelity": f})
-    text = sys.stderr if a.json else sys.stdout  # the verdict is for people; with --json stdout is JSON alone
-    failed = [f"{row['format']}: {'; '.join(row['failures'])}" for row in r["artifacts"] if row["failures"]]
-    if failed:
-        print("verify: FAILED\n  " + "\n  ".join(failed), file=text)
-        return 1
-    print("verify: all artifacts pass their gates", file=text)
-    return 0
-
-
-def cmd_robustness(a) -> int:
-    """Class folders: Keras and every artifact (export.robustness); box-labelled frames: the artifacts only."""
-    from edge.datasets import is_box_dataset
-    from edge.robustness import RobustnessOptions
-
-    def numbers(text: str, kind, flag: str) -> tuple:
-        try:
-            return tuple(kind(v) for v in text.split(",") if v.strip())
-        except ValueError:
-            raise ConfigError(f"{flag}: expected a comma list of numbers; received {text!r}") from None
-
-    opts = RobustnessOptions(corruptions=tuple(a.corruptions.split(",")) if a.corruptions != "all" else "all",
-                             severities=numbers(a.severities, int, "--severities"), seed=a.seed, limit=a.limit,
-                             eps=numbers(a.eps, float, "--eps"), pgd_steps=a.pgd_steps, grid_severity=a.grid_severity,
-                             formats=tuple(f.strip() for f in a.formats.split(",") if f.strip()) if a.formats else None,
-                             baseline=a.baseline, threshold=a.threshold)
-    if is_box_dataset(a.data[0]):
-        from edge.boxeval import BoxEvalOptions, manifests_of
-        from edge.robustness import box_robustness
-
-        if not a.positive:
-            raise ConfigError("robustness: box-labelled data needs --positive CLASS[,CLASS...] (the vessel classes)")
-        split = a.split
-        if split is None and Path(a.model).is_dir() and (Path(a.model) / "split.json").is_file():
-            split = str(Path(a.model) / "split.json")  # a run folder: its own held-out frames
-        box = BoxEvalOptions(positive=tuple(p for p in a.positive.split(",") if p), split=split, split_name=a.split_name,
-                             scale=a.scale, grid=0, threshold=a.threshold)
-        out = a.out or str(manifests_of(a.model)[0].parent / "robustness")
-        doc = box_robustness(a.model, list(a.data), box, opts, out)
-    else:
-        if len(a.data) > 1:
-            raise ConfigError(f"robustness: several DATA folders are read only as box-labelled datasets; {a.data[0]} is not one")
-        from edge.boxeval import manifests_of
-        from export.robustness import robustness
-
-        out = a.out or str(manifests_of(a.model)[0].parent / "robustness")
-        doc = robustness(a.model, a.data[0], a.positive, opts, a.run, out)
-    if a.json:
-        print_json(doc)
-        return 0
-    from edge.robustreport import to_markdown
-
-    print(to_markdown(doc))
-    print(f"written: {out}/robustness.json, robustness.md, severity_*.png, adversarial.png, grid.png")
-    return 0
 
 
 def pick_manifest(model: str, preferred: list[str]) -> Path:
@@ -299,8 +99,8 @@ def cmd_run(a) -> int:
                                 s.input_size, a.profile_size, a.device)
     if note:
         print(f"edgecam run: {note}", file=sys.stderr)
-    backend = a.backend or (s.backend.value if s.backend and s.backend.value in ("litert", "onnxruntime") and
-                            manifest.format.startswith("tflite" if s.backend.value == "litert" else "onnx") else None)
+    # a profile's backend is used when it runs this artifact's format; else the format's default
+    backend = a.backend or (s.backend.value if s.backend and runs_format(s.backend.value, manifest.format) else None)
     det_opts = DetectorOptions(resize=a.resize or "stretch", box_threshold=a.box_threshold, scale=a.scale)
     providers = tuple(s.execution_providers) or None
     # the profile's capture format reaches cameras (CameraSource, Picamera2Source); a pipeline

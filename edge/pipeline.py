@@ -34,11 +34,12 @@ from edge.fleet_metrics import create_metrics
 from edge.live import LiveAuth, LiveServer
 from edge.recording import Recorder, RecordingOptions, json_safe, outcome
 from edge.results import RECORD_SCHEMA_VERSION, FrameResult
+from edge.capture import BackoffOptions, CapturedFrame, CaptureMode, ThreadedCapture
+from edge.loop import FrameDetector, FrameDone, FrameLoop
 from edge.sinks import Sink, utc_iso
-from edge.sources import BackoffOptions, CapturedFrame, CaptureMode, FrameSource, ThreadedCapture
-from edge.stage import OutputStage, splits
+from edge.sources import FrameSource
 from edge.stats import LatencyStats, RateWindow
-from edge.tiling import TileSpec, detect_tiled
+from edge.tiling import TileSpec
 from edge.watchdog import Watchdog
 
 __all__ = ["RunOptions", "FrameDetector", "run"]
@@ -212,8 +213,8 @@ def _tracked_score(result: FrameResult, event_label: str | None) -> tuple[float,
     return float(result.scores[best]), result.labels[best]
 
 
-class _RunOutput:
-    """State of one run and the output thread's part of each frame; ``run`` below is the public entry point."""
+class _Loop:
+    """State of one run; ``run`` below is the public entry point."""
 
     def __init__(self, detector: FrameDetector, options: RunOptions, on_frame: OnFrame | None,
                  annotator: Annotator) -> None:
@@ -242,45 +243,15 @@ class _RunOutput:
             log.error("frame %d failed (%d errors so far); continuing", item.index, self.counts["errors"],
                       exc_info=(type(exc), exc, exc.__traceback__))
 
-    def record(self, item: CapturedFrame, result: FrameResult) -> tuple[FrameRecord, Any, float, str | None]:
-        """The frame's record after the event tracker has seen it; also the event update, score and label."""
-        opts = self.options
-        t0 = time.monotonic()
-        if opts.tile is not None:
-            # an absolute-heatmap detector boxes at its own decision threshold, as on whole frames
-            level = None if getattr(self.detector, "absolute", False) else opts.threshold
-            kind, payload = "result", detect_tiled(self.detector, item.frame, opts.tile, level)
-        elif item.prepared is not None and self.split:
-            kind, payload = "inference", self.detector.infer([item.prepared])  # fitted on the capture thread
-        elif item.prepared is not None:
-            kind, payload = "result", self.detector.detect_prepared(item.prepared)
-        else:
-            kind, payload = "result", self.detector.detect(item.frame)
-        return kind, payload, (time.monotonic() - t0) * 1000.0
-
-    def finish(self, job: tuple[CapturedFrame, str, Any, float]) -> None:
-        """Everything after the model, on the output thread; a failed frame is counted and logged."""
-        item = job[0]
-        try:
-            if job[1] == "error":
-                raise job[2]
-            self.process(*job)
-        except Exception:
-            self.counts["errors"] += 1
-            # the first errors with a traceback, then a reminder now and then: a broken model must not flood the log
-            if self.counts["errors"] <= 5 or self.counts["errors"] % 100 == 0:
-                log.exception("frame %d failed (%d errors so far); continuing", item.index, self.counts["errors"])
-
     def event_record(self, update) -> dict:
         """An event line (docs/schemas/event-record.schema.json): the update, its schema version and source."""
         return {"schema_version": RECORD_SCHEMA_VERSION, "source": self.source_id, **update.to_record()}
 
-    def process(self, item: CapturedFrame, kind: str, payload: Any, infer_ms: float) -> None:
+    def process(self, done: FrameDone) -> None:
+        """Everything after the model, on the output thread (edge.loop.FrameLoop calls it in frame order)."""
         opts = self.options
-        t0 = time.monotonic()
-        result = self.detector.finish(payload)[0] if kind == "inference" else payload
+        item, result, detect_ms = done.item, done.result, done.detect_ms
         t1 = time.monotonic()
-        detect_ms = infer_ms + (t1 - t0) * 1000.0
         self.latency.add("detect", detect_ms)
         self.latency.add_many(result.timings_ms)
 
@@ -302,21 +273,6 @@ class _RunOutput:
         if update is not None:
             record["event"] = self.event_record(update)
             self.counts["events"] += int(update.kind is EventKind.START)
-        record = FrameRecord(
-            frame=item.index, t=t_rel, result_fields=result.to_record(), smoothed=round(self.tracker.smoothed, 5),
-            # when the frame was captured (wall clock, UTC) and, for files, where it sits in the source
-            time=None if item.t_wall is None else utc_iso(item.t_wall),
-            media_ms=None if item.media_ms is None else round(float(item.media_ms), 3),
-            run=opts.recording.run_id, event=None if update is None else update.to_record())
-        return record, update, score, label
-
-    def process(self, done: FrameDone) -> None:
-        """Everything after the model, on the output thread: events, annotation, sinks, live view."""
-        item, result, detect_ms = done.item, done.result, done.detect_ms
-        t1 = time.monotonic()
-        self.latency.add("detect", detect_ms)
-        self.latency.add_many(result.timings_ms)
-        record, update, score, label = self.record(item, result)
 
         # annotation costs milliseconds on a Pi: only draw when someone will see it
         wants_picture = (self.recorder.video_active or (self.live is not None and self.live.watching)
@@ -336,25 +292,18 @@ class _RunOutput:
         self.fps, self._last_t = self.rate.per_second(t3), t3
 
         if self.live is not None:
-            self.publish(item, shown, record, detect_ms, score, label, result)
+            cap = self.capture.stats()
+            self.live.publish(shown, {
+                "frame": item.index, "frames": self.counts["frames"], "fps": round(self.fps, 2),
+                "scores": record["scores"], "positive": record["positive"], "smoothed": record["smoothed"],
+                "event_open": self.tracker.active is not None, "events": self.counts["events"],
+                "dropped": cap["dropped"], "corrupt": cap["corrupt"], "reconnects": cap["reconnects"],
+                "detect_ms": round(detect_ms, 2), "label": label,  # the timeline plots the model's score, even below the decision
+                "score": round(score if label is not None else float(np.max(result.scores)), 5),
+                "enter": opts.hysteresis.enter, "leave": opts.hysteresis.leave, "event": record.get("event"),
+            })
         if self.on_frame is not None:
-            self.on_frame(item, result, record.to_dict())
-
-    def publish(self, item: CapturedFrame, shown: np.ndarray, record: FrameRecord, detect_ms: float, score: float,
-                label: str | None, result: FrameResult) -> None:
-        """The live view's picture and numbers for this frame."""
-        opts, cap = self.options, self.capture.stats()
-        fields = record.result_fields
-        self.live.publish(shown, {
-            "frame": item.index, "frames": self.counts["frames"], "fps": round(self.fps, 2),
-            "scores": fields["scores"], "positive": fields["positive"], "smoothed": record.smoothed,
-            "event_open": self.tracker.active is not None, "events": self.counts["events"],
-            "dropped": cap["dropped"], "corrupt": cap["corrupt"], "reconnects": cap["reconnects"],
-            "detect_ms": round(detect_ms, 2), "label": label,  # the timeline plots the model's score, even below the decision
-            "score": round(score if label is not None else float(np.max(result.scores)), 5),
-            "enter": opts.hysteresis.enter, "leave": opts.hysteresis.leave,
-            "event": None if record.event is None else dict(record.event),
-        })
+            self.on_frame(item, result, record)
 
     def quiet(self) -> bool:
         """The camera sent nothing for ``hysteresis.interrupt_s``: end an open event, marked interrupted (quiet watch)."""
@@ -439,9 +388,10 @@ def run(
         stop_event: set it from another thread to stop; SIGINT/SIGTERM set it too
             when ``run`` is called on the main thread.
         on_frame: called as ``on_frame(captured, result, record)`` after each frame,
-            on the output thread, in frame order; ``record`` is the ``frames.jsonl`` object (a dict).
+            on the output thread, in frame order.
         sinks: sinks besides ``frames.jsonl``, the events and the video, which are always written
-            (e.g. :class:`edge.mqtt_sink.MqttSink`, or any :class:`edge.sinks.Sink`); None: none. Written under the recorder's
+            (e.g. :class:`edge.mqtt_sink.MqttSink`, or any :class:`edge.sinks.Sink`, which receives an
+            :class:`edge.records.FrameRecord`); None: none. Written under the recorder's
             storage policy and closed with it; each is told the event the end of the run closes
             (``record_event``), and its ``summary()`` goes into the summary under its ``name``.
         annotator: draws the video, snapshot and live picture; None: :func:`edge.annotate.default_annotator`.
@@ -470,7 +420,7 @@ def run(
     stop = stop_event if stop_event is not None else threading.Event()
     out = options.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    loop = _Loop(detector, options, on_frame)
+    loop = _Loop(detector, options, on_frame, annotator if annotator is not None else default_annotator())
     if callable(getattr(on_frame, "attach", None)):  # e.g. edge.progress.Progress: it reads the run's counters
         on_frame.attach(loop.vitals)
     loop.source_id = options.source_id or repr(source)
@@ -492,7 +442,7 @@ def run(
     ended_by = "error"  # replaced below on every orderly way out of the loop
     quiet: QuietWatch | None = None
     loop.recorder = recorder = Recorder(out, options.recording, started=loop.started)
-    loop.extra = list(sinks)
+    loop.extra = list(sinks or ())
     # systemd: READY once the model is warm (it was, at load), WATCHDOG while frames or reconnect attempts go on
     watchdog = Watchdog(lambda: (loop.counts["frames"], *(capture.stats()[k] for k in ("reconnects", "reconnect_failures"))))
     try:
@@ -505,8 +455,7 @@ def run(
             loop.live = LiveServer(host, port, allow_remote=options.allow_remote, auth=options.live_auth,
                                    metrics=loop.metrics.render if loop.metrics is not None else None, stale_s=options.stale_s,
                                    max_clients=options.live_clients, idle_s=options.live_idle_s)
-        capture.start()
-        output.start()
+        frames.start()
         if options.write_video:
             recorder.open_video(options.video_fps or options.target_fps or ((source.fps or 15.0) / options.stride),
                                 live=bool(getattr(source, "is_live", False)))
@@ -525,7 +474,6 @@ def run(
         signals["flushing"] = True
         if quiet is not None:
             quiet.close()
-        capture.close()
         try:
             frames.close()  # stops the capture; the output thread finishes the frames it still holds
         except EdgecamError:

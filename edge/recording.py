@@ -248,13 +248,13 @@ class Recorder:
                 sink.write(frame_rgb, result, record)
             except StorageError as exc:
                 failed += 1
-                self._refused(name, exc, record.frame)
+                self._refused(name, exc, record.get("frame"))
             except Exception:
                 failed += 1
                 self.sink_errors += 1
                 # a traceback for the first few, then one now and then: a broken sink must not flood the log
                 if self.sink_errors <= 5 or self.sink_errors % 100 == 0:
-                    log.exception("sink %s failed on frame %s (%d sink errors so far)", name, record.frame, self.sink_errors)
+                    log.exception("sink %s failed on frame %s (%d sink errors so far)", name, record.get("frame"), self.sink_errors)
         return failed
 
     def record_event(self, event: dict) -> None:
@@ -319,7 +319,7 @@ class Recorder:
                 self._stop_video(f"low disk space: {free / 1e6:.1f} MB free < min_free_mb {self.options.min_free_mb:g}")
                 log.error("only %.1f MB free under %s (below min_free_mb %g): video stopped at frame %s to keep room "
                           "for frame records and events; they go on; this run will exit 1",
-                          free / 1e6, self.folder, self.options.min_free_mb, record.frame)
+                          free / 1e6, self.folder, self.options.min_free_mb, record.get("frame"))
                 return False
         return True
 

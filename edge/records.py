@@ -1,101 +1,118 @@
-"""What a sink receives for each frame: a :class:`FrameRecord`, the typed form of one ``frames.jsonl`` line.
+"""What a sink receives for each frame: a :class:`FrameRecord`, one ``frames.jsonl`` line with typed fields.
 
-The pipeline builds one per frame; :meth:`FrameRecord.to_dict` is the JSON
-object written to ``frames.jsonl`` (its keys in the order they always had),
-and sinks read the fields they need (``record.event``, ``record.frame``)
-instead of looking keys up in a dict.
+The pipeline builds each frame's record (docs/schemas/frame-record.schema.json);
+:meth:`FrameRecord.to_dict` is exactly the JSON object written to
+``frames.jsonl``, keys in the order they were given, and sinks read the fields
+they need as attributes (``record.event``, ``record.frame``, ``record.scores``)
+instead of looking keys up. It is also a read-only mapping, so code written
+for the plain dict keeps working.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from edge.errors import ConfigError
 
 __all__ = ["FrameRecord", "as_record"]
 
-# keys with a field of their own; anything else in a mapping is kept in ``result_fields``
-_OWN = ("run", "frame", "t", "smoothed", "time", "media_ms", "event")
 
+class FrameRecord(Mapping[str, Any]):
+    """One frame's record, read-only.
 
-@dataclass(frozen=True)
-class FrameRecord:
-    """One frame's record.
-
-    Attributes:
-        frame: the frame's index in the source (None only in records built by hand).
-        t: seconds since the run started, when the frame was captured.
-        result_fields: the JSON part of the result (:meth:`edge.results.FrameResult.to_record`:
-            scores, positive, boxes, peak, timings_ms), in its order.
-        smoothed: the event score after smoothing.
-        time: the wall-clock capture time, ISO 8601 UTC (:func:`edge.sinks.utc_iso`), or None.
-        media_ms: where the frame sits in a file source, or None.
-        run: the run id, or None.
-        event: the event this frame opened or closed (:meth:`edge.events.EventUpdate.to_record`), or None.
+    Args:
+        fields: the record's keys and values, in the order they are written;
+            keyword arguments are added after them.
 
     Example:
-        >>> r = FrameRecord(frame=3, t=0.2, result_fields={"scores": {"ship": 0.9}}, smoothed=0.8)
+        >>> r = FrameRecord(frame=3, t=0.2, scores={"ship": 0.9}, smoothed=0.8)
+        >>> r.frame, r.scores, r.event
+        (3, {'ship': 0.9}, None)
         >>> r.to_dict()
         {'frame': 3, 't': 0.2, 'scores': {'ship': 0.9}, 'smoothed': 0.8}
-        >>> r.scores
-        {'ship': 0.9}
     """
 
-    frame: int | None = None
-    t: float | None = None
-    result_fields: Mapping[str, Any] = field(default_factory=dict)
-    smoothed: float | None = None
-    time: str | None = None
-    media_ms: float | None = None
-    run: str | None = None
-    event: Mapping[str, Any] | None = None
+    __slots__ = ("_fields",)
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.result_fields, Mapping):
-            raise ConfigError(f"FrameRecord.result_fields must be a mapping; received {type(self.result_fields).__name__}")
-        clash = sorted(set(self.result_fields) & set(_OWN))
-        if clash:
-            raise ConfigError(f"FrameRecord.result_fields must not hold {clash}: they are fields of their own")
-        if self.event is not None and not isinstance(self.event, Mapping):
-            raise ConfigError(f"FrameRecord.event must be a mapping or None; received {type(self.event).__name__}")
+    def __init__(self, fields: Mapping[str, Any] | None = None, **more: Any) -> None:
+        if fields is not None and not isinstance(fields, Mapping):
+            raise ConfigError(f"expected a FrameRecord or a mapping; received {type(fields).__name__}")
+        data = {**(fields or {}), **more}
+        event = data.get("event")
+        if event is not None and not isinstance(event, Mapping):
+            raise ConfigError(f"FrameRecord.event must be a mapping or absent; received {type(event).__name__}")
+        object.__setattr__(self, "_fields", data)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("FrameRecord is read-only")
+
+    # ---- the mapping
+    def __getitem__(self, key: str) -> Any:
+        return self._fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"FrameRecord({self._fields!r})"
+
+    # ---- typed fields (None when the record has none)
+    @property
+    def frame(self) -> int | None:
+        """The frame's index in the source."""
+        return self._fields.get("frame")
+
+    @property
+    def t(self) -> float | None:
+        """Seconds since the run started, when the frame was captured."""
+        return self._fields.get("t")
+
+    @property
+    def time(self) -> str | None:
+        """The wall-clock capture time, ISO 8601 UTC."""
+        return self._fields.get("time")
+
+    @property
+    def media_ms(self) -> float | None:
+        """Where the frame sits in a file source."""
+        return self._fields.get("media_ms")
+
+    @property
+    def run(self) -> str | None:
+        return self._fields.get("run")
+
+    @property
+    def smoothed(self) -> float | None:
+        """The event score after smoothing."""
+        return self._fields.get("smoothed")
+
+    @property
+    def event(self) -> Mapping[str, Any] | None:
+        """The event this frame opened or closed (:meth:`edge.events.EventUpdate.to_record`)."""
+        return self._fields.get("event")
 
     @property
     def scores(self) -> dict[str, float]:
-        """Score per label ({} when the record has none)."""
-        return dict(self.result_fields.get("scores") or {})
+        """Score per label ({} when none)."""
+        return dict(self._fields.get("scores") or {})
 
     @property
     def boxes(self) -> list[Any]:
         """The boxes as written to JSON ([] when none)."""
-        return list(self.result_fields.get("boxes") or [])
+        return list(self._fields.get("boxes") or [])
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of ``frames.jsonl``: fields that are None are left out, except ``frame`` and ``t``
-        when set, in the order run, frame, t, the result's fields, smoothed, time, media_ms, event."""
-        out: dict[str, Any] = {}
-        if self.run is not None:
-            out["run"] = self.run
-        for key in ("frame", "t"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
-        out.update(self.result_fields)
-        for key in ("smoothed", "time", "media_ms"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
-        if self.event is not None:
-            out["event"] = dict(self.event)
-        return out
+        """The JSON object of ``frames.jsonl``, keys in their order."""
+        return dict(self._fields)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FrameRecord":
-        """The record a plain mapping describes (keys without a field of their own go to ``result_fields``)."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"expected a FrameRecord or a mapping; received {type(data).__name__}")
-        own = {k: data[k] for k in _OWN if k in data}
-        return cls(result_fields={k: v for k, v in data.items() if k not in _OWN}, **own)
+        return cls(data)
 
 
 def as_record(record: FrameRecord | Mapping[str, Any]) -> FrameRecord:
-    """``record`` as a :class:`FrameRecord`; a mapping (as callers wrote before it existed) is converted."""
-    return record if isinstance(record, FrameRecord) else FrameRecord.from_dict(record)
+    """``record`` as a :class:`FrameRecord`; a mapping (as callers wrote before it existed) is wrapped."""
+    return record if isinstance(record, FrameRecord) else FrameRecord(record)

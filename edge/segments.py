@@ -36,7 +36,6 @@ import numpy as np
 
 from edge.annotate import Annotator
 from edge.errors import ConfigError, FrameError
-from edge.records import FrameRecord
 from edge.results import FrameResult
 from edge.sinks import Sink, SinkError, StorageError, _AppendFile, to_json_line
 
@@ -196,7 +195,7 @@ class SegmentedVideoSink(Sink):
         """Frames in the segment being written (lost if the process is killed now)."""
         return 0 if self._open is None else self._open.frames
 
-    def _write(self, frame_rgb: np.ndarray, result: FrameResult, record: FrameRecord) -> None:
+    def _write(self, frame_rgb: np.ndarray, result: FrameResult, record: dict) -> None:
         frame = self.annotator.annotate(frame_rgb, result) if self.annotator else frame_rgb
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise FrameError(f"expected an RGB uint8 (H, W, 3) frame for the video; received {frame.dtype} {frame.shape}")

@@ -48,6 +48,7 @@ class FrameSource(ABC):
         media_ms: the source's timestamp of the last frame read, in ms from
             its start (a video file's position, a clip's frame time), or None
             where the source has none (cameras, streams, image folders).
+        file_name: the file the last frame came from (a folder of stills), or None.
 
     Example:
         >>> with open_source("synthetic:3") as src:  # doctest: +SKIP
@@ -57,6 +58,7 @@ class FrameSource(ABC):
     is_live: bool = False
     fps: float | None = None
     media_ms: float | None = None
+    file_name: str | None = None
     _is_open: bool = False
 
     def open(self) -> None:

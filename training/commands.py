@@ -88,12 +88,13 @@ def cmd_evaluate(a) -> int:
         raise ConfigError(f"evaluate: several DATA folders are read only as box-labelled datasets; {a.data[0]} is not one")
     from training.evaluate import evaluate_path
 
-    r = evaluate_path(a.model, a.data[0], a.positive, a.tta)
+    r = evaluate_path(a.model, a.data[0], a.positive, a.tta, skip_bad=a.skip_bad)
     if a.json:
         print_json(r)
         return 0
     tta = f", TTA over {' and '.join(r['tta'])} flips" if r["tta"] else ""
-    print(f"{r['model']} on {r['data']} ({r['n']} images{tta})")
+    skipped = f", {r['skipped']} unreadable left out" if r.get("skipped") else ""
+    print(f"{r['model']} on {r['data']} ({r['n']} images{tta}{skipped})")
     for k in ("accuracy", "exact_match", "balanced_accuracy", "roc_auc", "pr_auc", "threshold", "threshold_rule"):
         if k in r:
             v = r[k]

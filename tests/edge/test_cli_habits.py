@@ -137,7 +137,7 @@ def test_devices_json_is_alone_on_stdout(argv, capfd):
 
 def test_print_json_goes_to_the_real_stdout_while_text_goes_to_stderr(capfd, monkeypatch):
     """The --json switch itself: a command's print() lands on stderr, print_json on stdout."""
-    from edge import commands
+    from training import commands  # edgecam evaluate's handler (edge.cli.HANDLERS)
 
     def chatty(a):
         print("progress 50 %")
@@ -165,7 +165,8 @@ def test_slow_commands_json_is_alone_on_stdout(command, tiny_export, scenes, tmp
 
 # modules whose job is to print: the commands themselves (their output is the product)
 # (and the scripts under devices/ci/, run by hand or by CI)
-COMMAND_MODULES = {"edge/cli.py", "edge/commands.py", "edge/bench.py", "edge/soak.py", "devices/cli.py", "training/demo.py"}
+COMMAND_MODULES = {"edge/cli.py", "edge/cli_args.py", "edge/commands.py", "edge/bench.py", "edge/soak.py", "devices/cli.py",
+                   "training/demo.py", "training/commands.py", "export/commands.py"}
 
 
 def test_library_code_logs_instead_of_printing():
