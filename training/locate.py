@@ -111,13 +111,39 @@ def locate_loss(y_true, y_pred):
     return (ops.sum(focal_pos) + ops.sum(focal_neg) + l1) / n
 
 
-def training_model(head):
-    """The head with its two outputs joined, so one loss sees both (Keras fits one output)."""
+def training_model(head, dropout: float = 0.0):
+    """The head with its two outputs joined, so one loss sees both (Keras fits one output).
+
+    ``dropout`` drops whole feature channels of the cached encoder features
+    while training (a frozen encoder's features repeat exactly every epoch,
+    so the decoder otherwise learns the crops by heart).
+    """
     import keras
 
-    c8, c16, c32 = head.inputs
-    centres, sizes = head([c8, c16, c32])
+    c8, c16, c32 = (keras.Input(t.shape[1:], name=t.name) for t in head.inputs)
+    drop = [keras.layers.SpatialDropout2D(dropout, name=f"drop{k}") for k in range(3)] if dropout else None
+    feats = [d(x) for d, x in zip(drop, (c8, c16, c32))] if drop else [c8, c16, c32]
+    centres, sizes = head(feats)
     return keras.Model([c8, c16, c32], keras.layers.Concatenate(name="joined")([centres, sizes]))
+
+
+def head_macs(head, input_hw: tuple[int, int]) -> int:
+    """Multiply-accumulates of the decoder for a model input of ``input_hw`` (its layers' strides are in their names)."""
+    import keras
+
+    total = 0
+    for layer in head.layers:
+        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.SeparableConv2D)):
+            continue
+        stride = 32 if "32" in layer.name else 16 if "16" in layer.name else STRIDE
+        cells = -(-input_hw[0] // stride) * -(-input_hw[1] // stride)
+        cin, cout = int(layer.input.shape[-1]), int(layer.filters)
+        kh, kw = layer.kernel_size
+        if isinstance(layer, keras.layers.SeparableConv2D):
+            total += cells * (cin * kh * kw + cin * cout)
+        else:
+            total += cells * cin * cout * kh * kw
+    return int(total)
 
 
 def check_channels(classifier) -> tuple[int, int, int]:
@@ -131,4 +157,5 @@ def check_channels(classifier) -> tuple[int, int, int]:
         raise ConfigError(f"--from-run: expected a MobileNetV2 classifier with layers {list(SKIPS)}; {exc}") from exc
 
 
-__all__ = ["SKIPS", "OUTPUTS", "STRIDE", "build_head", "combined_inference", "encoder", "locate_loss", "training_model"]
+__all__ = ["SKIPS", "OUTPUTS", "STRIDE", "build_head", "combined_inference", "encoder", "head_macs", "locate_loss",
+           "training_model"]

@@ -50,6 +50,8 @@ class LocateOptions:
         patience: epochs without a better validation loss before stopping.
         time_budget_s: wall-time cap for the decoder fit (None: no cap).
         width: decoder channels.
+        dropout: channel dropout on the cached features while training.
+        lr: AdamW learning rate (weight decay 1e-4).
         max_false_per_frame: false boxes per validation frame the threshold allows.
         threshold_frames: validation frames used to choose the threshold at most.
         seed: crop placement and flips.
@@ -60,11 +62,13 @@ class LocateOptions:
     positive: tuple[str, ...]
     out: str
     crop: int = 256
-    per_frame: int = 4
+    per_frame: int = 8
     epochs: int = 60
     patience: int = 8
     time_budget_s: float | None = None
     width: int = 48
+    dropout: float = 0.2
+    lr: float = 1e-3
     max_false_per_frame: float = 0.3
     threshold_frames: int = 85
     seed: int = 0
@@ -161,8 +165,8 @@ def fit_head(head, train, val, opts: LocateOptions) -> dict:
 
     from training.locate import locate_loss, training_model
 
-    model = training_model(head)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=locate_loss)
+    model = training_model(head, opts.dropout)
+    model.compile(optimizer=keras.optimizers.AdamW(opts.lr, weight_decay=1e-4), loss=locate_loss)
     start, stopped = time.monotonic(), {"budget": False}
 
     class Budget(keras.callbacks.Callback):
@@ -173,9 +177,10 @@ def fit_head(head, train, val, opts: LocateOptions) -> dict:
                 self.model.stop_training = True
 
     stop = keras.callbacks.EarlyStopping(patience=opts.patience, restore_best_weights=True)
+    slower = keras.callbacks.ReduceLROnPlateau(factor=0.3, patience=max(2, opts.patience // 3), verbose=0)
     hist = model.fit([a.astype(np.float32) for a in train[0]], train[1], batch_size=32, epochs=opts.epochs,
                      validation_data=([a.astype(np.float32) for a in val[0]], val[1]), shuffle=True,
-                     callbacks=[stop, Budget()], verbose=2)
+                     callbacks=[stop, slower, Budget()], verbose=2)
     losses = hist.history["val_loss"]
     return {"epochs": len(losses), "best_val_loss": float(min(losses)), "stopped_by_budget": stopped["budget"],
             "seconds": round(time.monotonic() - start, 1)}
@@ -206,7 +211,7 @@ def choose_threshold(found, gts, max_false_per_frame: float) -> dict:
         rows.append({"threshold": float(t), "false_per_frame": false / len(gts), "recall": hit / max(total, 1)})
     ok = [r for r in rows if r["false_per_frame"] <= max_false_per_frame]
     best = ok[0] if ok else rows[-1]
-    return {**best, "frames": len(gts), "max_false_per_frame": max_false_per_frame, "met": bool(ok)}
+    return {**best, "frames": len(gts), "max_false_per_frame": max_false_per_frame, "met": bool(ok), "levels": rows}
 
 
 def train_locate(opts: LocateOptions) -> dict:
@@ -248,6 +253,7 @@ def train_locate(opts: LocateOptions) -> dict:
     run = dict(info)
     run["head"] = {"kind": "locate", "stride": STRIDE, "threshold": choice["threshold"], "nms_iou": 0.3,
                    "size_encoding": "log(side / stride)", "width": opts.width, "crop": opts.crop,
+                   "per_frame": opts.per_frame, "dropout": opts.dropout, "lr": opts.lr,
                    "from_run": str(Path(opts.from_run).resolve()), "datasets": list(opts.datasets),
                    "positive": list(opts.positive), "crops": {k: int(len(v[1])) for k, v in data.items()},
                    "fit": fit, "threshold_choice": choice, "seconds_caching": round(cached_s, 1),
