@@ -45,7 +45,8 @@ class LocateOptions:
         positive: vessel class names.
         out: the new run folder.
         crop: crop side in model pixels (a multiple of 32).
-        per_frame: vessel-centred crops per training frame at most (plus half as many anywhere).
+        per_frame: vessel-centred crops per training frame at most.
+        background: crops anywhere per frame (shore, harbour, sky: where false boxes come from).
         epochs: decoder epochs at most (early stopping on validation loss).
         patience: epochs without a better validation loss before stopping.
         time_budget_s: wall-time cap for the decoder fit (None: no cap).
@@ -63,6 +64,7 @@ class LocateOptions:
     out: str
     crop: int = 256
     per_frame: int = 8
+    background: int = 4
     epochs: int = 60
     patience: int = 8
     time_budget_s: float | None = None
@@ -76,6 +78,8 @@ class LocateOptions:
     def __post_init__(self) -> None:
         if self.crop % 32 or self.crop < 64:
             raise ConfigError(f"crop: expected a multiple of 32, at least 64; received {self.crop}")
+        if self.background < 0:
+            raise ConfigError(f"background: expected >= 0 crops per frame; received {self.background}")
         if self.per_frame < 1 or self.epochs < 1 or self.patience < 1 or self.width < 8:
             raise ConfigError(f"expected per_frame, epochs, patience >= 1 and width >= 8; received "
                               f"{self.per_frame}, {self.epochs}, {self.patience}, {self.width}")
@@ -113,7 +117,8 @@ def scaled_frame(frame, scale: float):
     return image, fitted, np.array([p.scale_x, p.scale_y, p.scale_x, p.scale_y], np.float32)
 
 
-def crop_windows(boxes: np.ndarray, hw: tuple[int, int], crop: int, per_frame: int, rng) -> list[tuple[int, int]]:
+def crop_windows(boxes: np.ndarray, hw: tuple[int, int], crop: int, per_frame: int, background: int,
+                 rng) -> list[tuple[int, int]]:
     """Top-left corners of crops: around randomly chosen vessels (jittered), then anywhere."""
     H, W = hw
     corners = []
@@ -123,7 +128,7 @@ def crop_windows(boxes: np.ndarray, hw: tuple[int, int], crop: int, per_frame: i
             x = cx - rng.uniform(0.15, 0.85) * crop
             y = cy - rng.uniform(0.15, 0.85) * crop
             corners.append((int(np.clip(y, 0, max(H - crop, 0))), int(np.clip(x, 0, max(W - crop, 0)))))
-    for _ in range(max(1, per_frame // 2)):
+    for _ in range(background):
         corners.append((int(rng.integers(0, max(H - crop, 0) + 1)), int(rng.integers(0, max(W - crop, 0) + 1))))
     return corners
 
@@ -137,7 +142,7 @@ def cut_crops(frames, positive, scale: float, opts: LocateOptions, rng):
         if fitted.shape[0] < c or fitted.shape[1] < c:
             continue
         boxes = frame.boxes_of(positive) * s
-        for y, x in crop_windows(boxes, fitted.shape[:2], c, opts.per_frame, rng):
+        for y, x in crop_windows(boxes, fitted.shape[:2], c, opts.per_frame, opts.background, rng):
             img = fitted[y:y + c, x:x + c]
             b = boxes - np.array([x, y, x, y], np.float32)
             if rng.random() < 0.5:
@@ -253,7 +258,7 @@ def train_locate(opts: LocateOptions) -> dict:
     run = dict(info)
     run["head"] = {"kind": "locate", "stride": STRIDE, "threshold": choice["threshold"], "nms_iou": 0.3,
                    "size_encoding": "log(side / stride)", "width": opts.width, "crop": opts.crop,
-                   "per_frame": opts.per_frame, "dropout": opts.dropout, "lr": opts.lr,
+                   "per_frame": opts.per_frame, "background": opts.background, "dropout": opts.dropout, "lr": opts.lr,
                    "from_run": str(Path(opts.from_run).resolve()), "datasets": list(opts.datasets),
                    "positive": list(opts.positive), "crops": {k: int(len(v[1])) for k, v in data.items()},
                    "fit": fit, "threshold_choice": choice, "seconds_caching": round(cached_s, 1),

@@ -56,7 +56,8 @@ def test_head_trains_exports_binds_by_role_and_finds_the_ships(tmp_path):
                                      val_fraction=0.2, mine_frames=0, final_mining_epochs=0))
     run = tmp_path / "head"
     info = train_locate(LocateOptions(from_run=str(classifier), datasets=(str(data),), positive=("ship",),
-                                      out=str(run), crop=128, per_frame=6, epochs=40, patience=40, width=24))
+                                      out=str(run), crop=128, per_frame=6, background=4, epochs=150, patience=150,
+                                      width=24, dropout=0.0, lr=5e-3))
     assert info["head"]["stride"] == 8 and 0.0 < info["head"]["threshold"] < 1.0
 
     written = export_run(run, run / "export", ExportOptions(formats=("tflite-fp32", "onnx-fp32")))
