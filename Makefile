@@ -63,9 +63,11 @@ LOCATE_RUN ?= runs/locate
 locate-head: $(VENV)/.installed-all
 	$(BIN)/edgecam train $(REAL_DATA) --head locate --from-run $(REAL_RUN) --positive vessel,sea \
 		--out $(LOCATE_RUN) --time-budget 20m
-	$(BIN)/edgecam export $(LOCATE_RUN) --formats tflite-fp32,tflite-int8,onnx-fp32 \
+	$(BIN)/edgecam export $(LOCATE_RUN) --formats tflite-fp32,tflite-int8 \
 		--calib $(REAL_RUN)/tiles/train --out $(LOCATE_RUN)/export
+	$(BIN)/edgecam export $(LOCATE_RUN) --formats onnx-fp32 --out $(LOCATE_RUN)/export-onnx
 	$(BIN)/edgecam evaluate $(LOCATE_RUN) $(REAL_DATA) --positive vessel,sea --split $(LOCATE_RUN)/split.json
+	$(BIN)/edgecam verify $(LOCATE_RUN)/export-onnx $(REAL_RUN)/tiles/val --positive vessel
 	$(BIN)/python -m training.locate_cost $(REAL_RUN) $(LOCATE_RUN)
 
 clean:

@@ -172,9 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="locate: train a vessel-centre and box-size head on the frozen encoder of --from-run")
     h.add_argument("--from-run", help="the classifier run (box-labelled) whose encoder, scale and split.json the head reuses")
     h.add_argument("--head-epochs", type=int, default=60, help="decoder epochs at most (early stopping; default 60)")
-    h.add_argument("--head-crops", type=int, default=8, help="vessel-centred crops per training frame (default 8)")
-    h.add_argument("--head-crop", type=int, default=256,
-                   help="crop side in model pixels, a multiple of 32; larger crops hold large vessels whole (default 256)")
+    h.add_argument("--head-crops", type=int, default=6, help="vessel-centred crops per training frame (default 6)")
+    h.add_argument("--head-crop", type=int, default=384,
+                   help="crop side in model pixels, a multiple of 32; larger crops hold large vessels whole (default 384)")
     h.add_argument("--head-background", type=int, default=4,
                    help="crops anywhere per training frame, mostly shore and sea without vessels (default 4)")
     t.add_argument("--csv", help="multi-label CSV: path,<class>,<class>... with 0/1 values")

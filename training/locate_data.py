@@ -62,8 +62,8 @@ class LocateOptions:
     datasets: tuple[str, ...]
     positive: tuple[str, ...]
     out: str
-    crop: int = 256
-    per_frame: int = 8
+    crop: int = 384
+    per_frame: int = 6
     background: int = 4
     epochs: int = 60
     patience: int = 8
