@@ -67,7 +67,8 @@ locate-head: $(VENV)/.installed-all
 		--calib $(REAL_RUN)/tiles/train --out $(LOCATE_RUN)/export
 	$(BIN)/edgecam export $(LOCATE_RUN) --formats onnx-fp32 --out $(LOCATE_RUN)/export-onnx
 	$(BIN)/edgecam evaluate $(LOCATE_RUN) $(REAL_DATA) --positive vessel,sea --split $(LOCATE_RUN)/split.json
-	$(BIN)/edgecam verify $(LOCATE_RUN)/export-onnx $(REAL_RUN)/tiles/val --positive vessel
+	$(BIN)/edgecam verify $(LOCATE_RUN)/export --data $(REAL_RUN)/tiles/val --positive vessel --limit 200
+	$(BIN)/edgecam verify $(LOCATE_RUN)/export-onnx --data $(REAL_RUN)/tiles/val --positive vessel --limit 200
 	$(BIN)/python -m training.locate_cost $(REAL_RUN) $(LOCATE_RUN)
 
 clean:

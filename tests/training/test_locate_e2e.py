@@ -39,7 +39,7 @@ def _scenes(root: Path, n: int = 36, seed: int = 0) -> Path:
     return root
 
 
-def test_head_trains_exports_binds_by_role_and_finds_the_ships(tmp_path):
+def test_head_trains_exports_binds_by_role_and_finds_the_ships(tmp_path, imagenet_weights):
     from edge.boxeval import BoxEvalOptions, evaluate_boxes
     from edge.detector import Detector
     from edge.manifest import load_manifest
@@ -50,7 +50,8 @@ def test_head_trains_exports_binds_by_role_and_finds_the_ships(tmp_path):
 
     data = _scenes(tmp_path / "data")
     classifier = tmp_path / "classifier"
-    cfg = TrainConfig(data=str(data), out=str(classifier), input_size=(64, 64), alpha=0.35, weights=None,
+    cfg = TrainConfig(data=str(data), out=str(classifier), input_size=(64, 64), alpha=1.0,
+                      weights=str(imagenet_weights),
                       pooling="cell", epochs=1, finetune_epochs=0, batch_size=32, augment="none", verbose=0)
     train_boxes(cfg, BoxTrainOptions(datasets=(str(data),), positive=("ship",), scale=1.0, test_fraction=0.25,
                                      val_fraction=0.2, mine_frames=0, final_mining_epochs=0))
