@@ -190,7 +190,7 @@ def _panel(image: np.ndarray, result, gt: np.ndarray, width: int = 640) -> np.nd
         cv2.rectangle(canvas, (int(x0), int(y0)), (int(x1), int(y1)), (255, 40, 40), 2)
     if getattr(result, "located", None) is not None:
         for x0, y0, x1, y1 in np.asarray(result.located.xyxy) * s:
-            cv2.rectangle(canvas, (int(x0), int(y0)), (int(x1), int(y1)), (0, 220, 255), 1)
+            cv2.rectangle(canvas, (int(x0) - 2, int(y0) - 2), (int(x1) + 2, int(y1) + 2), (0, 230, 255), 2)
     if result.peak is not None:
         cv2.drawMarker(canvas, (int(result.peak[0] * s), int(result.peak[1] * s)), (255, 255, 255), cv2.MARKER_CROSS, 12, 2)
     text = f"score {float(result.scores[0]):.2f} {'VESSEL' if result.positive[0] else 'clear'}"
