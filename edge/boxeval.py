@@ -110,7 +110,7 @@ def evaluate_artifact(manifest: Path, frames: list, opts: BoxEvalOptions, keep_f
     with Detector.from_manifest(manifest, backend=opts.backend, threads=opts.threads, options=det_opts) as det:
         if opts.threshold is not None:
             det.thresholds = np.full_like(det.thresholds, opts.threshold)
-        if det.manifest.has_head:
+        if det.has_head:
             head_report = LocalisationReport(tolerance_px=opts.tolerance_px)
         for i, frame in enumerate(frames):
             image = read_image(frame.path)

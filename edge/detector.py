@@ -128,6 +128,8 @@ class Detector:
         fixed = backend.options.input_size is not None
         scale = self.options.scale if self.options.scale is not None else self.manifest.extra.get("frame_scale")
         self.scale: float | None = None if (fixed and self.options.scale is None) else (float(scale) if scale else None)
+        # a manifest-like object without the property (a test double) has no head
+        self.has_head = bool(getattr(self.manifest, "has_head", False))
         self._closed = False
         h, w = self.input_size
         for _ in range(self.options.warmup):
@@ -222,7 +224,7 @@ class Detector:
         t1 = time.perf_counter()
         out = self.backend.infer_prepared(batch, dequantize=False)
         infer_ms = (time.perf_counter() - t1) * 1e3 / n
-        head = {r: out[r] for r in HEAD_ROLES} if self.manifest.has_head else None
+        head = {r: out[r] for r in HEAD_ROLES} if self.has_head else None
         return Inference(tuple(prepared), out["scores"], out["features"], infer_ms, head)
 
     def _detect(self, prepared: list[PreparedFrame]) -> list[FrameResult]:

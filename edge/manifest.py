@@ -196,7 +196,7 @@ class Manifest:
         if roles not in (sorted(ROLES), sorted(ROLES + HEAD_ROLES)):
             raise ManifestError(f"outputs: expected one output per role {list(ROLES)} (plus {list(HEAD_ROLES)} for a "
                                 f"localisation head); received roles {roles}")
-        if (self.has_head) != ("head" in self.extra):
+        if self.has_head != ("head" in self.extra):
             raise ManifestError("outputs: a localisation head's outputs and extra.head (stride, threshold) go together; "
                                 f"received roles {roles} and extra keys {sorted(self.extra)}")
         if self.cam.weights.shape[1] != len(self.labels):
