@@ -68,7 +68,7 @@ def describe(content: bytes, input_size: tuple[int, int]) -> tuple[TensorSpec, t
         raise ConfigError(f"converted model has inputs {list(ins)} and outputs {list(outs)}; expected image -> "
                           f"scores, features (and {', '.join(HEAD_ROLES)} with a localisation head)")
     # bound by signature name: the converter renames and reorders the flatbuffer's outputs
-    return spec(INPUT_NAME, ins[INPUT_NAME], "image"), tuple(spec(r, outs[r], r) for r in sorted(outs))
+    return spec(INPUT_NAME, ins[INPUT_NAME], "image"), tuple(spec(r, outs[r], r) for r in ("scores", "features", *HEAD_ROLES) if r in outs)
 
 
 MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
