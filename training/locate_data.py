@@ -52,6 +52,7 @@ class LocateOptions:
         time_budget_s: wall-time cap for the decoder fit (None: no cap).
         width: decoder channels.
         dropout: channel dropout on the cached features while training.
+        jitter: brightness and contrast of each crop vary by up to this share (0: none).
         lr: AdamW learning rate (weight decay 1e-4).
         max_false_per_frame: false boxes per validation frame the threshold allows.
         threshold_frames: validation frames used to choose the threshold at most.
@@ -70,6 +71,7 @@ class LocateOptions:
     time_budget_s: float | None = None
     width: int = 48
     dropout: float = 0.2
+    jitter: float = 0.25
     lr: float = 1e-3
     max_false_per_frame: float = 0.3
     threshold_frames: int = 85
@@ -149,6 +151,11 @@ def cut_crops(frames, positive, scale: float, opts: LocateOptions, rng):
                 img = img[:, ::-1]
                 b = np.stack([c - b[:, 2], b[:, 1], c - b[:, 0], b[:, 3]], 1) if len(b) else b
             t = render_targets(b, (c, c))
+            if opts.jitter:
+                # webcams differ in exposure and contrast: vary both so the cache does not repeat one look
+                gain, contrast = rng.uniform(1 - opts.jitter, 1 + opts.jitter, 2)
+                mean = img.mean()
+                img = np.clip((img.astype(np.float32) - mean) * contrast + mean * gain, 0, 255).astype(np.uint8)
             crops.append(np.ascontiguousarray(img))
             targets.append(np.concatenate([t.heat[..., None], t.size, t.mask[..., None]], -1))
     return np.stack(crops), np.stack(targets).astype(np.float32)
@@ -162,6 +169,37 @@ def encode(enc, crops: np.ndarray, batch: int = 32) -> list[np.ndarray]:
         for k, f in enumerate(enc(x, training=False)):
             parts[k].append(np.asarray(f).astype(np.float16))
     return [np.concatenate(p) for p in parts]
+
+
+def _batches_class():
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        """Float32 batches from the float16 feature cache, so the cache is never held twice in memory."""
+
+        def __init__(self, feats, targets, batch=32, shuffle=False, seed=0):
+            super().__init__()
+            self.feats, self.targets, self.batch = feats, targets, batch
+            self.order = np.arange(len(targets))
+            self.rng = np.random.default_rng(seed) if shuffle else None
+            self.on_epoch_end()
+
+        def __len__(self):
+            return -(-len(self.targets) // self.batch)
+
+        def __getitem__(self, k):
+            idx = np.sort(self.order[k * self.batch:(k + 1) * self.batch])
+            return tuple(f[idx].astype(np.float32) for f in self.feats), self.targets[idx]
+
+        def on_epoch_end(self):
+            if self.rng is not None:
+                self.rng.shuffle(self.order)
+
+    return Batches
+
+
+def _Batches(feats, targets, shuffle=False, seed=0):
+    return _batches_class()(feats, targets, shuffle=shuffle, seed=seed)
 
 
 def fit_head(head, train, val, opts: LocateOptions) -> dict:
@@ -183,9 +221,8 @@ def fit_head(head, train, val, opts: LocateOptions) -> dict:
 
     stop = keras.callbacks.EarlyStopping(patience=opts.patience, restore_best_weights=True)
     slower = keras.callbacks.ReduceLROnPlateau(factor=0.3, patience=max(2, opts.patience // 3), verbose=0)
-    hist = model.fit([a.astype(np.float32) for a in train[0]], train[1], batch_size=32, epochs=opts.epochs,
-                     validation_data=([a.astype(np.float32) for a in val[0]], val[1]), shuffle=True,
-                     callbacks=[stop, slower, Budget()], verbose=2)
+    hist = model.fit(_Batches(*train, shuffle=True, seed=opts.seed), epochs=opts.epochs,
+                     validation_data=_Batches(*val), callbacks=[stop, slower, Budget()], verbose=2)
     losses = hist.history["val_loss"]
     return {"epochs": len(losses), "best_val_loss": float(min(losses)), "stopped_by_budget": stopped["budget"],
             "seconds": round(time.monotonic() - start, 1)}
@@ -258,7 +295,7 @@ def train_locate(opts: LocateOptions) -> dict:
     run = dict(info)
     run["head"] = {"kind": "locate", "stride": STRIDE, "threshold": choice["threshold"], "nms_iou": 0.3,
                    "size_encoding": "log(side / stride)", "width": opts.width, "crop": opts.crop,
-                   "per_frame": opts.per_frame, "background": opts.background, "dropout": opts.dropout, "lr": opts.lr,
+                   "per_frame": opts.per_frame, "background": opts.background, "jitter": opts.jitter, "dropout": opts.dropout, "lr": opts.lr,
                    "from_run": str(Path(opts.from_run).resolve()), "datasets": list(opts.datasets),
                    "positive": list(opts.positive), "crops": {k: int(len(v[1])) for k, v in data.items()},
                    "fit": fit, "threshold_choice": choice, "seconds_caching": round(cached_s, 1),

@@ -28,7 +28,7 @@ def test_mirrored_crops_carry_mirrored_targets(tmp_path, monkeypatch):
     monkeypatch.setattr(ld, "scaled_frame", lambda f, s: (image, image, np.ones(4, np.float32)))
     frame = LabeledFrame("f.png", 256, 128, [[20, 40, 60, 56]], ("ship",), "cam", None)
     opts = LocateOptions(from_run="r", datasets=("d",), positive=("ship",), out="o", crop=128, per_frame=1,
-                         background=0)
+                         background=0, jitter=0.0)
     crops, targets = cut_crops([frame] * 12, ("ship",), 1.0, opts, np.random.default_rng(1))
     for crop, t in zip(crops, targets):
         (i, j), = np.argwhere(t[..., 3] == 1)
