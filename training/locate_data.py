@@ -71,7 +71,7 @@ class LocateOptions:
     time_budget_s: float | None = None
     width: int = 48
     dropout: float = 0.2
-    jitter: float = 0.25
+    jitter: float = 0.0
     lr: float = 1e-3
     max_false_per_frame: float = 0.3
     threshold_frames: int = 85
