@@ -96,9 +96,10 @@ def render_targets(boxes: object, input_hw: tuple[int, int], stride: int = STRID
 
 
 def _max3x3(heat: np.ndarray) -> np.ndarray:
-    padded = np.pad(heat, 1, mode="constant", constant_values=-np.inf)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3))
-    return windows.max(axis=(2, 3))
+    import cv2
+
+    # grey dilation is the 3x3 max-pool; OpenCV ignores the border outside the map
+    return cv2.dilate(np.ascontiguousarray(heat, np.float32), np.ones((3, 3), np.uint8))
 
 
 def _offset(left: float, mid: float, right: float) -> float:
@@ -110,20 +111,17 @@ def _offset(left: float, mid: float, right: float) -> float:
 
 
 def nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Indices of the boxes kept by greedy non-maximum suppression, best first."""
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
-    while len(order):
-        k = int(order[0])
-        keep.append(k)
-        rest = order[1:]
-        ix = np.clip(np.minimum(xyxy[k, 2], xyxy[rest, 2]) - np.maximum(xyxy[k, 0], xyxy[rest, 0]), 0, None)
-        iy = np.clip(np.minimum(xyxy[k, 3], xyxy[rest, 3]) - np.maximum(xyxy[k, 1], xyxy[rest, 1]), 0, None)
-        inter = ix * iy
-        iou = inter / np.maximum(area[k] + area[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, np.int64)
+    """Indices of the boxes (scores > 0) kept by greedy non-maximum suppression (OpenCV's), best first.
+
+    A box is dropped when it overlaps a better kept one by an IoU above ``iou_threshold``.
+    """
+    import cv2
+
+    if not len(xyxy):
+        return np.zeros(0, np.int64)
+    xywh = np.column_stack([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]]).astype(np.float64)
+    keep = cv2.dnn.NMSBoxes(xywh.tolist(), np.asarray(scores, np.float32).tolist(), 0.0, float(iou_threshold))
+    return np.asarray(keep, np.int64).reshape(-1)
 
 
 def decode(heat: np.ndarray, size: np.ndarray, threshold: float, stride: int = STRIDE,
