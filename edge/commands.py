@@ -41,7 +41,8 @@ def _train_head(a) -> int:
     if not a.positive:
         raise ConfigError("train --head locate: expected --positive CLASS[,CLASS...] (the vessel classes)")
     opts = LocateOptions(from_run=a.from_run, datasets=tuple(a.data), out=a.out, epochs=a.head_epochs,
-                         crop=a.head_crop, per_frame=a.head_crops, background=a.head_background, positive=tuple(p for p in a.positive.split(",") if p),
+                         crop=a.head_crop, per_frame=a.head_crops, background=a.head_background,
+                         positive=tuple(p for p in a.positive.split(",") if p),
                          time_budget_s=a.time_budget, seed=a.seed)
     run = train_locate(opts)
     print(f"run: {a.out}  ({run['head']['seconds']:.0f} s)")
