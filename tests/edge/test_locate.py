@@ -84,7 +84,8 @@ def test_located_boxes_are_drawn_and_recorded_beside_the_cam_boxes():
     head = Boxes(np.array([[10, 5, 30, 25]], np.float32), np.array([0.8], np.float32), np.zeros(1, np.int32))
     canvas = LocatedAnnotator(color=(0, 230, 255), thickness=1).annotate(np.zeros((40, 60, 3), np.uint8), result(head))
     assert canvas[5, 10:30].tolist() == [[0, 230, 255]] * 20 and canvas[15, 20].tolist() == [0, 0, 0]
-    assert result(head).to_record()["located"] == [{"xyxy": [10.0, 5.0, 30.0, 25.0], "score": 0.8, "class_id": 0}]
+    record = result(head).to_record()["located"]  # the same form as the CAM's boxes
+    assert record == head.to_list() and record[0]["xyxy"] == [10.0, 5.0, 30.0, 25.0] and record[0]["score"] == 0.8
     plain = np.zeros((40, 60, 3), np.uint8)
     assert LocatedAnnotator().annotate(plain, result(None)).max() == 0
     assert "located" not in result(None).to_record()
