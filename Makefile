@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast arm64-check bench real-cameras clean
+.PHONY: demo test test-fast arm64-check bench real-cameras locate-head clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,22 @@ real-cameras: $(VENV)/.installed-all
 		--input-size 128 --scale 1.5 --epochs 3 --finetune-epochs 8 --finetune-blocks 8
 	$(BIN)/edgecam export $(REAL_RUN) --formats tflite-fp32,tflite-int8 --calib $(REAL_RUN)/tiles/train --out $(REAL_RUN)/export
 	$(BIN)/edgecam evaluate $(REAL_RUN) $(REAL_DATA) --positive vessel,sea
+
+# The localisation head (README, "A localisation head on the same encoder"): train it on
+# the frozen encoder of the real-cameras run, export float, int8 and ONNX with the head's
+# outputs, evaluate CAM and head boxes side by side on the same held-out frames, and
+# time the combined artifact against the classifier at 1080p. About 15 minutes here.
+LOCATE_RUN ?= runs/locate
+locate-head: $(VENV)/.installed-all
+	$(BIN)/edgecam train $(REAL_DATA) --head locate --from-run $(REAL_RUN) --positive vessel,sea \
+		--out $(LOCATE_RUN) --time-budget 20m
+	$(BIN)/edgecam export $(LOCATE_RUN) --formats tflite-fp32,tflite-int8 \
+		--calib $(REAL_RUN)/tiles/train --out $(LOCATE_RUN)/export
+	$(BIN)/edgecam export $(LOCATE_RUN) --formats onnx-fp32 --out $(LOCATE_RUN)/export-onnx
+	$(BIN)/edgecam evaluate $(LOCATE_RUN) $(REAL_DATA) --positive vessel,sea --split $(LOCATE_RUN)/split.json
+	$(BIN)/edgecam verify $(LOCATE_RUN)/export --data $(REAL_RUN)/tiles/val --positive vessel --limit 200
+	$(BIN)/edgecam verify $(LOCATE_RUN)/export-onnx --data $(REAL_RUN)/tiles/val --positive vessel --limit 200
+	$(BIN)/python -m training.locate_cost $(REAL_RUN) $(LOCATE_RUN)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -17,7 +17,7 @@ import numpy as np
 from edge.errors import ConfigError, FrameError
 from edge.results import FrameResult
 
-__all__ = ["Annotator", "HeatmapAnnotator", "BoxAnnotator", "LabelAnnotator", "Compose", "compose", "default_annotator"]
+__all__ = ["Annotator", "HeatmapAnnotator", "BoxAnnotator", "LocatedAnnotator", "LabelAnnotator", "Compose", "compose", "default_annotator"]
 
 
 def _check_color(color: Sequence[int]) -> tuple[int, int, int]:
@@ -92,6 +92,21 @@ class BoxAnnotator(Annotator):
         return canvas
 
 
+class LocatedAnnotator(BoxAnnotator):
+    """Rectangles around the localisation head's boxes (``result.located``); nothing for an artifact without a head."""
+
+    def __init__(self, color: Sequence[int] = (0, 230, 255), thickness: int = 2) -> None:
+        super().__init__(color, thickness)
+
+    def draw(self, canvas: np.ndarray, result: FrameResult) -> np.ndarray:
+        located = getattr(result, "located", None)
+        if located is None:
+            return canvas
+        for x0, y0, x1, y1 in np.round(located.xyxy).astype(int):
+            cv2.rectangle(canvas, (int(x0), int(y0)), (int(x1) - 1, int(y1) - 1), self.color, self.thickness)
+        return canvas
+
+
 class LabelAnnotator(Annotator):
     """Top label and score, plus the rate at which frames are annotated.
 
@@ -160,5 +175,5 @@ def compose(*annotators: Annotator) -> Compose:
 
 
 def default_annotator() -> Compose:
-    """Heatmap overlay, then boxes, then label and fps."""
-    return compose(HeatmapAnnotator(), BoxAnnotator(), LabelAnnotator())
+    """Heatmap overlay, then CAM boxes (green) and the head's boxes (cyan) when there are any, then label and fps."""
+    return compose(HeatmapAnnotator(), BoxAnnotator(), LocatedAnnotator(), LabelAnnotator())

@@ -104,11 +104,14 @@ def evaluate_artifact(manifest: Path, frames: list, opts: BoxEvalOptions, keep_f
     from edge.locmetrics import FrameOutcome, LocalisationReport
 
     report = LocalisationReport(tolerance_px=opts.tolerance_px)
+    head_report = None
     seconds, seconds_1080, grid = [], [], []
     det_opts = DetectorOptions(scale=opts.scale)
     with Detector.from_manifest(manifest, backend=opts.backend, threads=opts.threads, options=det_opts) as det:
         if opts.threshold is not None:
             det.thresholds = np.full_like(det.thresholds, opts.threshold)
+        if det.has_head:
+            head_report = LocalisationReport(tolerance_px=opts.tolerance_px)
         for i, frame in enumerate(frames):
             image = read_image(frame.path)
             t0 = time.perf_counter()
@@ -122,17 +125,58 @@ def evaluate_artifact(manifest: Path, frames: list, opts: BoxEvalOptions, keep_f
             report.add(FrameOutcome(frame_id=Path(frame.path).name, camera=frame.camera, gt=gt, score=score,
                                     flagged=bool(result.positive[0]), peak=result.peak, boxes=result.boxes.xyxy,
                                     box_scores=result.boxes.score))
+            if head_report is not None:
+                head_report.add(_head_outcome(frame, gt, result.located))
             if i in keep_for_grid:
                 grid.append(_panel(image, result, gt))
         info = {"scale": det.scale, "threshold": float(det.thresholds[0]), "absolute_heatmap": det.absolute,
                 "backend": det.backend.key}
+        if head_report is not None:
+            info["head_threshold"] = det.head_threshold
     timing = {"frames": len(seconds), "mean_s": float(np.mean(seconds)),
               "mean_s_1080p": float(np.mean(seconds_1080)) if seconds_1080 else None, "frames_1080p": len(seconds_1080)}
-    return report, {**timing, **info}, grid
+    return report, {**timing, **info}, grid, head_report
+
+
+def _head_outcome(frame, gt: np.ndarray, located):
+    """The head's boxes as a frame outcome: its best box is its peak and its score; a box at all flags the frame."""
+    from edge.locmetrics import FrameOutcome
+
+    best = int(np.argmax(located.score)) if len(located) else None
+    peak = None if best is None else tuple(float(v) for v in located.xyxy[best].reshape(2, 2).mean(0))
+    return FrameOutcome(frame_id=Path(frame.path).name, camera=frame.camera, gt=gt,
+                        score=float(np.clip(located.score.max(), 0, 1)) if best is not None else 0.0,
+                        flagged=best is not None, peak=peak, boxes=located.xyxy, box_scores=located.score)
+
+
+COMPARED = (  # (row label, path into a summary's "overall")
+    ("recall, vessels < 32 px, centre-hit", ("recall", "centre", "<32", "recall")),
+    ("recall, vessels 32-96 px, centre-hit", ("recall", "centre", "32-96", "recall")),
+    ("recall, vessels > 96 px, centre-hit", ("recall", "centre", ">96", "recall")),
+    ("recall, vessels >= 32 px, centre-hit", ("recall", "centre", ">=32", "recall")),
+    ("recall, vessels >= 32 px, IoU >= 0.1", ("recall", "iou", ">=32", "recall")),
+    ("false boxes per frame", ("false_boxes_per_frame",)),
+    ("pointing game (CAM peak / best head box centre)", ("pointing_game",)),
+    ("box AP at IoU 0.3", ("box_ap_30",)),
+    ("box AP at IoU 0.5", ("box_ap_50",)),
+)
+
+
+def comparison_markdown(columns: dict[str, dict]) -> str:
+    """A table of the CAM's and the head's figures side by side; ``columns`` maps a heading to a summary."""
+    def get(summary, path):
+        v = summary["overall"]
+        for k in path:
+            v = v.get(k) if isinstance(v, dict) else None
+        return "n/a" if v is None else f"{v:.3f}"
+
+    lines = ["| figure | " + " | ".join(columns) + " |", "|---|" + "--:|" * len(columns)]
+    lines += [f"| {label} | " + " | ".join(get(s, path) for s in columns.values()) + " |" for label, path in COMPARED]
+    return "\n".join(lines) + "\n"
 
 
 def _panel(image: np.ndarray, result, gt: np.ndarray, width: int = 640) -> np.ndarray:
-    """One grid cell: heatmap over the frame, ground truth green, found boxes red, score in the corner."""
+    """One grid cell: heatmap over the frame, ground truth green, CAM boxes red, head boxes cyan, score in the corner."""
     import cv2
 
     from edge.annotate import HeatmapAnnotator
@@ -144,6 +188,9 @@ def _panel(image: np.ndarray, result, gt: np.ndarray, width: int = 640) -> np.nd
         cv2.rectangle(canvas, (int(x0), int(y0)), (int(x1), int(y1)), (0, 255, 0), 1)
     for x0, y0, x1, y1 in np.asarray(result.boxes.xyxy) * s:
         cv2.rectangle(canvas, (int(x0), int(y0)), (int(x1), int(y1)), (255, 40, 40), 2)
+    if getattr(result, "located", None) is not None:
+        for x0, y0, x1, y1 in np.asarray(result.located.xyxy) * s:
+            cv2.rectangle(canvas, (int(x0) - 2, int(y0) - 2), (int(x1) + 2, int(y1) + 2), (0, 230, 255), 2)
     if result.peak is not None:
         cv2.drawMarker(canvas, (int(result.peak[0] * s), int(result.peak[1] * s)), (255, 255, 255), cv2.MARKER_CROSS, 12, 2)
     text = f"score {float(result.scores[0]):.2f} {'VESSEL' if result.positive[0] else 'clear'}"
@@ -190,13 +237,17 @@ def evaluate_boxes(target: str | Path, data: list[str], opts: BoxEvalOptions, ou
     n_vessel = opts.grid - n_empty
     step = max(1, len(vessel) // max(1, n_vessel))
     pick = set(vessel[::step][:n_vessel]) | set(empty[:n_empty])
-    results, sections = {}, []
+    results, sections, compared = {}, [], {}
     for m in manifests:
         name = m.name.replace(".manifest.json", "")
         log.info("evaluate: %s on %d frames", name, len(frames))
-        report, timing, panels = evaluate_artifact(m, frames, opts, pick)
+        report, timing, panels, head_report = evaluate_artifact(m, frames, opts, pick)
         summary = report.summary()
         results[name] = {"summary": summary, "timing": timing}
+        if head_report is not None:
+            results[name]["head_summary"] = head_report.summary()
+            compared[f"{name} CAM"] = summary
+            compared[f"{name} head"] = results[name]["head_summary"]
         report.plot_pr(out / f"pr_{name}.png")
         write_grid(panels, out / f"frames_{name}.png")
         sections.append(report.to_markdown(f"{name} (scale {timing['scale']}, threshold {timing['threshold']:.3f})")
@@ -214,6 +265,12 @@ def evaluate_boxes(target: str | Path, data: list[str], opts: BoxEvalOptions, ou
     header = (f"# Localisation on {len(frames)} labelled frames ({len(vessel)} with a vessel)\n\n"
               f"Data: {', '.join(data)}" + (f", the `{opts.split_name}` frames of `{opts.split}`" if opts.split else "")
               + f". Machine: {machine}.\n\n")
+    if compared:
+        levels = {n: r["timing"]["head_threshold"] for n, r in results.items() if "head_summary" in r}
+        header += ("## CAM boxes and head boxes side by side\n\n" + comparison_markdown(compared)
+                   + "\nHead boxes: peaks of the localisation head's centre heatmap above its threshold "
+                   f"({', '.join(f'{n} {levels[n]:.3f}' for n in levels)}),"
+                   " each sized by its size map; they do not depend on the frame decision.\n\n")
     atomic.write_text(out / "boxeval.md", header + "\n\n".join(sections))
     return doc
 

@@ -155,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--mine-frames", type=int, default=150,
                    help="training frames a round-one model is run over to mine hard negatives (0: none; default 150)")
     b.add_argument("--label", help="name of the positive class in the model (default: the first --positive)")
+    h = t.add_argument_group("localisation head (edgecam train DATA... --head locate --from-run RUN)")
+    h.add_argument("--head", choices=("locate",),
+                   help="locate: train a vessel-centre and box-size head on the frozen encoder of --from-run")
+    h.add_argument("--from-run", help="the classifier run (box-labelled) whose encoder, scale and split.json the head reuses")
+    h.add_argument("--head-epochs", type=int, default=60, help="decoder epochs at most (early stopping; default 60)")
+    h.add_argument("--head-crops", type=int, default=6, help="vessel-centred crops per training frame (default 6)")
+    h.add_argument("--head-crop", type=int, default=384,
+                   help="crop side in model pixels, a multiple of 32; larger crops hold large vessels whole (default 384)")
+    h.add_argument("--head-background", type=int, default=4,
+                   help="crops anywhere per training frame, mostly shore and sea without vessels (default 4)")
     t.add_argument("--csv", help="multi-label CSV: path,<class>,<class>... with 0/1 values")
     t.add_argument("--out", default="runs/train", help="run folder: model.keras, run.json, plots")
     t.add_argument("--input-size", type=_size, default=(96, 96), help="SIZE or HxW (default 96)")

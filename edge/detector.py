@@ -12,7 +12,7 @@ import numpy as np
 from edge.backends import Backend, BackendOptions, create_backend
 from edge.cam import DenseCAM, normalise, peak_location, resize_heatmap
 from edge.errors import ConfigError
-from edge.manifest import Manifest, load_manifest
+from edge.manifest import HEAD_ROLES, Manifest, load_manifest
 from edge.preprocess import Placement, ResizeMode, check_frame, fit, scaled_input_size
 from edge.results import Boxes, FrameResult
 
@@ -45,6 +45,8 @@ class DetectorOptions:
             training. ``None`` takes the manifest's ``frame_scale`` (set for
             models trained on crops of box-labelled frames), else the input
             size. Each side is rounded to a multiple of 32.
+        head_threshold: centre-heatmap level for the localisation head's
+            boxes (default: the manifest's, chosen on validation frames).
     """
 
     resize: ResizeMode = ResizeMode.STRETCH
@@ -52,6 +54,7 @@ class DetectorOptions:
     min_box_area: int = 16
     warmup: int = 2
     scale: float | None = None
+    head_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.scale is not None and not 0.05 <= float(self.scale) <= 8.0:
@@ -61,6 +64,8 @@ class DetectorOptions:
             raise ConfigError(f"box_threshold: expected a value in (0, 1); received {self.box_threshold}")
         if self.min_box_area < 1 or self.warmup < 0:
             raise ConfigError(f"min_box_area >= 1 and warmup >= 0 expected; received {self.min_box_area}, {self.warmup}")
+        if self.head_threshold is not None and not 0.0 < self.head_threshold < 1.0:
+            raise ConfigError(f"head_threshold: expected a value in (0, 1); received {self.head_threshold}")
 
 
 @dataclass(frozen=True)
@@ -89,12 +94,15 @@ class Inference:
         scores: ``(N, C)`` scores, possibly still quantised.
         features: ``(N, h, w, K)`` last conv feature map, possibly still quantised.
         infer_ms: invoke time per frame.
+        head: the localisation head's ``centres`` (N, h, w, 1) and ``sizes``
+            (N, h, w, 2) by role, possibly still quantised; None without a head.
     """
 
     prepared: tuple[PreparedFrame, ...]
     scores: np.ndarray
     features: np.ndarray
     infer_ms: float
+    head: dict[str, np.ndarray] | None = None
 
 
 class Detector:
@@ -120,6 +128,8 @@ class Detector:
         fixed = backend.options.input_size is not None
         scale = self.options.scale if self.options.scale is not None else self.manifest.extra.get("frame_scale")
         self.scale: float | None = None if (fixed and self.options.scale is None) else (float(scale) if scale else None)
+        # a manifest-like object without the property (a test double) has no head
+        self.has_head = bool(getattr(self.manifest, "has_head", False))
         self._closed = False
         h, w = self.input_size
         for _ in range(self.options.warmup):
@@ -214,7 +224,8 @@ class Detector:
         t1 = time.perf_counter()
         out = self.backend.infer_prepared(batch, dequantize=False)
         infer_ms = (time.perf_counter() - t1) * 1e3 / n
-        return Inference(tuple(prepared), out["scores"], out["features"], infer_ms)
+        head = {r: out[r] for r in HEAD_ROLES} if self.has_head else None
+        return Inference(tuple(prepared), out["scores"], out["features"], infer_ms, head)
 
     def _detect(self, prepared: list[PreparedFrame]) -> list[FrameResult]:
         return self.finish(self.infer(prepared))
@@ -248,8 +259,12 @@ class Detector:
             boxes = self._boxes(cam, cls_index, p) if positive.any() else Boxes.empty()
             t5 = time.perf_counter()
             timings = dict(preprocess=p.preprocess_ms, infer=infer_ms, cam=(t4 - t3) * 1e3, boxes=(t5 - t4) * 1e3)
+            located = None
+            if inference.head is not None:
+                located = self._located(inference.head, i, p)
+                timings["locate"] = (time.perf_counter() - t5) * 1e3
             heatmap = functools.partial(self._frame_heatmap, cam, p.frame.shape[:2], p)
-            results.append(FrameResult(scores, self.labels, positive, heatmap, boxes, timings, peak))
+            results.append(FrameResult(scores, self.labels, positive, heatmap, boxes, timings, peak, located))
         return results
 
     def _peak(self, raw: np.ndarray, prepared: PreparedFrame) -> tuple[float, float]:
@@ -292,6 +307,31 @@ class Detector:
         scale = np.array([1 / p.scale_x, 1 / p.scale_y, 1 / p.scale_x, 1 / p.scale_y], np.float32)
         xyxy = np.minimum(found.xyxy * scale, np.array([W, H, W, H], np.float32))
         return Boxes(xyxy, found.score, found.class_id)
+
+    @property
+    def head_threshold(self) -> float:
+        """The centre-heatmap level at which the localisation head reports a vessel (manifest, or the option)."""
+        if self.options.head_threshold is not None:
+            return float(self.options.head_threshold)
+        return float(self.manifest.extra["head"]["threshold"])
+
+    def _located(self, head: dict[str, np.ndarray], i: int, prepared: PreparedFrame) -> Boxes:
+        """The head's boxes on one frame: peaks of its centre heatmap, sized by its size map, in frame pixels."""
+        from edge.locate import decode
+
+        spec = self.manifest.extra["head"]
+        centres = self.backend.dequantize("centres", head["centres"][i : i + 1])[0, ..., 0]
+        sizes = self.backend.dequantize("sizes", head["sizes"][i : i + 1])[0]
+        xyxy, score = decode(centres, sizes, self.head_threshold, int(spec["stride"]), float(spec.get("nms_iou", 0.3)))
+        if not len(xyxy):
+            return Boxes.empty()
+        p = prepared.placement
+        H, W = prepared.frame.shape[:2]
+        shift = np.array([p.pad_left, p.pad_top, p.pad_left, p.pad_top], np.float32)
+        scale = np.array([p.scale_x, p.scale_y, p.scale_x, p.scale_y], np.float32)
+        xyxy = np.clip((xyxy - shift) / scale, 0, np.array([W, H, W, H], np.float32))
+        ok = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+        return Boxes(xyxy[ok], score[ok], np.zeros(int(ok.sum()), np.int32))
 
     def close(self) -> None:
         if not self._closed:

@@ -26,6 +26,8 @@ SCHEMA = "edgecam.manifest"
 SCHEMA_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
 ROLES = ("scores", "features")
+# a localisation head adds both of these (centre heatmap, log box sizes) or neither
+HEAD_ROLES = ("centres", "sizes")
 TASKS = ("binary", "multiclass", "multilabel")
 class ArtifactPathError(ManifestError):
     """A manifest's ``artifact`` would reach outside the manifest's folder (absolute, ``..`` or a symlink out)."""
@@ -191,8 +193,12 @@ class Manifest:
                 f"thresholds: expected one per label ({len(self.labels)}); received {len(self.thresholds)}"
             )
         roles = sorted(o.role for o in self.outputs)
-        if roles != sorted(ROLES):
-            raise ManifestError(f"outputs: expected one output per role {list(ROLES)}; received roles {roles}")
+        if roles not in (sorted(ROLES), sorted(ROLES + HEAD_ROLES)):
+            raise ManifestError(f"outputs: expected one output per role {list(ROLES)} (plus {list(HEAD_ROLES)} for a "
+                                f"localisation head); received roles {roles}")
+        if self.has_head != ("head" in self.extra):
+            raise ManifestError("outputs: a localisation head's outputs and extra.head (stride, threshold) go together; "
+                                f"received roles {roles} and extra keys {sorted(self.extra)}")
         if self.cam.weights.shape[1] != len(self.labels):
             raise ManifestError(
                 f"cam.weights: expected {len(self.labels)} columns (one per label); received {self.cam.weights.shape}"
@@ -208,6 +214,11 @@ class Manifest:
         """The layers kept in float, for an int8 artifact exported with ``--int8-float``; else None."""
         d = self.extra.get("int8_float")
         return None if d is None else MixedPrecision.from_dict(d)
+
+    @property
+    def has_head(self) -> bool:
+        """True when the artifact also has the localisation head's outputs (``centres``, ``sizes``)."""
+        return any(o.role in HEAD_ROLES for o in self.outputs)
 
     def output(self, role: str) -> TensorSpec:
         """The output that plays ``role`` (``scores`` or ``features``)."""

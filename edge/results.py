@@ -144,9 +144,12 @@ class FrameResult:
         boxes: boxes found on the heatmap.
         timings_ms: per-stage wall time in milliseconds (``preprocess``, ``infer``, ``cam``, ``boxes``).
         peak: (x, y) in frame pixels of the CAM's maximum, to sub-cell precision.
+        located: boxes of the localisation head (peaks of its centre heatmap),
+            or None for an artifact without one. They stand beside the CAM's
+            ``boxes``: the CAM explains the decision, the head locates vessels.
     """
 
-    __slots__ = ("scores", "labels", "positive", "boxes", "timings_ms", "peak", "_heatmap", "_make_heatmap")
+    __slots__ = ("scores", "labels", "positive", "boxes", "timings_ms", "peak", "located", "_heatmap", "_make_heatmap")
 
     def __init__(
         self,
@@ -157,6 +160,7 @@ class FrameResult:
         boxes: Boxes,
         timings_ms: dict[str, float] | None = None,
         peak: tuple[float, float] | None = None,
+        located: Boxes | None = None,
     ) -> None:
         self.labels = tuple(labels)
         self.scores = np.asarray(scores, dtype=np.float32).reshape(-1)
@@ -169,6 +173,7 @@ class FrameResult:
         self.boxes = boxes
         self.timings_ms = dict(timings_ms or {})
         self.peak = peak
+        self.located = located
         self._heatmap: np.ndarray | None = None
         self._make_heatmap: Callable[[], np.ndarray] | None = None
         if callable(heatmap):
@@ -204,17 +209,21 @@ class FrameResult:
         """
         boxes = Boxes.from_supervision(detections, self.labels)
         heatmap = self._heatmap if self._heatmap is not None else self._make_heatmap
-        return FrameResult(self.scores, self.labels, self.positive, heatmap, boxes, self.timings_ms, self.peak)
+        return FrameResult(self.scores, self.labels, self.positive, heatmap, boxes, self.timings_ms, self.peak,
+                           located=self.located)
 
     def to_record(self) -> dict:
         """JSON-ready record without the heatmap (that goes to the video)."""
-        return {
+        record = {
             "scores": {l: round(float(s), 5) for l, s in zip(self.labels, self.scores)},
             "positive": [l for l, p in zip(self.labels, self.positive) if p],
             "boxes": self.boxes.to_list(),
             "peak": None if self.peak is None else [round(float(v), 1) for v in self.peak],
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
         }
+        if self.located is not None:
+            record["located"] = self.located.to_list()
+        return record
 
 
 def _checked_heatmap(heatmap: object) -> np.ndarray:

@@ -135,7 +135,18 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
     task = info["task"]
     train_size = tuple(info["input_size"])
     size = tuple(options.input_size or train_size)
-    inference = inference_model(model, task, dynamic=True)
+    from training.locate_data import load_head
+
+    head = load_head(run)
+    if head is not None and options.mixed:
+        raise ConfigError("--int8-float: mixed precision is not available for a run with a localisation head yet; "
+                          "export it with --int8-float none")
+    if head is not None:
+        from training.locate import combined_inference
+
+        inference = combined_inference(model, head)  # scores and features, plus centres and sizes
+    else:
+        inference = inference_model(model, task, dynamic=True)
     w, b, pooling = cam_weights(model)
     calibration = held_out = None
     if any(TABLE[f].needs_calibration for f in options.formats):
@@ -202,6 +213,9 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
             if info.get("frame_scale"):
                 # trained on crops cut at this scale: the runtime resizes whole frames by it
                 extra["frame_scale"] = float(info["frame_scale"])
+            if head is not None:
+                # how the runtime decodes the head's outputs (edge.locate.decode)
+                extra["head"] = {k: info["head"][k] for k in ("kind", "stride", "threshold", "nms_iou", "size_encoding")}
             extra.update(options.extra)
             written.append(_write_pair(out / fmt.filename, content, info, key, inp, outs, size, w, b, pooling, extra))
     finally:
@@ -259,9 +273,12 @@ def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size,
 
 
 def _essentials(info, key, size, w, b, pooling) -> dict:
+    outputs = {"scores": "scores", "features": "features"}
+    if "head" in info:
+        outputs.update(centres="centres", sizes="sizes")
     return {"format": key, "task": info["task"], "labels": info["labels"], "negative_label": info.get("negative_label"),
             "thresholds": info["thresholds"], "input_size": list(size), "input_range": [0, 255], "layout": "NHWC",
-            "color": "RGB", "outputs": {"scores": "scores", "features": "features"}, "cam_pooling": pooling,
+            "color": "RGB", "outputs": outputs, "cam_pooling": pooling,
             "cam_weights_shape": list(w.shape)}
 
 

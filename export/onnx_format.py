@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from edge.errors import ConfigError, DataError
-from edge.manifest import TensorSpec
+from edge.manifest import HEAD_ROLES, TensorSpec
 from export.saved import INPUT_NAME
 
 log = logging.getLogger("edgecam.export")
@@ -54,9 +54,10 @@ def _name_outputs(model) -> None:
     g = model.graph
     for out in list(g.output):
         name = out.name
-        role = "scores" if "scores" in name else "features" if "features" in name else None
+        role = next((r for r in ("scores", "features", *HEAD_ROLES) if r in name), None)
         if role is None:
-            raise ConfigError(f"tf2onnx produced an unexpected output {name!r}; expected scores and features")
+            raise ConfigError(f"tf2onnx produced an unexpected output {name!r}; expected scores and features "
+                              f"(and {', '.join(HEAD_ROLES)} with a localisation head)")
         if name == role:
             continue
         g.node.append(onnx.helper.make_node("Identity", [name], [role], name=f"edgecam_{role}"))
@@ -211,7 +212,8 @@ def describe(content: bytes) -> tuple[TensorSpec, tuple[TensorSpec, ...]]:
         return TensorSpec(name=v.name, role=role, shape=shape, dtype=types.get(t.elem_type, "float32"), tensor=v.name)
 
     outs = {o.name: o for o in model.graph.output}
-    return spec(model.graph.input[0], "image"), (spec(outs["scores"], "scores"), spec(outs["features"], "features"))
+    roles = [r for r in ("scores", "features", *HEAD_ROLES) if r in outs]
+    return spec(model.graph.input[0], "image"), tuple(spec(outs[r], r) for r in roles)
 
 
 MAC_OPS = ("Conv", "MatMul", "Gemm", "ConvTranspose")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ConfigError, DataError
-from edge.manifest import Quantization, TensorSpec
+from edge.manifest import HEAD_ROLES, Quantization, TensorSpec
 from export.saved import INPUT_NAME, SIGNATURE
 
 log = logging.getLogger("edgecam.export")
@@ -64,9 +64,11 @@ def describe(content: bytes, input_size: tuple[int, int]) -> tuple[TensorSpec, t
         shape = [int(s) for s in d.get("shape_signature", d["shape"])]
         return TensorSpec(name=name, role=role, shape=tuple(shape), dtype=np.dtype(d["dtype"]).name, tensor=name, quantization=q)
 
-    if INPUT_NAME not in ins or set(outs) != {"scores", "features"}:
-        raise ConfigError(f"converted model has inputs {list(ins)} and outputs {list(outs)}; expected image -> scores, features")
-    return spec(INPUT_NAME, ins[INPUT_NAME], "image"), (spec("scores", outs["scores"], "scores"), spec("features", outs["features"], "features"))
+    if INPUT_NAME not in ins or set(outs) not in ({"scores", "features"}, {"scores", "features", *HEAD_ROLES}):
+        raise ConfigError(f"converted model has inputs {list(ins)} and outputs {list(outs)}; expected image -> "
+                          f"scores, features (and {', '.join(HEAD_ROLES)} with a localisation head)")
+    # bound by signature name: the converter renames and reorders the flatbuffer's outputs
+    return spec(INPUT_NAME, ins[INPUT_NAME], "image"), tuple(spec(r, outs[r], r) for r in ("scores", "features", *HEAD_ROLES) if r in outs)
 
 
 MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")

@@ -73,6 +73,7 @@ class Reference:
     targets: np.ndarray
     scores: np.ndarray
     cams: np.ndarray
+    centres: np.ndarray | None = None  # the localisation head's centre heatmaps, for a run with a head
 
 
 def keras_reference(run: str | Path, images: np.ndarray, targets: np.ndarray, task: str) -> Reference:
@@ -91,7 +92,37 @@ def keras_reference(run: str | Path, images: np.ndarray, targets: np.ndarray, ta
         out = inf.predict(images[i : i + step].astype(np.float32), verbose=0)
         scores.append(out["scores"])
         cams += [cam.raw(f, int(c)) for f, c in zip(out["features"], out["scores"].argmax(1))]
-    return Reference(images, targets, np.concatenate(scores), np.stack(cams))
+    return Reference(images, targets, np.concatenate(scores), np.stack(cams), _keras_centres(run, model, images, step))
+
+
+def _keras_centres(run, model, images: np.ndarray, step: int) -> np.ndarray | None:
+    """The head's centre heatmaps in Keras, or None for a run without a localisation head."""
+    from training.locate import combined_inference
+    from training.locate_data import load_head
+
+    head = load_head(run)
+    if head is None:
+        return None
+    inf = combined_inference(model, head, dynamic=False, input_size=images.shape[1:3])
+    return np.concatenate([np.asarray(inf(images[i : i + step].astype(np.float32), training=False)["centres"])[..., 0]
+                           for i in range(0, len(images), step)])
+
+
+def head_parity(manifest_path: Path, ref: Reference) -> dict:
+    """The artifact's centre heatmaps against Keras: mean correlation, largest difference, same peak cell."""
+    from edge.detector import Detector, DetectorOptions
+
+    got = []
+    with Detector.from_manifest(manifest_path, input_size=tuple(ref.images.shape[1:3]),
+                                options=DetectorOptions(warmup=1)) as det:
+        for i in range(0, len(ref.images), 16):
+            inf = det.infer([det.prepare(img) for img in ref.images[i : i + 16]])
+            got.append(det.backend.dequantize("centres", inf.head["centres"])[..., 0])
+    got = np.concatenate(got)
+    corr = [pearson(a, b) for a, b in zip(got, ref.centres)]
+    same_peak = [np.argmax(a) == np.argmax(b) for a, b in zip(got, ref.centres)]
+    return {"head_centre_correlation": float(np.nanmean(corr)), "head_centre_max_abs_diff": float(np.abs(got - ref.centres).max()),
+            "head_same_peak": float(np.mean(same_peak))}
 
 
 def runtime_outputs(manifest_path: Path, images: np.ndarray, classes: np.ndarray, latency_runs: int = 20
@@ -183,6 +214,7 @@ def compare_artifact(manifest_path: Path, ref: Reference, latency_runs: int = 20
         "cam_peak_shift_cells": float(np.mean(shift)),
         "collapsed": collapsed,
         "latency_ms": latency,
+        **(head_parity(manifest_path, ref) if m.has_head and ref.centres is not None else {}),
     }
 
 
@@ -328,4 +360,10 @@ def to_markdown(result: dict) -> str:
               f"threshold's ({', '.join(str(result['images'] - n) for n in sorted(near))} of {result['images']}). "
               "*CAM r positives*: on the images Keras calls positive. Float MACs: share of multiply-accumulates an int8 "
               "artifact keeps in float (`--int8-float`)."]
+    heads = [r for r in result["artifacts"] if "head_centre_correlation" in r]
+    if heads:
+        lines += ["", "Localisation head, centre heatmap against Keras:", "",
+                  "| artifact | correlation | max abs difference | same peak cell |", "|---|---:|---:|---:|"]
+        lines += [f"| {r['format']} | {r['head_centre_correlation']:.4f} | {r['head_centre_max_abs_diff']:.4f} | "
+                  f"{r['head_same_peak']:.2f} |" for r in heads]
     return "\n".join(lines) + "\n"

@@ -31,10 +31,29 @@ def alpha_for(alpha: float | None, weights: str | None) -> float:
     return float(m.group(1)) if m else 0.35
 
 
+def _train_head(a) -> int:
+    """``edgecam train DATA... --head locate --from-run RUN``: the localisation head on a classifier run's encoder."""
+    from training.locate_data import LocateOptions, train_locate
+
+    if not a.from_run:
+        raise ConfigError("train --head locate: expected --from-run RUN (a classifier trained on box-labelled frames)")
+    if not a.positive:
+        raise ConfigError("train --head locate: expected --positive CLASS[,CLASS...] (the vessel classes)")
+    opts = LocateOptions(from_run=a.from_run, datasets=tuple(a.data), out=a.out, epochs=a.head_epochs,
+                         crop=a.head_crop, per_frame=a.head_crops, background=a.head_background,
+                         positive=tuple(p for p in a.positive.split(",") if p),
+                         time_budget_s=a.time_budget, seed=a.seed)
+    run = train_locate(opts)
+    print(f"run: {a.out}  ({run['head']['seconds']:.0f} s)")
+    return 0
+
+
 def cmd_train(a) -> int:
     from edge.datasets import is_box_dataset
     from training.config import TrainConfig
 
+    if getattr(a, "head", None):
+        return _train_head(a)
     a.alpha = alpha_for(a.alpha, a.weights)
     boxes = is_box_dataset(a.data[0])
     if not boxes and len(a.data) > 1:

@@ -1,0 +1,314 @@
+"""Training the localisation head: crops of box-labelled frames, cached encoder features, fit, threshold.
+
+``edgecam train DATA... --head locate --from-run RUN`` runs :func:`train_locate`:
+
+1. the frames of ``RUN/split.json`` (the classifier's own split, so the head
+   is judged on the same held-out frames) are resized by the run's
+   ``frame_scale``, as the runtime resizes them, and square crops are cut
+   around vessels and anywhere else, half of them mirrored;
+2. the frozen encoder runs once per crop; its three skip features are kept
+   in memory (float16) with the rendered targets;
+3. the decoder trains on that cache, with early stopping on validation crops
+   and a wall-time budget;
+4. the peak threshold is chosen on whole validation frames: the lowest that
+   leaves at most ``max_false_per_frame`` false boxes per frame;
+5. the run folder gets the classifier (``model.keras``), the head
+   (``head.keras``), ``split.json`` and ``run.json`` with a ``head`` entry
+   that the exporter reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge import atomic
+from edge.errors import ConfigError, DataError
+from edge.locate import STRIDE, decode, render_targets
+
+log = logging.getLogger("edgecam.training")
+
+
+@dataclass(frozen=True)
+class LocateOptions:
+    """How the head is trained.
+
+    Attributes:
+        from_run: the classifier run whose encoder, scale and split are reused.
+        datasets: box-labelled dataset folders (those of the classifier run).
+        positive: vessel class names.
+        out: the new run folder.
+        crop: crop side in model pixels (a multiple of 32).
+        per_frame: vessel-centred crops per training frame at most.
+        background: crops anywhere per frame (shore, harbour, sky: where false boxes come from).
+        epochs: decoder epochs at most (early stopping on validation loss).
+        patience: epochs without a better validation loss before stopping.
+        time_budget_s: wall-time cap for the decoder fit (None: no cap).
+        width: decoder channels.
+        dropout: channel dropout on the cached features while training.
+        jitter: brightness and contrast of each crop vary by up to this share (0: none).
+        lr: AdamW learning rate (weight decay 1e-4).
+        max_false_per_frame: false boxes per validation frame the threshold allows.
+        threshold_frames: validation frames used to choose the threshold at most.
+        seed: crop placement and flips.
+    """
+
+    from_run: str
+    datasets: tuple[str, ...]
+    positive: tuple[str, ...]
+    out: str
+    crop: int = 384
+    per_frame: int = 6
+    background: int = 4
+    epochs: int = 60
+    patience: int = 8
+    time_budget_s: float | None = None
+    width: int = 48
+    dropout: float = 0.2
+    jitter: float = 0.0
+    lr: float = 1e-3
+    max_false_per_frame: float = 0.3
+    threshold_frames: int = 85
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.crop % 32 or self.crop < 64:
+            raise ConfigError(f"crop: expected a multiple of 32, at least 64; received {self.crop}")
+        if self.background < 0:
+            raise ConfigError(f"background: expected >= 0 crops per frame; received {self.background}")
+        if self.per_frame < 1 or self.epochs < 1 or self.patience < 1 or self.width < 8:
+            raise ConfigError(f"expected per_frame, epochs, patience >= 1 and width >= 8; received "
+                              f"{self.per_frame}, {self.epochs}, {self.patience}, {self.width}")
+        if not self.positive:
+            raise ConfigError("--head locate: expected --positive CLASS[,CLASS...] naming the vessel classes")
+
+
+def run_frames(opts: LocateOptions) -> dict[str, list]:
+    """Frames of the datasets in the classifier run's split, keyed ``train``, ``val``, ``test``."""
+    from edge.datasets import load_box_dataset
+
+    split_path = Path(opts.from_run) / "split.json"
+    if not split_path.is_file():
+        raise DataError(f"--from-run {opts.from_run}: expected split.json (a run trained on box-labelled frames); none")
+    doc = json.loads(split_path.read_text())
+    where = {str(Path(p).resolve()): k for k in ("train", "val", "test") for p in doc.get(k, [])}
+    out: dict[str, list] = {"train": [], "val": [], "test": []}
+    for root in opts.datasets:
+        for f in load_box_dataset(root).frames:
+            k = where.get(str(Path(f.path).resolve()))
+            if k is not None:
+                out[k].append(f)
+    if not out["train"] or not out["val"]:
+        raise DataError(f"none of the frames of {list(opts.datasets)} is in the train and val lists of {split_path}")
+    return out
+
+
+def scaled_frame(frame, scale: float):
+    """(frame resized as the runtime resizes it, vessel-agnostic box scale (sx, sy))."""
+    from edge.imageio import read_image
+    from edge.preprocess import fit, scaled_input_size
+
+    image = read_image(frame.path)
+    fitted, p = fit(image, scaled_input_size(image.shape[:2], scale))
+    return image, fitted, np.array([p.scale_x, p.scale_y, p.scale_x, p.scale_y], np.float32)
+
+
+def crop_windows(boxes: np.ndarray, hw: tuple[int, int], crop: int, per_frame: int, background: int,
+                 rng) -> list[tuple[int, int]]:
+    """Top-left corners of crops: around randomly chosen vessels (jittered), then anywhere."""
+    H, W = hw
+    corners = []
+    if len(boxes):
+        for k in rng.permutation(len(boxes))[:per_frame]:
+            cx, cy = (boxes[k, 0] + boxes[k, 2]) / 2, (boxes[k, 1] + boxes[k, 3]) / 2
+            x = cx - rng.uniform(0.15, 0.85) * crop
+            y = cy - rng.uniform(0.15, 0.85) * crop
+            corners.append((int(np.clip(y, 0, max(H - crop, 0))), int(np.clip(x, 0, max(W - crop, 0)))))
+    for _ in range(background):
+        corners.append((int(rng.integers(0, max(H - crop, 0) + 1)), int(rng.integers(0, max(W - crop, 0) + 1))))
+    return corners
+
+
+def cut_crops(frames, positive, scale: float, opts: LocateOptions, rng):
+    """(crops (N, crop, crop, 3) uint8, targets (N, h, w, 4) float32) from whole frames at ``scale``."""
+    crops, targets = [], []
+    c = opts.crop
+    for frame in frames:
+        _, fitted, s = scaled_frame(frame, scale)
+        if fitted.shape[0] < c or fitted.shape[1] < c:
+            continue
+        boxes = frame.boxes_of(positive) * s
+        for y, x in crop_windows(boxes, fitted.shape[:2], c, opts.per_frame, opts.background, rng):
+            img = fitted[y:y + c, x:x + c]
+            b = boxes - np.array([x, y, x, y], np.float32)
+            if rng.random() < 0.5:
+                img = img[:, ::-1]
+                b = np.stack([c - b[:, 2], b[:, 1], c - b[:, 0], b[:, 3]], 1) if len(b) else b
+            t = render_targets(b, (c, c))
+            if opts.jitter:
+                # webcams differ in exposure and contrast: vary both so the cache does not repeat one look
+                gain, contrast = rng.uniform(1 - opts.jitter, 1 + opts.jitter, 2)
+                mean = img.mean()
+                img = np.clip((img.astype(np.float32) - mean) * contrast + mean * gain, 0, 255).astype(np.uint8)
+            crops.append(np.ascontiguousarray(img))
+            targets.append(np.concatenate([t.heat[..., None], t.size, t.mask[..., None]], -1))
+    return np.stack(crops), np.stack(targets).astype(np.float32)
+
+
+def encode(enc, crops: np.ndarray, batch: int = 32) -> list[np.ndarray]:
+    """The encoder's three skip features of every crop, float16 (the cache the decoder trains on)."""
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for i in range(0, len(crops), batch):
+        x = crops[i:i + batch].astype(np.float32) / 127.5 - 1.0
+        for k, f in enumerate(enc(x, training=False)):
+            parts[k].append(np.asarray(f).astype(np.float16))
+    return [np.concatenate(p) for p in parts]
+
+
+def _batches_class():
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        """Float32 batches from the float16 feature cache, so the cache is never held twice in memory."""
+
+        def __init__(self, feats, targets, batch=32, shuffle=False, seed=0):
+            super().__init__()
+            self.feats, self.targets, self.batch = feats, targets, batch
+            self.order = np.arange(len(targets))
+            self.rng = np.random.default_rng(seed) if shuffle else None
+            self.on_epoch_end()
+
+        def __len__(self):
+            return -(-len(self.targets) // self.batch)
+
+        def __getitem__(self, k):
+            idx = np.sort(self.order[k * self.batch:(k + 1) * self.batch])
+            return tuple(f[idx].astype(np.float32) for f in self.feats), self.targets[idx]
+
+        def on_epoch_end(self):
+            if self.rng is not None:
+                self.rng.shuffle(self.order)
+
+    return Batches
+
+
+def _Batches(feats, targets, shuffle=False, seed=0):
+    return _batches_class()(feats, targets, shuffle=shuffle, seed=seed)
+
+
+def fit_head(head, train, val, opts: LocateOptions) -> dict:
+    """Fit the decoder on cached features; returns epochs run, best validation loss and whether the budget stopped it."""
+    import keras
+
+    from training.locate import locate_loss, training_model
+
+    model = training_model(head, opts.dropout)
+    model.compile(optimizer=keras.optimizers.AdamW(opts.lr, weight_decay=1e-4), loss=locate_loss)
+    start, stopped = time.monotonic(), {"budget": False}
+
+    class Budget(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            spent = time.monotonic() - start
+            if opts.time_budget_s and spent * (epoch + 2) / (epoch + 1) > opts.time_budget_s:
+                stopped["budget"] = True
+                self.model.stop_training = True
+
+    stop = keras.callbacks.EarlyStopping(patience=opts.patience, restore_best_weights=True)
+    slower = keras.callbacks.ReduceLROnPlateau(factor=0.3, patience=max(2, opts.patience // 3), verbose=0)
+    hist = model.fit(_Batches(*train, shuffle=True, seed=opts.seed), epochs=opts.epochs,
+                     validation_data=_Batches(*val), callbacks=[stop, slower, Budget()], verbose=2)
+    losses = hist.history["val_loss"]
+    return {"epochs": len(losses), "best_val_loss": float(min(losses)), "stopped_by_budget": stopped["budget"],
+            "seconds": round(time.monotonic() - start, 1)}
+
+
+def frame_boxes(inference, frame, scale: float, floor: float = 0.05):
+    """(boxes in native pixels, scores) of the head on one whole frame, decoded at ``floor``."""
+    _, fitted, s = scaled_frame(frame, scale)
+    out = inference(fitted[None].astype(np.float32), training=False)
+    boxes, scores = decode(np.asarray(out["centres"])[0, ..., 0], np.asarray(out["sizes"])[0], floor)
+    return boxes / s, scores
+
+
+def choose_threshold(found, gts, max_false_per_frame: float) -> dict:
+    """The lowest peak threshold with at most ``max_false_per_frame`` false boxes per frame (centre-hit or IoU 0.1)."""
+    from edge.locmetrics import match
+
+    levels = np.round(np.arange(0.05, 0.96, 0.025), 3)
+    rows = []
+    for t in levels:
+        false = hit = total = 0
+        for (boxes, scores), gt in zip(found, gts):
+            keep = scores >= t
+            m = match(boxes[keep], gt, 0.1, scores[keep])
+            false += int(m["pred_false"].sum())
+            hit += int(m["gt_found_centre"].sum())
+            total += len(gt)
+        rows.append({"threshold": float(t), "false_per_frame": false / len(gts), "recall": hit / max(total, 1)})
+    ok = [r for r in rows if r["false_per_frame"] <= max_false_per_frame]
+    best = ok[0] if ok else rows[-1]
+    return {**best, "frames": len(gts), "max_false_per_frame": max_false_per_frame, "met": bool(ok), "levels": rows}
+
+
+def train_locate(opts: LocateOptions) -> dict:
+    """Train the head on the classifier run ``opts.from_run``; returns the new run's ``run.json``."""
+    import keras
+
+    from training.locate import build_head, check_channels, combined_inference, encoder
+    from training.train import load_run
+
+    t0 = time.monotonic()
+    classifier, info = load_run(opts.from_run)
+    scale = float(info.get("frame_scale") or 1.0)
+    channels = check_channels(classifier)
+    frames = run_frames(opts)
+    rng = np.random.default_rng(opts.seed)
+    enc = encoder(classifier, (opts.crop, opts.crop, 3))
+    data = {}
+    for split in ("train", "val"):
+        crops, targets = cut_crops(frames[split], opts.positive, scale, opts, rng)
+        data[split] = (encode(enc, crops), targets)
+        log.info("%s: %d crops of %d px from %d frames at scale %g, %d vessel centres", split, len(crops), opts.crop,
+                 len(frames[split]), scale, int(targets[..., 3].sum()))
+    cached_s = time.monotonic() - t0
+    keras.utils.set_random_seed(opts.seed)
+    head = build_head(channels, opts.width)
+    fit = fit_head(head, data["train"], data["val"], opts)
+    log.info("head: %s epochs in %s s, best validation loss %.4f", fit["epochs"], fit["seconds"], fit["best_val_loss"])
+    inference = combined_inference(classifier, head)
+    val = frames["val"][:opts.threshold_frames]
+    found = [frame_boxes(inference, f, scale) for f in val]
+    choice = choose_threshold(found, [f.boxes_of(opts.positive) for f in val], opts.max_false_per_frame)
+    log.info("peak threshold %.3f on %d validation frames: %.2f false boxes per frame, centre-hit recall %.3f",
+             choice["threshold"], choice["frames"], choice["false_per_frame"], choice["recall"])
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    head.save(out / "head.keras")
+    shutil.copyfile(Path(opts.from_run) / "model.keras", out / "model.keras")
+    shutil.copyfile(Path(opts.from_run) / "split.json", out / "split.json")
+    run = dict(info)
+    run["head"] = {"kind": "locate", "stride": STRIDE, "threshold": choice["threshold"], "nms_iou": 0.3,
+                   "size_encoding": "log(side / stride)", "width": opts.width, "crop": opts.crop,
+                   "per_frame": opts.per_frame, "background": opts.background, "jitter": opts.jitter, "dropout": opts.dropout, "lr": opts.lr,
+                   "from_run": str(Path(opts.from_run).resolve()), "datasets": list(opts.datasets),
+                   "positive": list(opts.positive), "crops": {k: int(len(v[1])) for k, v in data.items()},
+                   "fit": fit, "threshold_choice": choice, "seconds_caching": round(cached_s, 1),
+                   "seconds": round(time.monotonic() - t0, 1)}
+    atomic.write_text(out / "run.json", json.dumps(run, indent=2) + "\n")
+    return run
+
+
+def load_head(run: str | Path):
+    """The decoder of a head run, or None for a plain classifier run."""
+    import keras
+
+    path = Path(run) / "head.keras"
+    if not path.is_file():
+        return None
+    return keras.models.load_model(path, compile=False)
