@@ -147,6 +147,7 @@ class ThreadedCapture:
         self._finished = threading.Event()
         self._thread: threading.Thread | None = None
         self._counts = dict.fromkeys(("read", "delivered", "dropped", "corrupt", "skipped", "reconnects", "reconnect_failures"), 0)
+        self._holding = False
         self.error: BaseException | None = None
 
     # ---- consumer side
@@ -180,9 +181,13 @@ class ThreadedCapture:
         return self._finished.is_set() and self._queue.empty()
 
     def stats(self) -> dict[str, Any]:
-        """Counters: read, delivered, dropped, corrupt, skipped, reconnects, reconnect_failures, queued, error."""
+        """Counters: read, delivered, dropped, corrupt, skipped, reconnects, reconnect_failures, queued, error.
+
+        ``holding`` is True while the capture thread has a frame it has read and not yet queued
+        (fitting it, or waiting for room in the queue): the source is delivering, the consumer is behind.
+        """
         return {**self._counts, "queued": self._queue.qsize(), "mode": self.mode.value,
-                "error": None if self.error is None else str(self.error)}
+                "holding": self._holding, "error": None if self.error is None else str(self.error)}
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the capture thread to stop and wait for it up to ``timeout`` seconds."""
@@ -212,6 +217,7 @@ class ThreadedCapture:
         due = time.monotonic()
         try:
             while not self._stop.is_set():
+                self._holding = False
                 try:
                     frame = src.read()
                 except FrameError as exc:
@@ -233,6 +239,7 @@ class ThreadedCapture:
                     continue
                 index, position = position, position + 1
                 counts["read"] += 1
+                self._holding = True  # until the frame is queued or skipped: the camera delivered, we are behind
                 if index % self.stride:
                     counts["skipped"] += 1
                     continue
@@ -262,6 +269,7 @@ class ThreadedCapture:
                         log.exception("preparing frame %d of %r failed; passing it on unprepared", index, src)
                 self._put(CapturedFrame(index, t_captured, frame, prepared, t_wall=t_wall, media_ms=media_ms,
                                         file=getattr(src, "file_name", None)))
+                self._holding = False
         except BaseException as exc:  # never die silently on a thread
             self.error = exc
             log.exception("capture thread of %r crashed", src)

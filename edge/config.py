@@ -130,6 +130,11 @@ def _coerce(action: argparse.Action, key: str, value: Any, source: str) -> Any:
         if not isinstance(value, bool):
             raise refuse("true or false")
         return value
+    if isinstance(action, argparse._AppendAction):  # a repeatable flag (--sink): a list, maybe empty
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+            raise refuse("a string or a list of strings")
+        return [action.type(v) if action.type is not None else v for v in items]
     if action.nargs in ("+", "*"):
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not items or not all(isinstance(v, str) for v in items):

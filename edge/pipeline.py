@@ -307,8 +307,9 @@ class _Loop:
 
     def quiet(self) -> bool:
         """The camera sent nothing for ``hysteresis.interrupt_s``: end an open event, marked interrupted (quiet watch)."""
-        if self.capture is not None and self.capture.stats()["queued"]:
-            return False  # frames are waiting: a slow model, not a lost camera
+        cap = self.capture.stats() if self.capture is not None else {}
+        if cap.get("queued") or cap.get("holding"):
+            return False  # frames are waiting, or one read is waiting for room: a slow model, not a lost camera
         with self.lock:
             update = self.tracker.interrupt(time.monotonic() - self.started)
             if update is None:

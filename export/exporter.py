@@ -6,6 +6,7 @@ import contextlib
 import datetime as _dt
 import logging
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,9 +169,10 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
     fp32_onnx = None
     written, unmet = [], []
     try:
-        for key in options.formats:
+        for i, key in enumerate(options.formats, 1):
             fmt = TABLE[key]
-            log.info("export: %s", key)
+            started = time.monotonic()
+            log.info("export [%d/%d]: %s ...", i, len(options.formats), key)
             plan = None
             if key.startswith("tflite"):
                 from export import tflite_format
@@ -218,6 +220,8 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
                 extra["head"] = {k: info["head"][k] for k in ("kind", "stride", "threshold", "nms_iou", "size_encoding")}
             extra.update(options.extra)
             written.append(_write_pair(out / fmt.filename, content, info, key, inp, outs, size, w, b, pooling, extra))
+            log.info("export [%d/%d]: %s written, %.1f MB in %.0f s", i, len(options.formats), key,
+                     len(content) / 2**20, time.monotonic() - started)
     finally:
         shutil.rmtree(saved, ignore_errors=True)
     if unmet:

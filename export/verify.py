@@ -9,6 +9,7 @@ and a quick latency figure. Gates per format make the command fail in CI.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from edge import atomic
 from edge.errors import ConfigError, DataError
 from edge.manifest import find_manifests, load_manifest
 from edge.metrics import pearson, top_region_iou  # heatmap agreement; edge/metrics.py holds them for export/precision.py too
+
+log = logging.getLogger("edgecam.export")
 
 GATE_KEYS = ("max_abs_score_diff", "max_mean_abs_score_diff", "min_agreement", "max_balanced_accuracy_drop",
              "min_cam_correlation", "allow_collapse")
@@ -270,10 +273,14 @@ def verify(export_dir: str | Path, data: str | Path, positive: str | None = None
     ref = keras_reference(run, images, d.targets, first.task)
     gates = load_gates(gates_file)
     rows = []
-    for mp in manifests:
+    for i, mp in enumerate(manifests, 1):
+        started = time.monotonic()
+        log.info("verify [%d/%d]: %s on %d images ...", i, len(manifests), mp.name, len(images))
         row = compare_artifact(mp, ref, margin=margin)
         row["failures"] = apply_gates(row, gates)
         rows.append(row)
+        log.info("verify [%d/%d]: %s %s in %.0f s", i, len(manifests), mp.name,
+                 "passed" if not row["failures"] else f"failed {len(row['failures'])} gate(s)", time.monotonic() - started)
     result = {"data": str(data), "images": len(images), "input_size": list(size), "run": str(run), "margin": margin,
               "artifacts": rows, "gates": gates, "passed": all(not r["failures"] for r in rows)}
     out = Path(out or export_dir)
@@ -312,7 +319,8 @@ def frame_fidelity(export_dir: str | Path, frames: str | Path, size: tuple[int, 
     thr = np.asarray(first.thresholds, np.float32)
     positive = (ref.scores >= thr).any(1) if first.task != "multiclass" else np.ones(len(images), bool)
     rows = []
-    for mp in manifests:
+    for i, mp in enumerate(manifests, 1):
+        log.info("verify --frames [%d/%d]: %s on %d frames ...", i, len(manifests), mp.name, len(images))
         m = load_manifest(mp)
         _, cams, _ = runtime_outputs(mp, images, ref.scores.argmax(1), latency_runs=1)
         r = np.array([pearson(a, b) for a, b in zip(cams, ref.cams)])

@@ -66,5 +66,9 @@ def test_the_table_warns_that_quick_figures_mean_nothing(demo, capsys):
     print_table(summary, out)
     printed = capsys.readouterr().out
     assert "int8 agreement with Keras" in printed and "not a model" in printed
+    # the outputs line names what is in the folder and nothing else (it once listed a frame.png never written)
+    listed = printed.split(f"outputs in {out}: ", 1)[1].splitlines()[0].split(", ")
+    assert listed == sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if not p.name.startswith("."))
+    assert "frames.jsonl" in listed and "export/" in listed
     print_table({**summary, "quick": False}, out)
     assert "not a model" not in capsys.readouterr().out

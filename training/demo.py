@@ -147,7 +147,7 @@ def run_demo(opts: DemoOptions) -> dict:
         print(f"[demo] {name}: {steps[name]:.1f} s")
 
     s = time.monotonic()
-    info = generate_dataset(out / "data", n_train=plan["n_train"], n_val=plan["n_val"], seed=opts.seed)
+    generate_dataset(out / "data", n_train=plan["n_train"], n_val=plan["n_val"], seed=opts.seed)
     clip = SceneClip(seed=opts.seed, n_frames=plan["frames"], width=plan["clip_wh"][0], height=plan["clip_wh"][1])
     clip.write(out / "data" / "clip.mp4", out / "data" / "clip_boxes.jsonl")
     step("generate", s)
@@ -266,4 +266,6 @@ def print_table(s: dict, out: Path) -> None:
     if s.get("quick"):
         print("\n--quick trains one epoch on 64 stills: a check that every step runs, not a model. Its accuracy\n"
               "and int8 agreement figures mean nothing; run `make demo` for real ones.")
-    print(f"\noutputs in {out}: video.mp4, frames.jsonl, summary.json, frame.png, export/, train/")
+    # listed from the folder, so a file the run did not write (frame.png when no ship was boxed) is not named
+    listed = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(out).iterdir() if not p.name.startswith("."))
+    print(f"\noutputs in {out}: {', '.join(listed)}")

@@ -112,7 +112,7 @@ def test_calibration_is_stratified(scenes):
     assert cal.images.shape == (20, 32, 32, 3) and cal.images.dtype == np.uint8
 
 
-def test_export_killed_midway_leaves_no_partial_files(tiny_run, scenes, tmp_path, monkeypatch):
+def test_export_killed_midway_leaves_no_partial_files(tiny_run, scenes, tmp_path, monkeypatch, caplog):
     """The ONNX step dies after the TFLite pair is written: what is there is whole, nothing is half-written."""
     from export import onnx_format
     from export.exporter import ExportOptions, export_run
@@ -122,8 +122,12 @@ def test_export_killed_midway_leaves_no_partial_files(tiny_run, scenes, tmp_path
 
     monkeypatch.setattr(onnx_format, "convert_fp32", die)
     out = tmp_path / "exp"
-    with pytest.raises(KeyboardInterrupt):
+    with caplog.at_level("INFO", logger="edgecam.export"), pytest.raises(KeyboardInterrupt):
         export_run(tiny_run, out, ExportOptions(formats=("tflite-fp32", "onnx-fp32"), calib=None))
+    # progress per artifact: the first was started and written, the second started and never finished
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("export [")]
+    assert [m.split(" ...")[0].split(" written")[0] for m in progress] == ["export [1/2]: tflite-fp32"] * 2 + ["export [2/2]: onnx-fp32"]
+    assert "written" in progress[1] and " MB in " in progress[1]
     names = sorted(p.name for p in out.iterdir())
     assert names == ["model-fp32.tflite", "model-fp32.tflite.manifest.json"]
     load_manifest(out / "model-fp32.tflite.manifest.json")  # whole and matching

@@ -64,8 +64,11 @@ def test_gate_file_overrides_and_rejects_unknown(tmp_path):
 
 
 @pytest.mark.slow
-def test_verify_on_generated_scenes_writes_reports(tiny_export, scenes):
-    r = verify(tiny_export, scenes / "val")
+def test_verify_on_generated_scenes_writes_reports(tiny_export, scenes, caplog):
+    with caplog.at_level("INFO", logger="edgecam.export"):
+        r = verify(tiny_export, scenes / "val")
+    done = [r_.getMessage() for r_ in caplog.records if r_.getMessage().startswith("verify [") and " in " in r_.getMessage()]
+    assert len(done) == 6 and done[0].startswith("verify [1/6]: ") and done[-1].startswith("verify [6/6]: ")
     assert {a["format"] for a in r["artifacts"]} == {"tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8",
                                                      "onnx-fp32", "onnx-int8"}
     by = {a["format"]: a for a in r["artifacts"]}
