@@ -197,6 +197,10 @@ class Recorder:
             log.warning("the source reports %r fps; the video is written at 15 fps", fps)
             fps = 15.0
         if self.options.segment_s is None:
+            if live:
+                # one file holds one frame rate: a camera slower than it claims, or an outage, shortens the video
+                log.warning("one video.mp4 (--segment-seconds 0) is written at %g fps, frame after frame; its duration "
+                            "follows the camera's clock only in segments (the default)", fps)
             self.sinks["video"] = VideoSink(self.folder / "video.mp4", fps=fps)
         else:
             from edge.segments import SegmentedVideoSink

@@ -117,18 +117,22 @@ class Retention:
         for _, path, size in self.segments()[:-1]:
             if enough():
                 break
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                log.warning("--retain could not delete %s: %s", path, exc)
-                continue
-            deleted += 1
-            self.deleted += 1
-            self.deleted_bytes += size
-            log.info("--retain deleted %s (%.1f MB) to make room on a low disk", path, size / 1e6)
+            deleted += self._delete(path, size, "to make room on a low disk") is True
         return deleted
+
+    def _delete(self, path: Path, size: int, why: str) -> bool | None:
+        """Unlink one closed segment: True (deleted, counted, logged), None (already gone), False (refused, logged)."""
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("--retain could not delete %s: %s", path, exc)
+            return False
+        self.deleted += 1
+        self.deleted_bytes += size
+        log.info("--retain deleted %s (%.1f MB, %s)", path, size / 1e6, why)
+        return True
 
     def apply(self) -> int:
         """Delete what the limits say must go; returns how many segments were deleted now."""
@@ -140,16 +144,9 @@ class Retention:
             too_big = self.policy.max_bytes is not None and total > self.policy.max_bytes
             if not (too_old or too_big):
                 break
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("--retain could not delete %s: %s", path, exc)
+            outcome = self._delete(path, size, "too old" if too_old else "over the size limit")
+            if outcome is False:
                 continue
-            total -= size
-            deleted += 1
-            self.deleted += 1
-            self.deleted_bytes += size
-            log.info("--retain deleted %s (%.1f MB, %s)", path, size / 1e6, "too old" if too_old else "over the size limit")
+            total -= size  # deleted now, or already gone
+            deleted += outcome is True
         return deleted

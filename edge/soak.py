@@ -61,8 +61,11 @@ def growth_per_100k(samples: list[tuple[int, float]]) -> float | None:
     return round(float(slope) * 100_000, 4)
 
 
-def tiny_onnx_model(folder: Path) -> Path:
-    """Write a three-node ONNX model (score from red pixels, the scaled image as CAM features) and its manifest."""
+def tiny_onnx_model(folder: Path, name: str = "soak") -> Path:
+    """Write ``NAME.onnx``, a three-node ONNX model (score from red pixels, the scaled image as CAM features), and its manifest.
+
+    The soak runs it; the fleet and recording tests use it as their model too.
+    """
     try:
         from onnx import TensorProto, helper, numpy_helper
     except ImportError as exc:
@@ -77,7 +80,7 @@ def tiny_onnx_model(folder: Path) -> Path:
              helper.make_node("ReduceMax", ["logits"], ["pooled"], axes=[1, 2], keepdims=0),
              helper.make_node("Sigmoid", ["pooled"], ["scores"])]
     graph = helper.make_graph(
-        nodes, "soak", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", "h", "w", 3])],
+        nodes, name, [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", "h", "w", 3])],
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", 1]),
          helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", "h", "w", 3])],
         [numpy_helper.from_array(np.array(1 / 255, np.float32), "inv255"), numpy_helper.from_array(w, "w"),
@@ -86,24 +89,25 @@ def tiny_onnx_model(folder: Path) -> Path:
     model.ir_version = 8
     content = model.SerializeToString()
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "soak.onnx").write_bytes(content)
+    (folder / f"{name}.onnx").write_bytes(content)
     manifest = Manifest(
-        format="onnx-fp32", artifact="soak.onnx", sha256=hashlib.sha256(content).hexdigest(), size_bytes=len(content),
+        format="onnx-fp32", artifact=f"{name}.onnx", sha256=hashlib.sha256(content).hexdigest(), size_bytes=len(content),
         task="binary", labels=("ship",), negative_label="no_ship", thresholds=(0.5,), threshold_rule="fixed",
         input=TensorSpec("image", "image", (1, -1, -1, 3), "float32", "image"),
         outputs=(TensorSpec("scores", "scores", (1, 1), "float32", "scores"),
                  TensorSpec("features", "features", (1, -1, -1, 3), "float32", "features")),
         input_size=(32, 32), preprocessing={"color": "RGB", "range": [0, 255], "layout": "NHWC", "resize": "stretch"},
         cam=CamSpec(w, b, "max"))
-    return save_manifest(manifest, folder / "soak.onnx.manifest.json")
+    return save_manifest(manifest, folder / f"{name}.onnx.manifest.json")
 
 
 def soak(out: Path, frames: int = 100_000, model: str | None = None, warmup: int = 2_000, sample_every: int = 1_000,
          video: bool = False, size: tuple[int, int] = (320, 180)) -> dict[str, Any]:
     """Run ``frames`` synthetic frames through ``edge.pipeline.run`` and return the figures (see the module docstring)."""
     from edge.backends import BackendOptions, create_backend
-    from edge.bench import machine_info
+    from edge import atomic
     from edge.detector import Detector, DetectorOptions
+    from edge.machine import machine_info, peak_rss_mib
     from edge.manifest import find_manifests, load_manifest
     from edge.pipeline import RunOptions, run
     from edge.recording import RecordingOptions
@@ -137,8 +141,6 @@ def soak(out: Path, frames: int = 100_000, model: str | None = None, warmup: int
     seconds = time.monotonic() - started
     rss_after = rss_mb()  # the run has closed its sinks and threads: not a frame sample
     after = [s for s in samples if s[0] >= warmup]
-    from edge.bench import peak_rss_mib
-
     report = {
         "frames": summary["frames"], "seconds": round(seconds, 1), "fps": round(summary["frames"] / seconds, 1),
         "ended_by": summary["ended_by"], "errors": summary["errors"], "video": video, "frame_size": list(size),
@@ -152,7 +154,7 @@ def soak(out: Path, frames: int = 100_000, model: str | None = None, warmup: int
     }
     growth = report["growth_mb_per_100k_frames"]
     report["within_limit"] = None if growth is None else growth < GROWTH_LIMIT_MB
-    (out / "soak.json").write_text(json.dumps({**report, "samples": samples}, indent=1) + "\n")
+    atomic.write_json(out / "soak.json", {**report, "samples": samples})
     return report
 
 

@@ -8,7 +8,6 @@ Everything talks to 127.0.0.1 only, and every wait is bounded.
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
 import os
 import shutil
@@ -218,41 +217,12 @@ def read_jsonl(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    """A 3-node ONNX model with a manifest: the score rises with red pixels (as in test_recording.py)."""
+    """A 3-node ONNX model with a manifest: the score rises with red pixels (the soak's model, named tiny.onnx)."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
+    from edge.soak import tiny_onnx_model
 
-    from edge.manifest import CamSpec, Manifest, TensorSpec, save_manifest
-
-    folder = tmp_path_factory.mktemp("fleet_model")
-    w, b = np.array([[4.0], [-2.0], [-2.0]], np.float32), np.array([-0.5], np.float32)
-    nodes = [
-        helper.make_node("Mul", ["image", "inv255"], ["features"]),
-        helper.make_node("MatMul", ["features", "w"], ["mm"]),
-        helper.make_node("Add", ["mm", "b"], ["logits"]),
-        helper.make_node("ReduceMax", ["logits"], ["pooled"], axes=[1, 2], keepdims=0),
-        helper.make_node("Sigmoid", ["pooled"], ["scores"]),
-    ]
-    graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", "h", "w", 3])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", 1]),
-         helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", "h", "w", 3])],
-        [numpy_helper.from_array(np.array(1 / 255, np.float32), "inv255"), numpy_helper.from_array(w, "w"),
-         numpy_helper.from_array(b, "b")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    content = model.SerializeToString()
-    (folder / "tiny.onnx").write_bytes(content)
-    manifest = Manifest(
-        format="onnx-fp32", artifact="tiny.onnx", sha256=hashlib.sha256(content).hexdigest(), size_bytes=len(content),
-        task="binary", labels=("ship",), negative_label="no_ship", thresholds=(0.5,), threshold_rule="fixed",
-        input=TensorSpec("image", "image", (1, -1, -1, 3), "float32", "image"),
-        outputs=(TensorSpec("scores", "scores", (1, 1), "float32", "scores"),
-                 TensorSpec("features", "features", (1, -1, -1, 3), "float32", "features")),
-        input_size=(32, 32), preprocessing={"color": "RGB", "range": [0, 255], "layout": "NHWC", "resize": "stretch"},
-        cam=CamSpec(w, b, "max"))
-    return save_manifest(manifest, folder / "tiny.onnx.manifest.json")
+    return tiny_onnx_model(tmp_path_factory.mktemp("fleet_model"), "tiny")
 
 
 def edgecam_cmd() -> list[str]:

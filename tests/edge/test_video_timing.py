@@ -101,3 +101,17 @@ def test_a_run_says_how_its_video_was_timed_and_what_it_left_out(tmp_path):
     # frames at 0.0-3.9 s of the file into 5 fps: video frames 0-20, one for every other frame after the first
     assert video["timing"] == "media" and video["left_out_early_frames"] == 19
     assert _video(tmp_path / "run" / "video" / "000001.mp4")[0] == 21
+
+
+def test_one_video_file_of_a_live_source_says_it_keeps_the_nominal_rate(tmp_path, caplog):
+    # --segment-seconds 0: one video.mp4 at one frame rate cannot follow the camera's clock; the run says so once
+    from edge.recording import Recorder, RecordingOptions
+
+    for live, warned in ((True, 1), (False, 0)):
+        rec = Recorder(tmp_path / str(live), RecordingOptions(run_id="r1", segment_s=None))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="edge.recording"):
+            rec.open_video(15.0, live=live)
+        rec.close()
+        said = [r.getMessage() for r in caplog.records if "--segment-seconds 0" in r.getMessage()]
+        assert len(said) == warned and (not said or "written at 15 fps" in said[0])
