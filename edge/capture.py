@@ -239,7 +239,7 @@ class ThreadedCapture:
                     continue
                 index, position = position, position + 1
                 counts["read"] += 1
-                self._holding = True  # until the frame is queued or skipped: the camera delivered, we are behind
+                self._holding = True  # until the next read: the camera delivered, whatever the consumer does
                 if index % self.stride:
                     counts["skipped"] += 1
                     continue
@@ -269,11 +269,11 @@ class ThreadedCapture:
                         log.exception("preparing frame %d of %r failed; passing it on unprepared", index, src)
                 self._put(CapturedFrame(index, t_captured, frame, prepared, t_wall=t_wall, media_ms=media_ms,
                                         file=getattr(src, "file_name", None)))
-                self._holding = False
         except BaseException as exc:  # never die silently on a thread
             self.error = exc
             log.exception("capture thread of %r crashed", src)
         finally:
+            self._holding = False  # the loop's top clears it for the next read; here, for good
             try:
                 src.close()
             except Exception as exc:

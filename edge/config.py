@@ -130,16 +130,12 @@ def _coerce(action: argparse.Action, key: str, value: Any, source: str) -> Any:
         if not isinstance(value, bool):
             raise refuse("true or false")
         return value
-    if isinstance(action, argparse._AppendAction):  # a repeatable flag (--sink): a list, maybe empty
+    repeatable = isinstance(action, argparse._AppendAction)  # --sink: a list, empty when never given
+    if repeatable or action.nargs in ("+", "*"):
         items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        if not isinstance(items, list) or not (items or repeatable) or not all(isinstance(v, str) for v in items):
             raise refuse("a string or a list of strings")
-        return [action.type(v) if action.type is not None else v for v in items]
-    if action.nargs in ("+", "*"):
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not items or not all(isinstance(v, str) for v in items):
-            raise refuse("a string or a list of strings")
-        return items
+        return [action.type(v) for v in items] if action.type is not None else items
     if action.type in (int, float):
         ok = isinstance(value, int) or (action.type is float and isinstance(value, float) and math.isfinite(value))
         if isinstance(value, bool) or not ok:
