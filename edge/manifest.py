@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -28,7 +29,19 @@ MANIFEST_SUFFIX = ".manifest.json"
 ROLES = ("scores", "features")
 # a localisation head adds both of these (centre heatmap, log box sizes) or neither
 HEAD_ROLES = ("centres", "sizes")
-TASKS = ("binary", "multiclass", "multilabel")
+
+
+class Task(StrEnum):
+    """What a model's scores mean. A ``StrEnum``: it compares equal to its string in run.json."""
+
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+    MULTILABEL = "multilabel"
+
+
+TASKS = tuple(t.value for t in Task)
+
+
 class ArtifactPathError(ManifestError):
     """A manifest's ``artifact`` would reach outside the manifest's folder (absolute, ``..`` or a symlink out)."""
 
