@@ -28,6 +28,7 @@ class KerasModel:
     """The run's Keras model as a robustness model function: scores and raw CAMs of the positive class."""
 
     def __init__(self, run: str | Path, input_size: tuple[int, int], batch: int = 128) -> None:
+        from edge.cam import DenseCAM
         from training.model import cam_weights, inference_model
         from training.train import load_run
 
@@ -35,7 +36,7 @@ class KerasModel:
         if self.info["task"] != "binary":
             raise ConfigError(f"robustness: expected a binary (one-vs-rest) model; {run} is {self.info['task']}")
         self.inference = inference_model(self.model, "binary", input_size=tuple(input_size))
-        self.weights = cam_weights(self.model)[0][:, 0].astype(np.float32)
+        self.cam = DenseCAM(*cam_weights(self.model)[:2])
         self.threshold = float((self.info.get("thresholds") or [0.5])[0])
         self.batch = batch
 
@@ -44,7 +45,7 @@ class KerasModel:
         for i in range(0, len(images), self.batch):
             out = self.inference(images[i : i + self.batch].astype(np.float32), training=False)
             scores.append(np.asarray(out["scores"])[:, 0])
-            cams.append(np.asarray(out["features"], np.float32) @ self.weights)
+            cams.append(np.stack([self.cam.raw(f, 0) for f in np.asarray(out["features"])]))
         return np.concatenate(scores).astype(np.float64), np.concatenate(cams)
 
 

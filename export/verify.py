@@ -64,10 +64,6 @@ def peak_shift(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.hypot(ya - yb, xa - xb))
 
 
-def cam_maps(features: np.ndarray, weights: np.ndarray, class_index: int = 0) -> np.ndarray:
-    return np.einsum("nhwk,k->nhw", features.astype(np.float32), weights[:, class_index])
-
-
 @dataclass(frozen=True)
 class Reference:
     """Keras outputs on the verification images."""

@@ -189,6 +189,7 @@ def cell_maps(model_path: Path, frames, scale: float):
     """``(frame, image, cell probabilities (h, w))`` of a model over each whole frame, resized as the runtime does."""
     import keras
 
+    from edge.cam import DenseCAM
     from edge.imageio import read_image
     from edge.preprocess import fit, scaled_input_size
     from training.model import cam_weights, inference_model
@@ -196,11 +197,12 @@ def cell_maps(model_path: Path, frames, scale: float):
     model = keras.models.load_model(model_path, compile=False)
     inference = inference_model(model, "binary", dynamic=True)
     w, b, _ = cam_weights(model)
+    cam = DenseCAM(w, b)
     for frame in frames:
         image = read_image(frame.path)
         fitted, _ = fit(image, scaled_input_size(image.shape[:2], scale))
         feats = np.asarray(inference(fitted[None].astype(np.float32))["features"])[0]
-        yield frame, image, 1.0 / (1.0 + np.exp(-(feats @ w[:, 0] + b[0])))
+        yield frame, image, 1.0 / (1.0 + np.exp(-(cam.raw(feats, 0) + b[0])))
 
 
 def fit_frame_threshold(maps, positive: tuple[str, ...], scale: float, max_false_per_frame: float = 0.5,

@@ -84,14 +84,15 @@ def pointing_hit(peak: tuple[float, float], boxes: np.ndarray, tolerance: float 
 
 def keras_pointing_game(run: Path, clip, size: tuple[int, int]) -> tuple[float, float, int]:
     """Pointing game of the Keras model itself on the clip (its CAM at frame size)."""
-    from edge.cam import peak_location
+    from edge.cam import DenseCAM, peak_location
     from edge.preprocess import fit
     from training.model import cam_weights, inference_model
     from training.train import load_run
 
     model, info = load_run(run)
     inf = inference_model(model, info["task"], input_size=size)
-    w = cam_weights(model)[0][:, 0]
+    w, b, _ = cam_weights(model)
+    cam = DenseCAM(w, b)
     hits, near, n = 0, 0, 0
     batch, boxes_list, shapes = [], [], []
 
@@ -101,7 +102,7 @@ def keras_pointing_game(run: Path, clip, size: tuple[int, int]) -> tuple[float, 
             return
         out = inf.predict(np.stack(batch).astype(np.float32), verbose=0)
         for feats, boxes, shape in zip(out["features"], boxes_list, shapes):
-            d = pointing_distance(peak_location(feats @ w, shape), boxes)
+            d = pointing_distance(peak_location(cam.raw(feats, 0), shape), boxes)
             hits += d == 0.0
             near += d <= TOLERANCE_PX
             n += 1
