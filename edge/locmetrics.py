@@ -213,16 +213,14 @@ def match(pred: np.ndarray, gt: np.ndarray, iou_threshold: float = 0.1, scores: 
 def pointing_hit(peak: tuple[float, float] | None, gt: np.ndarray, tolerance: float = 0.0) -> bool:
     """True when ``peak`` lies inside any gt box grown by ``tolerance`` pixels on each side.
 
-    No peak (None) or no gt box is a miss.
+    No peak (None) or no gt box is a miss. :func:`edge.metrics.pointing_hit`
+    with the Chebyshev distance, whose tolerance is that grown box.
 
     Example:
         >>> pointing_hit((52.0, 5.0), np.array([[0, 0, 40, 40]]), tolerance=15.0)
         True
     """
-    if not isinstance(tolerance, numbers.Real) or not 0.0 <= tolerance < math.inf:
-        raise ConfigError(f"tolerance: expected a finite number of pixels >= 0; received {tolerance!r}")
-    point, gt = _point(peak, "peak"), _boxes(gt, "gt")
-    return point is not None and bool(_inside(np.array([point]), gt, float(tolerance)).any())
+    return _frame_metrics.pointing_hit(_point(peak, "peak"), _boxes(gt, "gt"), tolerance, metric="chebyshev")
 
 
 def _scores_labels(scores: object, labels: object) -> tuple[np.ndarray, np.ndarray]:

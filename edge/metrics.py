@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
-from edge.errors import DataError
+from edge.errors import ConfigError, DataError
 
 
 def _check(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -202,3 +205,67 @@ def top_region_iou(a: np.ndarray, b: np.ndarray, fraction: float = 0.2) -> float
     ma[np.argsort(-a.ravel(), kind="stable")[:k]] = True
     mb[np.argsort(-b.ravel(), kind="stable")[:k]] = True
     return float((ma & mb).sum() / (ma | mb).sum())
+
+
+# --- the pointing game (Zhang et al., ECCV 2016): does the heatmap's peak fall on a true box? ----------------------
+POINTING_METRICS = ("euclidean", "chebyshev")
+
+
+def pointing_distance(peak: tuple[float, float] | None, boxes, metric: str = "euclidean") -> float:
+    """Distance in pixels from ``peak`` (x, y) to the nearest of ``boxes`` (N, 4) ``x0, y0, x1, y1``; inf when none.
+
+    Boxes are closed (a peak on an edge is inside, at distance 0). With
+    ``metric="euclidean"`` the distance is the straight line to the nearest
+    box point, so a tolerance is a disc around the peak, as in Zhang et al.;
+    with ``"chebyshev"`` it is the larger of the x and y gaps, so a tolerance
+    grows each box by that many pixels on every side. No peak (None) or no
+    box gives inf: a miss at any tolerance.
+
+    Example:
+        >>> pointing_distance((52.0, 44.0), np.array([[0, 0, 40, 40]]))
+        12.649110640673518
+        >>> pointing_distance((52.0, 44.0), np.array([[0, 0, 40, 40]]), metric="chebyshev")
+        12.0
+    """
+    if metric not in POINTING_METRICS:
+        raise ConfigError(f"pointing metric: expected one of {POINTING_METRICS}; received {metric!r}")
+    boxes = _pointing_boxes(boxes)
+    if peak is None or not len(boxes):
+        return float("inf")
+    x, y = _pointing_peak(peak)
+    dx = np.maximum.reduce([boxes[:, 0] - x, np.zeros(len(boxes)), x - boxes[:, 2]])
+    dy = np.maximum.reduce([boxes[:, 1] - y, np.zeros(len(boxes)), y - boxes[:, 3]])
+    gap = np.hypot(dx, dy) if metric == "euclidean" else np.maximum(dx, dy)
+    return float(gap.min())
+
+
+def pointing_hit(peak: tuple[float, float] | None, boxes, tolerance: float = 0.0, metric: str = "euclidean") -> bool:
+    """True when ``peak`` lies in a box or within ``tolerance`` pixels of one (see :func:`pointing_distance`).
+
+    Example:
+        >>> pointing_hit((52.0, 5.0), np.array([[0, 0, 40, 40]]), tolerance=15.0)
+        True
+    """
+    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not 0.0 <= tolerance < math.inf:
+        raise ConfigError(f"tolerance: expected a finite number of pixels >= 0; received {tolerance!r}")
+    return pointing_distance(peak, boxes, metric) <= tolerance
+
+
+def _pointing_boxes(boxes) -> np.ndarray:
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 4))
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise DataError(f"boxes: expected an (N, 4) array of x0, y0, x1, y1; received shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise DataError("boxes: expected finite coordinates; received NaN or inf")
+    flipped = np.flatnonzero((arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1]))
+    if len(flipped):
+        raise DataError(f"boxes: expected x1 >= x0 and y1 >= y0; box {flipped[0]} is {arr[flipped[0]].tolist()}")
+    return arr
+
+
+def _pointing_peak(peak) -> tuple[float, float]:
+    if np.shape(peak) != (2,) or not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in peak):
+        raise DataError(f"peak: expected None or a finite (x, y) pair of numbers; received {peak!r}")
+    return float(peak[0]), float(peak[1])

@@ -20,6 +20,7 @@ import numpy as np
 
 from edge import atomic
 from edge.errors import ConfigError
+from edge.metrics import pointing_distance
 
 log = logging.getLogger("edgecam.demo")
 
@@ -66,20 +67,14 @@ class DemoOptions:
 TOLERANCE_PX = 15  # the pointing game's customary tolerance (Zhang et al., ECCV 2016)
 
 
-def pointing_distance(peak: tuple[float, float], boxes: np.ndarray) -> float:
-    """Distance in pixels from the CAM peak to the nearest box (0 inside a box; x1, y1 exclusive)."""
-    x, y = peak
-    best = np.inf
-    for x0, y0, x1, y1 in np.asarray(boxes, np.float64).reshape(-1, 4):
-        dx = max(x0 - x, 0.0, x - (x1 - 1))
-        dy = max(y0 - y, 0.0, y - (y1 - 1))
-        best = min(best, float(np.hypot(dx, dy)))
-    return best
+def ship_distance(peak: tuple[float, float] | None, boxes) -> float:
+    """:func:`edge.metrics.pointing_distance` from a CAM peak to the clip's ship boxes, whose x1, y1 are exclusive.
 
-
-def pointing_hit(peak: tuple[float, float], boxes: np.ndarray, tolerance: float = 0.0) -> bool:
-    """True when the CAM peak lies inside a true box (or within ``tolerance`` pixels of one)."""
-    return pointing_distance(peak, boxes) <= tolerance
+    The clip's boxes cover pixel columns ``x0 .. x1 - 1``; the metric takes
+    closed boxes, so the last covered pixel is passed as the edge.
+    """
+    closed = np.asarray(boxes, np.float64).reshape(-1, 4) - np.array([0.0, 0.0, 1.0, 1.0])
+    return pointing_distance(peak, closed)
 
 
 def keras_pointing_game(run: Path, clip, size: tuple[int, int]) -> tuple[float, float, int]:
@@ -102,7 +97,7 @@ def keras_pointing_game(run: Path, clip, size: tuple[int, int]) -> tuple[float, 
             return
         out = inf.predict(np.stack(batch).astype(np.float32), verbose=0)
         for feats, boxes, shape in zip(out["features"], boxes_list, shapes):
-            d = pointing_distance(peak_location(cam.raw(feats, 0), shape), boxes)
+            d = ship_distance(peak_location(cam.raw(feats, 0), shape), boxes)
             hits += d == 0.0
             near += d <= TOLERANCE_PX
             n += 1
@@ -190,7 +185,7 @@ def run_demo(opts: DemoOptions) -> dict:
             hits["empty"] += 1
             hits["empty_clear"] += not bool(res.positive[0])
         if len(boxes):
-            d = pointing_distance(res.peak, boxes)
+            d = ship_distance(res.peak, boxes)
             hits["n"] += 1
             hits["hit"] += d == 0.0
             hits["near"] += d <= TOLERANCE_PX

@@ -88,3 +88,4 @@ def test_cam_reference_is_dense_cam_on_the_keras_features():
     w = model.get_layer("logits").get_weights()[0]
     np.testing.assert_allclose(cams, np.tensordot(feats, w[:, 0], axes=([3], [0])), rtol=1e-5, atol=1e-5)
     assert scores.shape == (2, 1) and np.abs(cams).max() > 0.0
+
