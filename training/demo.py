@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,97 +118,143 @@ def keras_pointing_game(run: Path, clip, size: tuple[int, int]) -> tuple[float, 
     return hits / n, near / n, n
 
 
+class _StepTimer:
+    """Seconds of each demo step, printed as each one ends: ``with timer("train"): ...``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        started = time.monotonic()
+        yield
+        self.seconds[name] = round(time.monotonic() - started, 1)
+        print(f"[demo] {name}: {self.seconds[name]:.1f} s")
+
+
+class ClipScore:
+    """The runtime's verdict on each clip frame against its true ship boxes: an ``on_frame`` callback of ``run``.
+
+    Counts, over frames with a ship, how often the frame is flagged and the
+    CAM peak lands on a ship (or within :data:`TOLERANCE_PX`); over empty
+    frames, how often the frame stays clear. Keeps the annotated frame of the
+    most confident boxed ship from the last three quarters of the clip, for
+    the README picture.
+    """
+
+    def __init__(self, truth: list[list], annotate) -> None:
+        self.truth, self.annotate = truth, annotate
+        self.counts = {"n": 0, "hit": 0, "near": 0, "ship_frames_flagged": 0, "empty": 0, "empty_clear": 0}
+        self.best_score, self.best_image = -1.0, None
+
+    def __call__(self, captured, res, record) -> None:
+        boxes = np.asarray(self.truth[captured.index], np.float32).reshape(-1, 4)
+        c = self.counts
+        if not len(boxes):
+            c["empty"] += 1
+            c["empty_clear"] += not bool(res.positive[0])
+            return
+        c["ship_frames_flagged"] += bool(res.positive[0])
+        d = ship_distance(res.peak, boxes)
+        c["n"] += 1
+        c["hit"] += d == 0.0
+        c["near"] += d <= TOLERANCE_PX
+        if len(res.boxes) and res.scores[0] > self.best_score and len(self.truth) // 4 <= captured.index:
+            self.best_score = float(res.scores[0])
+            self.best_image = self.annotate.annotate(captured.frame, res)
+
+    def shares(self) -> dict:
+        """The clip's figures as shares (NaN when the clip had no frame of that kind)."""
+        c = self.counts
+
+        def share(k: str, of: str) -> float:
+            return c[k] / c[of] if c[of] else float("nan")
+
+        return {"pointing_game_int8": share("hit", "n"), "pointing_game_int8_15px": share("near", "n"),
+                "clip_ship_frames_flagged": share("ship_frames_flagged", "n"),
+                "clip_empty_frames_clear": share("empty_clear", "empty")}
+
+
 def run_demo(opts: DemoOptions) -> dict:
     """Run every step; return (and write) the summary."""
-    import cv2
-
-    from edge.machine import machine_info
-    from edge.annotate import BoxAnnotator, HeatmapAnnotator, LabelAnnotator, compose
-    from edge.detector import Detector
-    from edge.pipeline import RunOptions, run
-    from edge.sources import CaptureMode, SyntheticSource
     from edge.synthetic import SceneClip, generate_dataset
     from export.exporter import ExportOptions, export_run
     from export.verify import verify
-    from training.config import TrainConfig
     from training.train import train
 
     plan = opts.plan
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    steps: dict[str, float] = {}
+    timer = _StepTimer()
+    with timer("generate"):
+        generate_dataset(out / "data", n_train=plan["n_train"], n_val=plan["n_val"], seed=opts.seed)
+        clip = SceneClip(seed=opts.seed, n_frames=plan["frames"], width=plan["clip_wh"][0], height=plan["clip_wh"][1])
+        clip.write(out / "data" / "clip.mp4", out / "data" / "clip_boxes.jsonl")
+    with timer("train"):
+        result = train(_train_config(opts, out))
+    with timer("export"):
+        manifests = export_run(out / "train", out / "export", ExportOptions(
+            formats=("tflite-int8", "onnx-fp32"), calib=str(out / "data" / "train"), calib_size=plan["calib"],
+            input_size=plan["clip_size"], seed=opts.seed))
+    with timer("verify"):
+        by_format = {r["format"]: r for r in verify(out / "export", out / "data" / "val")["artifacts"]}
+    with timer("keras pointing game"):
+        keras_game = keras_pointing_game(out / "train", clip, plan["clip_size"])
+    score, runtime = _run_clip(opts, out, next(m for m in manifests if "int8" in m.name), timer)
+    if score.best_image is not None:
+        _write_png(out / "frame.png", score.best_image)
+    summary = _summary(opts, result.metrics, by_format, keras_game, score, runtime,
+                       round(time.monotonic() - t0, 1), timer.seconds)
+    atomic.write_json(out / "summary.json", summary)
+    print_table(summary, out)
+    return summary
 
-    def step(name: str, started: float) -> None:
-        steps[name] = round(time.monotonic() - started, 1)
-        print(f"[demo] {name}: {steps[name]:.1f} s")
 
-    s = time.monotonic()
-    generate_dataset(out / "data", n_train=plan["n_train"], n_val=plan["n_val"], seed=opts.seed)
-    clip = SceneClip(seed=opts.seed, n_frames=plan["frames"], width=plan["clip_wh"][0], height=plan["clip_wh"][1])
-    clip.write(out / "data" / "clip.mp4", out / "data" / "clip_boxes.jsonl")
-    step("generate", s)
+def _train_config(opts: DemoOptions, out: Path):
+    from training.config import TrainConfig
 
-    s = time.monotonic()
-    cfg = TrainConfig(data=str(out / "data"), out=str(out / "train"), input_size=plan["train_size"], alpha=0.35,
-                      weights=opts.weights, epochs=plan["epochs"], lr=2e-3, batch_size=32, patience=plan["epochs"],
-                      schedule="constant", augment="aerial", finetune_epochs=0, finetune_blocks=3,
-                      seed=opts.seed, verbose=0 if opts.quick else 2)
-    result = train(cfg)
-    step("train", s)
+    plan = opts.plan
+    return TrainConfig(data=str(out / "data"), out=str(out / "train"), input_size=plan["train_size"], alpha=0.35,
+                       weights=opts.weights, epochs=plan["epochs"], lr=2e-3, batch_size=32, patience=plan["epochs"],
+                       schedule="constant", augment="aerial", finetune_epochs=0, finetune_blocks=3,
+                       seed=opts.seed, verbose=0 if opts.quick else 2)
 
-    s = time.monotonic()
-    manifests = export_run(out / "train", out / "export", ExportOptions(
-        formats=("tflite-int8", "onnx-fp32"), calib=str(out / "data" / "train"), calib_size=plan["calib"],
-        input_size=plan["clip_size"], seed=opts.seed))
-    step("export", s)
 
-    s = time.monotonic()
-    parity = verify(out / "export", out / "data" / "val")
-    by_format = {r["format"]: r for r in parity["artifacts"]}
-    step("verify", s)
+def _run_clip(opts: DemoOptions, out: Path, manifest: Path, timer: _StepTimer) -> tuple[ClipScore, dict]:
+    """The edge runtime with the int8 model over the clip, each frame scored against the clip's boxes."""
+    from edge.annotate import BoxAnnotator, HeatmapAnnotator, LabelAnnotator, compose
+    from edge.detector import Detector
+    from edge.pipeline import RunOptions, run
+    from edge.sources import CaptureMode, SyntheticSource
 
-    s = time.monotonic()
-    pg_keras, pg_keras_tol, n_ship_frames = keras_pointing_game(out / "train", clip, plan["clip_size"])
-    step("keras pointing game", s)
-
+    plan = opts.plan
     truth = [json.loads(line)["boxes"] for line in (out / "data" / "clip_boxes.jsonl").read_text().splitlines()]
-    hits = {"n": 0, "hit": 0, "near": 0, "ship_frames_flagged": 0, "empty": 0, "empty_clear": 0}
-    best = {"score": -1.0, "image": None}
     # the README picture is drawn outside the loop, where a frame rate would mean nothing
-    annotate = compose(HeatmapAnnotator(), BoxAnnotator(), LabelAnnotator(show_fps=False))
-
-    def on_frame(captured, res, record) -> None:
-        boxes = np.asarray(truth[captured.index], np.float32).reshape(-1, 4)
-        if len(boxes):
-            hits["ship_frames_flagged"] += bool(res.positive[0])
-        else:
-            hits["empty"] += 1
-            hits["empty_clear"] += not bool(res.positive[0])
-        if len(boxes):
-            d = ship_distance(res.peak, boxes)
-            hits["n"] += 1
-            hits["hit"] += d == 0.0
-            hits["near"] += d <= TOLERANCE_PX
-            # Keep the clearest ship frame of the middle of the clip for the README picture.
-            if len(res.boxes) and res.scores[0] > best["score"] and len(truth) // 4 <= captured.index:
-                best["score"] = float(res.scores[0])
-                best["image"] = annotate.annotate(captured.frame, res)
-
-    s = time.monotonic()
-    int8 = next(m for m in manifests if "int8" in m.name)
-    with Detector.from_manifest(int8) as det:
+    score = ClipScore(truth, compose(HeatmapAnnotator(), BoxAnnotator(), LabelAnnotator(show_fps=False)))
+    with timer("edge runtime over the clip"), Detector.from_manifest(manifest) as det:
         runtime = run(det, SyntheticSource(seed=opts.seed, n_frames=plan["frames"], width=plan["clip_wh"][0],
                                            height=plan["clip_wh"][1]),
-                      RunOptions(out_dir=out, mode=CaptureMode.ALL, threshold=0.5), on_frame=on_frame)
-    step("edge runtime over the clip", s)
-    if best["image"] is not None:
-        ok, png = cv2.imencode(".png", cv2.cvtColor(best["image"], cv2.COLOR_RGB2BGR))
-        if ok:
-            atomic.write_bytes(out / "frame.png", png.tobytes())
+                      RunOptions(out_dir=out, mode=CaptureMode.ALL, threshold=0.5), on_frame=score)
+    return score, runtime
 
-    m = result.metrics
-    summary = {
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if ok:
+        atomic.write_bytes(path, png.tobytes())
+
+
+def _summary(opts: DemoOptions, m: dict, by_format: dict, keras_game: tuple[float, float, int], score: ClipScore,
+             runtime: dict, seconds: float, steps_seconds: dict[str, float]) -> dict:
+    """summary.json: the validation, parity, pointing-game and clip figures, the timings and the machine."""
+    from edge.machine import machine_info
+
+    pg_keras, pg_keras_tol, n_ship_frames = keras_game
+    clip = score.shares()
+    return {
         "val_accuracy": m["accuracy"],
         "val_balanced_accuracy": m["balanced_accuracy"],
         "val_roc_auc": m["roc_auc"],
@@ -216,26 +263,23 @@ def run_demo(opts: DemoOptions) -> dict:
         "int8_cam_correlation": by_format["tflite-int8"]["cam_correlation"],
         "onnx_fp32_max_abs_diff": by_format["onnx-fp32"]["max_abs_score_diff"],
         "pointing_game_keras": pg_keras,
-        "pointing_game_int8": hits["hit"] / hits["n"] if hits["n"] else float("nan"),
+        "pointing_game_int8": clip["pointing_game_int8"],
         "pointing_game_keras_15px": pg_keras_tol,
-        "pointing_game_int8_15px": hits["near"] / hits["n"] if hits["n"] else float("nan"),
+        "pointing_game_int8_15px": clip["pointing_game_int8_15px"],
         "ship_frames": n_ship_frames,
-        "clip_ship_frames_flagged": hits["ship_frames_flagged"] / hits["n"] if hits["n"] else float("nan"),
-        "clip_empty_frames_clear": hits["empty_clear"] / hits["empty"] if hits["empty"] else float("nan"),
-        "clip_input_size": list(plan["clip_size"]),
+        "clip_ship_frames_flagged": clip["clip_ship_frames_flagged"],
+        "clip_empty_frames_clear": clip["clip_empty_frames_clear"],
+        "clip_input_size": list(opts.plan["clip_size"]),
         "frames": runtime["frames"],
         "runtime_fps": runtime.get("fps"),
-        "seconds": round(time.monotonic() - t0, 1),
-        "steps_seconds": steps,
+        "seconds": seconds,
+        "steps_seconds": steps_seconds,
         "machine": machine_info(),
         "quick": opts.quick,
         "runtime": runtime,
         "parity": {k: {kk: v[kk] for kk in ("agreement", "max_abs_score_diff", "cam_correlation", "balanced_accuracy_delta")}
                    for k, v in by_format.items()},
     }
-    atomic.write_json(out / "summary.json", summary)
-    print_table(summary, out)
-    return summary
 
 
 def print_table(s: dict, out: Path) -> None:

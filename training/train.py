@@ -274,6 +274,32 @@ def set_finetune(model, blocks: int) -> int:
     return n
 
 
+@dataclass(frozen=True)
+class _Phases:
+    """What the head and fine-tuning phases share: the config, the data, the clocks and the state resumed from."""
+
+    cfg: TrainConfig
+    state: dict | None
+    progress: Progress
+    budget: TimeBudget
+    strategy: object
+    train_ds: object
+    val_ds: object
+    class_weight: dict | None
+    steps: int  # batches per epoch
+    task: str
+
+    def resumed_epoch(self, phase: str) -> int:
+        """The epochs of ``phase`` a resumed run already finished (0 for a new run)."""
+        return self.state["epoch"] if self.state and self.state["phase"] == phase else 0
+
+    def fit(self, model, phase: str, start: int, epochs: int) -> tuple[str, dict]:
+        h = model.fit(self.train_ds, validation_data=self.val_ds, epochs=epochs, initial_epoch=start,
+                      class_weight=self.class_weight, callbacks=_callbacks(self.cfg, self.progress, self.budget, phase, epochs),
+                      verbose=self.cfg.verbose)
+        return phase, h.history
+
+
 def train(cfg: TrainConfig, strategy=None, resume: bool = False) -> TrainResult:
     """Run both phases and write the run directory.
 
@@ -296,73 +322,19 @@ def train(cfg: TrainConfig, strategy=None, resume: bool = False) -> TrainResult:
     keras.utils.set_random_seed(cfg.seed)
     task = train_set.task
     log.info("data: %d train %s, %d val %s", len(train_set), train_set.counts(), len(val_set), val_set.counts())
-    cw_mode = cfg.class_weight
-    if cw_mode == "auto":
-        cw_mode = "balanced" if D.is_imbalanced(train_set) else "none"
-    cw = D.class_weights(train_set, cw_mode)
-    log.info("class weights (%s): %s", cw_mode, cw)
+    cw = _class_weights(cfg, train_set)
     atomic.write_json(run / "config.json", cfg.to_dict())
     info = {"task": task, "labels": list(train_set.labels), "negative_label": train_set.negative_label,
             "input_size": list(cfg.input_size), "class_weight": cw, "counts": {"train": train_set.counts(), "val": val_set.counts()}}
 
-    mcfg = ModelConfig(num_classes=len(train_set.labels), task=task, input_size=cfg.input_size, alpha=cfg.alpha,
-                       weights=cfg.weights, pooling=cfg.pooling, dropout=cfg.dropout)
-    strategy = strategy or distribution_strategy()
-    train_ds = D.tf_dataset(train_set, cfg.input_size, cfg.batch_size, True, cfg.seed, cfg.augment, cfg.mixup,
-                            weather=cfg.weather)
-    val_ds = D.tf_dataset(val_set, cfg.input_size, cfg.batch_size, False)
-    steps = int(np.ceil(len(train_set) / cfg.batch_size))
-
-    with strategy.scope():
-        if state and (run / "last.keras").exists():
-            model = keras.models.load_model(run / "last.keras")
-            log.info("resuming %s from phase %s epoch %d (session %d, %.0f s so far)",
-                     run, state["phase"], state["epoch"], progress.clock.sessions, progress.clock.prior_s)
-        elif cfg.init_model:
-            # continue from an earlier model's weights (e.g. after another round of mined negatives)
-            init = Path(cfg.init_model)
-            if not init.is_file():
-                raise DataError(f"init_model: expected a model.keras to start from; {init} does not exist")
-            model = keras.models.load_model(init)
-            log.info("starting from the weights of %s", init)
-        else:
-            model = build_classifier(mcfg)
-        pretrained = cfg.weights is not None
-        if pretrained:
-            model.get_layer(BACKBONE).trainable = False
-        start = state["epoch"] if state and state["phase"] == "head" else (cfg.epochs if state else 0)
-        lr = cfg.lr
-        if cfg.schedule == "cyclic":
-            from training.lr import triangular_schedule
-
-            lr = triangular_schedule(cfg.lr / 10, cfg.lr, step_size=2 * steps)
-        elif cfg.schedule == "cosine":
-            lr = cosine_schedule(cfg.lr, steps * max(cfg.epochs - start, 1))
-        compile_model(model, task, lr)
-    histories = []
-    if cfg.epochs > start and budget.may_start("head", start + 1, cfg.epochs):
-        h = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start, class_weight=cw,
-                      callbacks=_callbacks(cfg, progress, budget, "head", cfg.epochs), verbose=cfg.verbose)
-        histories.append(("head", h.history))
-    start2 = state["epoch"] if state and state["phase"] == "finetune" else 0
-    if pretrained and cfg.finetune_epochs > start2 and budget.may_start("finetune", start2 + 1, cfg.finetune_epochs):
-        with strategy.scope():
-            n = set_finetune(model, cfg.finetune_blocks)
-            log.info("phase 2: %d backbone layers trainable (last %d blocks), lr %g", n, cfg.finetune_blocks, cfg.finetune_lr)
-            lr2 = cfg.finetune_lr
-            if cfg.schedule == "cosine":
-                lr2 = cosine_schedule(cfg.finetune_lr, steps * max(cfg.finetune_epochs - start2, 1))
-            compile_model(model, task, lr2)
-        h = model.fit(train_ds, validation_data=val_ds, epochs=cfg.finetune_epochs, initial_epoch=start2, class_weight=cw,
-                      callbacks=_callbacks(cfg, progress, budget, "finetune", cfg.finetune_epochs), verbose=cfg.verbose)
-        histories.append(("finetune", h.history))
-    elif not pretrained and cfg.finetune_epochs > 0:
-        log.info("phase 2 skipped: the backbone was trained from scratch in phase 1 (weights=None)")
-
-    if (run / "model.keras").exists():
-        model = keras.models.load_model(run / "model.keras")
-    else:  # no finite validation metric was ever seen; keep what we have
-        _save(model, run / "model.keras")
+    phases = _Phases(cfg, state, progress, budget, strategy or distribution_strategy(),
+                     D.tf_dataset(train_set, cfg.input_size, cfg.batch_size, True, cfg.seed, cfg.augment, cfg.mixup,
+                                  weather=cfg.weather),
+                     D.tf_dataset(val_set, cfg.input_size, cfg.batch_size, False), cw,
+                     int(np.ceil(len(train_set) / cfg.batch_size)), task)
+    model = _start_model(phases, len(train_set.labels))
+    histories = _fit_head(phases, model) + _fit_finetune(phases, model)
+    model = _best_model(run, model)
     _write_history(run, histories)
     from training.evaluate import evaluate_keras
 
@@ -382,13 +354,108 @@ def train(cfg: TrainConfig, strategy=None, resume: bool = False) -> TrainResult:
     atomic.write_json(run / "run.json", info)
     progress.write()  # a later --resume then counts this session's evaluation too
     atomic.write_json(run / "metrics.json", metrics)
+    _write_plots(run, model, val_set, metrics, cfg.input_size, task)
+    return TrainResult(run, metrics, clock.session_s())
+
+
+def _class_weights(cfg: TrainConfig, train_set: D.LabeledImages) -> dict | None:
+    """The class weights ``cfg.class_weight`` asks for (``auto``: balanced when the classes are imbalanced)."""
+    mode = cfg.class_weight
+    if mode == "auto":
+        mode = "balanced" if D.is_imbalanced(train_set) else "none"
+    cw = D.class_weights(train_set, mode)
+    log.info("class weights (%s): %s", mode, cw)
+    return cw
+
+
+def _start_model(phases: _Phases, num_classes: int):
+    """The model phase 1 trains, compiled: the resumed one, ``cfg.init_model``, or a new classifier."""
+    import keras
+
+    cfg, state = phases.cfg, phases.state
+    run = Path(cfg.out)
+    with phases.strategy.scope():
+        if state and (run / "last.keras").exists():
+            model = keras.models.load_model(run / "last.keras")
+            log.info("resuming %s from phase %s epoch %d (session %d, %.0f s so far)",
+                     run, state["phase"], state["epoch"], phases.progress.clock.sessions, phases.progress.clock.prior_s)
+        elif cfg.init_model:
+            # continue from an earlier model's weights (e.g. after another round of mined negatives)
+            init = Path(cfg.init_model)
+            if not init.is_file():
+                raise DataError(f"init_model: expected a model.keras to start from; {init} does not exist")
+            model = keras.models.load_model(init)
+            log.info("starting from the weights of %s", init)
+        else:
+            model = build_classifier(ModelConfig(num_classes=num_classes, task=phases.task, input_size=cfg.input_size,
+                                                 alpha=cfg.alpha, weights=cfg.weights, pooling=cfg.pooling, dropout=cfg.dropout))
+        if cfg.weights is not None:
+            model.get_layer(BACKBONE).trainable = False
+        compile_model(model, phases.task, _head_lr(cfg, phases.steps, _head_start(phases)))
+    return model
+
+
+def _head_start(phases: _Phases) -> int:
+    """Phase 1's first epoch (0-based): where a resumed run stopped, all of it when it had moved on to phase 2."""
+    if phases.state and phases.state["phase"] != "head":
+        return phases.cfg.epochs
+    return phases.resumed_epoch("head")
+
+
+def _head_lr(cfg: TrainConfig, steps: int, start: int):
+    """Phase 1's learning rate: a constant, or a cyclic or cosine schedule over the epochs left."""
+    if cfg.schedule == "cyclic":
+        from training.lr import triangular_schedule
+
+        return triangular_schedule(cfg.lr / 10, cfg.lr, step_size=2 * steps)
+    if cfg.schedule == "cosine":
+        return cosine_schedule(cfg.lr, steps * max(cfg.epochs - start, 1))
+    return cfg.lr
+
+
+def _fit_head(phases: _Phases, model) -> list[tuple[str, dict]]:
+    """Phase 1 (the head, over a frozen backbone when pretrained), unless done or over the budget."""
+    cfg, start = phases.cfg, _head_start(phases)
+    if cfg.epochs > start and phases.budget.may_start("head", start + 1, cfg.epochs):
+        return [phases.fit(model, "head", start, cfg.epochs)]
+    return []
+
+
+def _fit_finetune(phases: _Phases, model) -> list[tuple[str, dict]]:
+    """Phase 2: the last ``cfg.finetune_blocks`` blocks of a pretrained backbone unfrozen, at ``cfg.finetune_lr``."""
+    cfg, start = phases.cfg, phases.resumed_epoch("finetune")
+    pretrained = cfg.weights is not None
+    if pretrained and cfg.finetune_epochs > start and phases.budget.may_start("finetune", start + 1, cfg.finetune_epochs):
+        with phases.strategy.scope():
+            n = set_finetune(model, cfg.finetune_blocks)
+            log.info("phase 2: %d backbone layers trainable (last %d blocks), lr %g", n, cfg.finetune_blocks, cfg.finetune_lr)
+            lr = cfg.finetune_lr
+            if cfg.schedule == "cosine":
+                lr = cosine_schedule(cfg.finetune_lr, phases.steps * max(cfg.finetune_epochs - start, 1))
+            compile_model(model, phases.task, lr)
+        return [phases.fit(model, "finetune", start, cfg.finetune_epochs)]
+    if not pretrained and cfg.finetune_epochs > 0:
+        log.info("phase 2 skipped: the backbone was trained from scratch in phase 1 (weights=None)")
+    return []
+
+
+def _best_model(run: Path, model):
+    """The best checkpoint, or ``model`` itself (saved as it) when no finite validation metric was ever seen."""
+    import keras
+
+    if (run / "model.keras").exists():
+        return keras.models.load_model(run / "model.keras")
+    _save(model, run / "model.keras")
+    return model
+
+
+def _write_plots(run: Path, model, val_set, metrics: dict, size, task: str) -> None:
     try:
         from training import plots
 
-        plots.run_plots(run, model, val_set, metrics, cfg.input_size, task)
+        plots.run_plots(run, model, val_set, metrics, size, task)
     except ImportError as exc:  # matplotlib is optional for headless CI images
         log.warning("plots skipped: %s", exc)
-    return TrainResult(run, metrics, clock.session_s())
 
 
 def _read_state(run: Path) -> dict | None:

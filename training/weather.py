@@ -70,36 +70,7 @@ def weather_augmentation(preset: str = "maritime", probability: float | None = N
         h, w = x.shape[1], x.shape[2]
         if h is None or w is None:
             raise ConfigError("weather augmentation: expected batches of a fixed height and width")
-        px = min(h, w) / 224.0
-        radius = max(1, int(math.ceil(3 * 3.0 * px)))
-        rows = tf.reshape(tf.linspace(0.0, 1.0, h), [1, h, 1, 1])
-
-        def strength(v, lo, hi):  # one random strength per image of this part
-            return tf.random.uniform([tf.shape(v)[0], 1, 1, 1], lo, hi)
-
-        def noise(v):
-            return v + strength(v, 0.0, 0.15) * tf.random.normal(tf.shape(v))
-
-        def blur(v):  # a mix of a light and a heavy Gaussian blur
-            t = strength(v, 0.0, 1.0)
-            return (1.0 - t) * _blur(v, 1.0 * px + 0.3, radius) + t * _blur(v, 3.0 * px + 0.3, radius)
-
-        def haze(v):  # thicker toward the top, where a sea camera looks farthest
-            transmission = tf.clip_by_value(strength(v, 0.25, 0.9) + 0.3 * rows, 0.0, 1.0)
-            return v * transmission + strength(v, 0.7, 0.95) * (1.0 - transmission)
-
-        def exposure(v):  # 0.1x (dusk) to 2.2x (glare)
-            return v * tf.exp(strength(v, -2.3, 0.8))
-
-        def contrast(v):
-            mean = tf.reduce_mean(v, axis=[1, 2, 3], keepdims=True)
-            return mean + (v - mean) * strength(v, 0.15, 0.8)
-
-        def jpeg(v):
-            quality = tf.random.uniform([tf.shape(v)[0]], 5, 40, dtype=tf.int32)
-            return tf.map_fn(lambda a: tf.image.adjust_jpeg_quality(a[0], a[1]), (v, quality),
-                             fn_output_signature=tf.float32)
-
+        conditions = _conditions(h, w)
         b = tf.shape(x)[0]
         u = tf.clip_by_value(x / 255.0, 0.0, 1.0)
         kind = tf.random.uniform([b], 1, len(KINDS) + 1, dtype=tf.int32)
@@ -108,11 +79,51 @@ def weather_augmentation(preset: str = "maritime", probability: float | None = N
         parts = tf.dynamic_partition(u, kind, len(KINDS) + 1)
         where = tf.dynamic_partition(tf.range(b), kind, len(KINDS) + 1)
         outs = [parts[0]] + [tf.cond(tf.shape(part)[0] > 0, lambda f=fn, v=part: f(v), lambda v=part: v)
-                             for fn, part in zip((noise, blur, haze, exposure, contrast, jpeg), parts[1:])]
+                             for fn, part in zip(conditions, parts[1:])]
         picked = tf.reshape(tf.dynamic_stitch(where, outs), tf.shape(u))
         return tf.round(tf.clip_by_value(picked, 0.0, 1.0) * 255.0)
 
     return apply
+
+
+def _conditions(h: int, w: int) -> tuple:
+    """The functions of :data:`KINDS`, in that order, each of a (B, h, w, 3) batch in 0..1 with one strength per image.
+
+    Blur sizes scale with the short side, as in the benchmark.
+    """
+    import tensorflow as tf
+
+    px = min(h, w) / 224.0
+    radius = max(1, int(math.ceil(3 * 3.0 * px)))
+    rows = tf.reshape(tf.linspace(0.0, 1.0, h), [1, h, 1, 1])
+
+    def strength(v, lo, hi):  # one random strength per image of this part
+        return tf.random.uniform([tf.shape(v)[0], 1, 1, 1], lo, hi)
+
+    def noise(v):
+        return v + strength(v, 0.0, 0.15) * tf.random.normal(tf.shape(v))
+
+    def blur(v):  # a mix of a light and a heavy Gaussian blur
+        t = strength(v, 0.0, 1.0)
+        return (1.0 - t) * _blur(v, 1.0 * px + 0.3, radius) + t * _blur(v, 3.0 * px + 0.3, radius)
+
+    def haze(v):  # thicker toward the top, where a sea camera looks farthest
+        transmission = tf.clip_by_value(strength(v, 0.25, 0.9) + 0.3 * rows, 0.0, 1.0)
+        return v * transmission + strength(v, 0.7, 0.95) * (1.0 - transmission)
+
+    def exposure(v):  # 0.1x (dusk) to 2.2x (glare)
+        return v * tf.exp(strength(v, -2.3, 0.8))
+
+    def contrast(v):
+        mean = tf.reduce_mean(v, axis=[1, 2, 3], keepdims=True)
+        return mean + (v - mean) * strength(v, 0.15, 0.8)
+
+    def jpeg(v):
+        quality = tf.random.uniform([tf.shape(v)[0]], 5, 40, dtype=tf.int32)
+        return tf.map_fn(lambda a: tf.image.adjust_jpeg_quality(a[0], a[1]), (v, quality),
+                         fn_output_signature=tf.float32)
+
+    return noise, blur, haze, exposure, contrast, jpeg
 
 
 __all__ = ["KINDS", "PRESETS", "weather_augmentation"]
