@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.checks import positive_int
 from edge.errors import ConfigError
+from edge.manifest import Task
 
 
-def loss_gradient(model, images: np.ndarray, targets: np.ndarray, task: str = "binary") -> tuple[np.ndarray, np.ndarray]:
+def loss_gradient(model, images: np.ndarray, targets: np.ndarray, task: str = Task.BINARY) -> tuple[np.ndarray, np.ndarray]:
     """(per-image loss, gradient of the loss with respect to the float input) of a logits model."""
     import tensorflow as tf
 
@@ -29,7 +31,7 @@ def loss_gradient(model, images: np.ndarray, targets: np.ndarray, task: str = "b
     with tf.GradientTape() as tape:
         tape.watch(x)
         logits = model(x, training=False)
-        if task == "multiclass":
+        if task == Task.MULTICLASS:
             loss = tf.nn.softmax_cross_entropy_with_logits(y, logits)
         else:
             loss = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(y, logits), axis=-1)
@@ -42,12 +44,11 @@ def _check(images: np.ndarray, eps: float, steps: int) -> None:
         raise ConfigError(f"adversarial: expected a uint8 (N, H, W, 3) batch; received {got}")
     if not 0.0 < float(eps) <= 255.0:
         raise ConfigError(f"adversarial: expected eps in (0, 255] grey levels; received {eps!r}")
-    if steps < 1:
-        raise ConfigError(f"adversarial: expected at least one step; received {steps}")
+    positive_int("adversarial steps", steps)
 
 
 def pgd(model, images: np.ndarray, targets: np.ndarray, eps: float, steps: int = 10, step_size: float | None = None,
-        task: str = "binary", batch_size: int = 64) -> np.ndarray:
+        task: str = Task.BINARY, batch_size: int = 64) -> np.ndarray:
     """Projected gradient ascent on the loss inside an L-infinity box of ``eps`` grey levels; uint8 out.
 
     One step of size ``eps`` is FGSM. The default step for several is
@@ -69,7 +70,7 @@ def pgd(model, images: np.ndarray, targets: np.ndarray, eps: float, steps: int =
     return np.concatenate(out) if out else images.copy()
 
 
-def fgsm(model, images: np.ndarray, targets: np.ndarray, eps: float, task: str = "binary",
+def fgsm(model, images: np.ndarray, targets: np.ndarray, eps: float, task: str = Task.BINARY,
          batch_size: int = 64) -> np.ndarray:
     """The fast gradient sign method: one step of ``eps`` grey levels up the loss; uint8 out."""
     return pgd(model, images, targets, eps, steps=1, task=task, batch_size=batch_size)

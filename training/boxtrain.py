@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from edge import atomic
+from edge.checks import non_negative_int
 from edge.errors import ConfigError, DataError
+from edge.manifest import Task
 from training.config import TrainConfig
 from training.tiles import TileOptions, mine_windows, summary_line, write_tiles
 
@@ -90,9 +92,10 @@ class BoxTrainOptions:
                 and self.test_fraction + self.val_fraction < 0.9):
             raise ConfigError(f"test/val fractions: expected each in [0, 0.9) and together < 0.9; "
                               f"received {self.test_fraction}, {self.val_fraction}")
-        if self.mine_frames < 0 or self.mine_per_frame < 0 or not 0.0 < self.mine_floor < 1.0:
-            raise ConfigError(f"mining: expected frames >= 0, per-frame >= 0 and a floor in (0, 1); received "
-                              f"{self.mine_frames}, {self.mine_per_frame}, {self.mine_floor}")
+        non_negative_int("mine_frames", self.mine_frames)
+        non_negative_int("mine_per_frame", self.mine_per_frame)
+        if not 0.0 < self.mine_floor < 1.0:
+            raise ConfigError(f"mine_floor: expected a score in (0, 1); received {self.mine_floor}")
 
     @property
     def positive_label(self) -> str:
@@ -195,7 +198,7 @@ def cell_maps(model_path: Path, frames, scale: float):
     from training.model import cam_weights, inference_model
 
     model = keras.models.load_model(model_path, compile=False)
-    inference = inference_model(model, "binary", dynamic=True)
+    inference = inference_model(model, Task.BINARY, dynamic=True)
     w, b, _ = cam_weights(model)
     cam = DenseCAM(w, b)
     for frame in frames:

@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from edge.checks import non_negative_int, positive_int
 from edge.cli_args import parse_duration
 from edge.errors import ConfigError, reject_unknown_keys
 
@@ -86,10 +87,10 @@ class TrainConfig:
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: expected one of {list(allowed)}; received {getattr(self, key)!r}")
         for key in ("epochs", "finetune_epochs", "finetune_blocks", "patience"):
-            if int(getattr(self, key)) < 0:
-                raise ConfigError(f"{key}: expected >= 0; received {getattr(self, key)}")
-        if self.batch_size < 1 or self.lr <= 0 or self.finetune_lr <= 0:
-            raise ConfigError(f"batch_size >= 1 and positive rates expected; received {self.batch_size}, {self.lr}, {self.finetune_lr}")
+            non_negative_int(key, getattr(self, key))
+        positive_int("batch_size", self.batch_size)
+        if self.lr <= 0 or self.finetune_lr <= 0:
+            raise ConfigError(f"lr, finetune_lr: expected positive rates; received {self.lr}, {self.finetune_lr}")
         if self.time_budget is not None:
             budget = self.time_budget
             if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not (math.isfinite(budget) and budget > 0):

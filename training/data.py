@@ -18,6 +18,7 @@ import numpy as np
 
 from edge.errors import DataError
 from edge.imageio import class_folders
+from edge.manifest import Task
 
 log = logging.getLogger("edgecam.training")
 
@@ -54,12 +55,12 @@ class LabeledImages:
     @property
     def class_index(self) -> np.ndarray:
         """Integer class per image (binary: 0/1, multi-class: argmax); not for multi-label."""
-        if self.task == "binary":
+        if self.task == Task.BINARY:
             return self.targets[:, 0].astype(np.int64)
         return self.targets.argmax(1)
 
     def counts(self) -> dict[str, int]:
-        if self.task == "binary":
+        if self.task == Task.BINARY:
             pos = int(self.targets[:, 0].sum())
             return {self.negative_label or "negative": len(self) - pos, self.labels[0]: pos}
         return {n: int(c) for n, c in zip(self.labels, self.targets.sum(0))}
@@ -84,7 +85,7 @@ def from_folder(root: str | Path, positive: str | None = None, task: str | None 
             raise DataError(f"--positive {positive!r} is not a class folder of {root}; classes are {names}")
         negative = next((n for n in names if n == f"no_{positive}"), None) if len(names) == 2 else None
         negative = negative or ("rest" if len(names) > 2 else next(n for n in names if n != positive))
-    elif len(names) == 2 and task in (None, "binary"):
+    elif len(names) == 2 and task in (None, Task.BINARY):
         no = [n for n in names if n.startswith("no_")]
         positive = no[0][3:] if no and no[0][3:] in names else names[1]
         negative = next(n for n in names if n != positive)
@@ -94,12 +95,12 @@ def from_folder(root: str | Path, positive: str | None = None, task: str | None 
             paths += [str(p) for p in classes[n]]
             idx += [i] * len(classes[n])
         targets = np.eye(len(names), dtype=np.float32)[idx]
-        return LabeledImages(tuple(paths), targets, tuple(names), "multiclass")
+        return LabeledImages(tuple(paths), targets, tuple(names), Task.MULTICLASS)
     paths, y = [], []
     for n in names:
         paths += [str(p) for p in classes[n]]
         y += [1.0 if n == positive else 0.0] * len(classes[n])
-    return LabeledImages(tuple(paths), np.asarray(y, np.float32)[:, None], (positive,), "binary", negative)
+    return LabeledImages(tuple(paths), np.asarray(y, np.float32)[:, None], (positive,), Task.BINARY, negative)
 
 
 def from_csv(csv_path: str | Path, image_root: str | Path | None = None) -> LabeledImages:
@@ -128,7 +129,7 @@ def from_csv(csv_path: str | Path, image_root: str | Path | None = None) -> Labe
             raise DataError(f"{csv_path}:{lineno}: image {p} does not exist")
         paths.append(str(p))
         t.append(vals)
-    return LabeledImages(tuple(paths), np.asarray(t, np.float32), names, "multilabel")
+    return LabeledImages(tuple(paths), np.asarray(t, np.float32), names, Task.MULTILABEL)
 
 
 def stratified_split(data: LabeledImages, val_fraction: float, seed: int = 0) -> tuple[LabeledImages, LabeledImages]:
@@ -136,7 +137,7 @@ def stratified_split(data: LabeledImages, val_fraction: float, seed: int = 0) ->
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val split: expected a fraction in (0, 1); received {val_fraction}")
     rng = np.random.default_rng(seed)
-    key = data.targets.argmax(1) if data.task == "multilabel" else data.class_index
+    key = data.targets.argmax(1) if data.task == Task.MULTILABEL else data.class_index
     train_idx, val_idx = [], []
     for k in np.unique(key):
         idx = np.nonzero(key == k)[0]
@@ -235,10 +236,10 @@ def class_weights(data: LabeledImages, mode: str = "balanced") -> dict[int, floa
     Binary tasks get weights for 0 and 1; multi-class one per class; multi-label
     is left to per-class thresholds (Keras cannot weight multi-hot targets).
     """
-    if mode == "none" or data.task == "multilabel":
+    if mode == "none" or data.task == Task.MULTILABEL:
         return None
     idx = data.class_index
-    k = 2 if data.task == "binary" else len(data.labels)
+    k = 2 if data.task == Task.BINARY else len(data.labels)
     counts = np.bincount(idx, minlength=k).astype(np.float64)
     if (counts == 0).any():
         raise DataError(f"class weights: every class needs images; counts are {counts.astype(int).tolist()}")
@@ -247,7 +248,7 @@ def class_weights(data: LabeledImages, mode: str = "balanced") -> dict[int, floa
 
 
 def is_imbalanced(data: LabeledImages, ratio: float = 1.5) -> bool:
-    if data.task == "multilabel":
+    if data.task == Task.MULTILABEL:
         return False
     counts = np.bincount(data.class_index)
     counts = counts[counts > 0]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge import atomic
-from edge.errors import ConfigError
+from edge.checks import positive_int
 from edge.metrics import pointing_distance
 
 log = logging.getLogger("edgecam.demo")
@@ -47,10 +47,8 @@ class DemoOptions:
     quick: bool = False
 
     def __post_init__(self) -> None:
-        if self.epochs is not None and self.epochs < 1:
-            raise ConfigError(f"epochs: expected >= 1; received {self.epochs}")
-        if self.frames is not None and self.frames < 1:
-            raise ConfigError(f"frames: expected >= 1; received {self.frames}")
+        positive_int("epochs", self.epochs, allow_none=True)
+        positive_int("frames", self.frames, allow_none=True)
 
     @property
     def plan(self) -> dict:

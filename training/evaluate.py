@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edge import metrics as M
+from edge.manifest import Task
 from training.data import LabeledImages, load_rgb
 
 
@@ -18,11 +19,11 @@ def report(task: str, targets: np.ndarray, probs: np.ndarray, labels, negative_l
     they are chosen on this data by ``rule``.
     """
     labels = list(labels)
-    if task == "binary":
+    if task == Task.BINARY:
         r = M.binary_report(targets[:, 0], probs[:, 0], None if thresholds is None else thresholds[0], rule,
                             (negative_label or "negative", labels[0]), target_recall)
         r["thresholds"] = [r["threshold"]]
-    elif task == "multiclass":
+    elif task == Task.MULTICLASS:
         r = M.multiclass_report(targets.argmax(1), probs, labels)
         r["thresholds"] = [0.0] * len(labels)
     else:
@@ -57,7 +58,7 @@ def predict_keras(model, images: np.ndarray, task: str, batch_size: int = 64, tt
 
     def run(x):
         logits = model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0)
-        return tf.nn.softmax(logits).numpy() if task == "multiclass" else tf.sigmoid(logits).numpy()
+        return tf.nn.softmax(logits).numpy() if task == Task.MULTICLASS else tf.sigmoid(logits).numpy()
 
     views = tta_views(images, flips) if tta else [images]
     return np.mean([run(v) for v in views], axis=0)
@@ -123,7 +124,7 @@ def evaluate_path(model_path: str | Path, data_dir: str | Path, positive: str | 
         run_dir = Path(m.extra["source_run"]) if m.extra.get("source_run") else None
         size, task, labels, negative = m.input_size, m.task, list(m.labels), m.negative_label
         thr = list(m.thresholds) if use_training_thresholds else None
-    data = from_folder(data_dir, positive if positive is not None else (labels[0] if task == "binary" else None))
+    data = from_folder(data_dir, positive if positive is not None else (labels[0] if task == Task.BINARY else None))
     if list(data.labels) != list(labels):
         from edge.errors import DataError
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import ConfigError, DataError
+from edge.manifest import TASKS, Task
 
 BACKBONE = "backbone"
 FEATURES_LAYER = "out_relu"  # the last conv activation of Keras' MobileNetV2
@@ -44,7 +45,7 @@ class ModelConfig:
     """
 
     num_classes: int = 1
-    task: str = "binary"
+    task: str = Task.BINARY
     input_size: tuple[int, int] = (160, 160)
     alpha: float = 0.35
     weights: str | None = None
@@ -52,11 +53,11 @@ class ModelConfig:
     dropout: float = 0.2
 
     def __post_init__(self) -> None:
-        if self.task not in ("binary", "multiclass", "multilabel"):
+        if self.task not in TASKS:
             raise ConfigError(f"task: expected binary, multiclass or multilabel; received {self.task!r}")
-        if self.task == "binary" and self.num_classes != 1:
+        if self.task == Task.BINARY and self.num_classes != 1:
             raise ConfigError(f"binary task: expected num_classes 1 (one logit); received {self.num_classes}")
-        if self.task != "binary" and self.num_classes < 2:
+        if self.task != Task.BINARY and self.num_classes < 2:
             raise ConfigError(f"{self.task} task: expected num_classes >= 2; received {self.num_classes}")
         if self.pooling not in POOLINGS:
             raise ConfigError(f"pooling: expected one of {list(POOLINGS)}; received {self.pooling!r}")
@@ -73,7 +74,7 @@ class ModelConfig:
 
     @property
     def activation(self) -> str:
-        return "softmax" if self.task == "multiclass" else "sigmoid"
+        return "softmax" if self.task == Task.MULTICLASS else "sigmoid"
 
     @property
     def frozen_batchnorm(self) -> bool:
@@ -157,7 +158,7 @@ def build_classifier(cfg: ModelConfig):
     return keras.Model(inputs, logits, name="edgecam_classifier")
 
 
-def inference_model(model, task: str = "binary", input_size: tuple[int, int] | None = None, dynamic: bool = False):
+def inference_model(model, task: str = Task.BINARY, input_size: tuple[int, int] | None = None, dynamic: bool = False):
     """Two named outputs for export and CAM: ``scores`` (probabilities) and ``features``.
 
     The same weights are rewired at ``input_size`` (any size: the head pools
@@ -166,7 +167,7 @@ def inference_model(model, task: str = "binary", input_size: tuple[int, int] | N
     import keras
 
     trained = model.get_layer(BACKBONE)
-    act = "softmax" if task == "multiclass" else "sigmoid"
+    act = "softmax" if task == Task.MULTICLASS else "sigmoid"
     if input_size is None and not dynamic:
         input_size = tuple(model.input_shape[1:3])
     shape = (None, None, 3) if dynamic else (*input_size, 3)

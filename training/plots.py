@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edge import metrics as M
+from edge.manifest import Task
 
 
 def _plt():
@@ -126,8 +127,8 @@ def run_plots(run: Path, model, val_set, metrics: dict, size, task: str, n_cam: 
     if history:
         learning_curves(history, out / "learning_curves.png", run.name)
     images = load_rgb(list(val_set.paths), tuple(size))
-    names = ([val_set.negative_label or "negative"] + list(val_set.labels)) if task == "binary" else list(val_set.labels)
-    if task == "binary":
+    names = ([val_set.negative_label or "negative"] + list(val_set.labels)) if task == Task.BINARY else list(val_set.labels)
+    if task == Task.BINARY:
         probs = predict_keras(model, images, task)
         roc_pr(val_set.targets[:, 0], probs[:, 0], metrics["threshold"], out)
     if "confusion" in metrics:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.checks import non_negative_int
 from edge.errors import ConfigError, DataError
 
 log = logging.getLogger("edgecam.training")
@@ -68,8 +69,7 @@ class TileOptions:
         if not 0.1 <= self.scale <= 8.0:
             raise ConfigError(f"scale: expected model pixels per frame pixel in [0.1, 8]; received {self.scale}")
         for name in ("positives_per_box", "negatives_per_frame", "hard_per_box"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}: expected >= 0; received {getattr(self, name)}")
+            non_negative_int(name, getattr(self, name))
         if not self.context or min(self.context) < 1.0:
             raise ConfigError(f"context: expected window multiples >= 1; received {self.context}")
         object.__setattr__(self, "context", tuple(float(c) for c in self.context))

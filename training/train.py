@@ -13,6 +13,7 @@ import numpy as np
 
 from edge import atomic
 from edge.errors import ConfigError, DataError
+from edge.manifest import Task
 from training import data as D
 from training.config import TrainConfig
 from training.run import load_run  # re-exported: callers have long imported it from here
@@ -179,7 +180,7 @@ def load_data(cfg: TrainConfig) -> tuple[D.LabeledImages, D.LabeledImages]:
 def compile_model(model, task: str, lr):
     import keras
 
-    if task == "multiclass":
+    if task == Task.MULTICLASS:
         loss = keras.losses.CategoricalCrossentropy(from_logits=True)
         metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"), keras.metrics.AUC(name="auc", from_logits=True)]
     else:
@@ -188,7 +189,7 @@ def compile_model(model, task: str, lr):
         loss = keras.losses.BinaryCrossentropy(from_logits=True)
         metrics = [
             keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0),
-            keras.metrics.AUC(name="auc", from_logits=True, multi_label=task == "multilabel"),
+            keras.metrics.AUC(name="auc", from_logits=True, multi_label=task == Task.MULTILABEL),
         ]
     model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=metrics)
     return loss
