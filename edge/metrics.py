@@ -1,4 +1,4 @@
-"""Classification metrics in numpy, so Keras models and exported artifacts are scored by one tool."""
+"""Classification metrics and the pointing game in numpy, so Keras models and exported artifacts are scored by one tool."""
 
 from __future__ import annotations
 
