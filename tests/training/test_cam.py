@@ -61,7 +61,8 @@ def test_grad_cam_keeps_the_base_cam_contract():
     assert raw.shape == feats.shape[1:3] and raw.dtype == np.float32
     heat = cam(feats[0], 2, size=(30, 40))
     assert heat.shape == (30, 40) and heat.dtype == np.float32
-    assert heat.min() >= 0.0 and heat.max() == pytest.approx(1.0, abs=1e-6)
+    assert heat.min() >= 0.0 and 0.0 < heat.max() <= 1.0  # bilinear samples may fall short of the cell peak
+    assert cam(feats[0], 2).max() == 1.0
     assert cam(feats, 2).shape == feats.shape[1:3]  # a batch of one is unwrapped, as for DenseCAM
 
 
