@@ -15,6 +15,7 @@ loop at once but not that flush. Writes the disk refuses follow the policy of
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 from typing import Any, Callable, Sequence
@@ -118,7 +119,8 @@ def run(
         exit_reasons (see :func:`edge.recording.outcome`); non-finite numbers are None.
 
     Raises:
-        ConfigError: ``event_label`` is not one of the detector's labels.
+        ConfigError: ``event_label`` is not one of the detector's labels, or ``options.threshold``
+            differs from the detector's ``DetectorOptions.box_threshold``.
         SourceError: the source cannot be opened at all.
 
     Example:
@@ -127,6 +129,7 @@ def run(
     """
     options = options if options is not None else RunOptions()
     _check_event_label(detector, options)
+    _check_box_threshold(detector, options)
     stop = stop_event if stop_event is not None else threading.Event()
     options.out_dir.mkdir(parents=True, exist_ok=True)
     state = _new_state(detector, source, options, on_frame, annotator, sinks)
@@ -160,6 +163,19 @@ def _check_event_label(detector: FrameDetector, options: RunOptions) -> None:
         raise ConfigError(f"RunOptions.event_label must be one of the detector labels {list(labels)}; received {options.event_label!r}")
 
 
+def _check_box_threshold(detector: FrameDetector, options: RunOptions) -> None:
+    """One box threshold per run: ``RunOptions.threshold``, when given, must be the detector's ``box_threshold``.
+
+    The detector draws boxes on whole frames and the tiler on stitched ones; two levels would give two
+    answers for the same frame, so a disagreeing pair is refused rather than one silently winning.
+    """
+    own = getattr(getattr(detector, "options", None), "box_threshold", None)
+    if options.threshold is None or own is None or math.isclose(float(own), float(options.threshold)):
+        return
+    raise ConfigError(f"RunOptions.threshold expects the detector's box threshold (DetectorOptions.box_threshold {own:g}) "
+                      f"or None; received {options.threshold:g} (set one of them: the detector's is used on whole frames)")
+
+
 def _new_state(detector: FrameDetector, source: FrameSource, options: RunOptions, on_frame: OnFrame | None,
                annotator: Annotator | None, sinks: Sequence[Sink] | None) -> RunState:
     """The run's state with its capture, recorder and extra sinks (nothing started yet)."""
@@ -181,7 +197,8 @@ def _new_state(detector: FrameDetector, source: FrameSource, options: RunOptions
 
 def _frame_loop(detector: FrameDetector, state: RunState, options: RunOptions) -> FrameLoop:
     """The frame loop whose output thread takes the CAM, boxes, events, annotation and sinks off the inference thread."""
-    # an absolute-heatmap detector boxes at its own decision threshold when tiled, as on whole frames
+    # an absolute-heatmap detector boxes at its own decision threshold when tiled, as on whole frames;
+    # None: the detector's own rule (its box_threshold, which _check_box_threshold found equal to the run's)
     level = None if getattr(detector, "absolute", False) else options.threshold
     return FrameLoop(detector, state.capture, state.process, on_error=state.failed, tile=options.tile, tile_level=level,
                      queue_size=options.queue_size)

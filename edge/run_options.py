@@ -34,7 +34,9 @@ class RunOptions:
         mode: ``LATEST`` (live: skip to the newest frame) or ``ALL`` (files: every frame).
         stride: process every ``stride``-th source frame.
         tile: tile the frame (large frames, small ships), or None for one inference per frame.
-        threshold: heatmap threshold for boxes when tiling, in (0, 1].
+        threshold: heatmap level that outlines a box, in (0, 1]; None: the detector's own
+            (``DetectorOptions.box_threshold``). The run has one box threshold: a value here must
+            equal the detector's, or :func:`edge.pipeline.run` refuses the pair.
         hysteresis: event thresholds.
         smoother_alpha: EMA weight of the newest score for events.
         event_label: label whose score drives events; None = top positive label (0 when none).
@@ -64,7 +66,7 @@ class RunOptions:
     mode: CaptureMode = CaptureMode.LATEST
     stride: int = 1
     tile: TileSpec | None = None
-    threshold: float = 0.5
+    threshold: float | None = None
     hysteresis: HysteresisOptions = HysteresisOptions()
     smoother_alpha: float = 0.5
     event_label: str | None = None
@@ -96,7 +98,8 @@ class RunOptions:
                 raise ConfigError(f"RunOptions.{name} must be an int >= 1{' or None' if name == 'max_frames' else ''}; received {value!r}")
         checks = (
             ("tile", self.tile is None or isinstance(self.tile, TileSpec), "a TileSpec or None"),
-            ("threshold", isinstance(self.threshold, (int, float)) and 0.0 < self.threshold <= 1.0, "a number in (0, 1]"),
+            ("threshold", self.threshold is None or (isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool)
+                           and 0.0 < self.threshold <= 1.0), "None or a number in (0, 1]"),
             ("hysteresis", isinstance(self.hysteresis, HysteresisOptions), "HysteresisOptions"),
             ("smoother_alpha", isinstance(self.smoother_alpha, (int, float)) and 0.0 < self.smoother_alpha <= 1.0, "a number in (0, 1]"),
             ("reconnect", isinstance(self.reconnect, BackoffOptions), "BackoffOptions"),
