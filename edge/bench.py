@@ -348,15 +348,8 @@ def bench(
         opener = _detector_opener(input_size, spin_wait, providers, gpu, run_dir)
     try:
         keras = bench_keras(Path(keras_model), feed, frames, clock, input_size) if keras_model is not None else None
-        results = []
-        for manifest in artifacts:
-            for t in counts:
-                try:
-                    results.append(bench_artifact(Path(manifest), feed, frames, t, opener=opener, clock=clock,
-                                                  warmup=warmup, rounds=rounds))
-                except EdgecamError as exc:
-                    results.append(ArtifactResult(name=Path(manifest).name, threads=t,
-                                                  error=f"{type(exc).__name__}: {exc}"))
+        results = [_bench_or_error(Path(manifest), feed, frames, t, opener=opener, clock=clock, warmup=warmup, rounds=rounds)
+                   for manifest in artifacts for t in counts]
     finally:
         feed.close()
     if keras is not None and keras.call is not None:
@@ -366,6 +359,14 @@ def bench(
                 "input_size": list(input_size) if input_size else "manifest", "spin_wait": spin_wait,
                 "rounds": min(rounds, frames), "providers": list(providers) if providers else None}
     return BenchReport(machine_info(), settings, results, keras)
+
+
+def _bench_or_error(manifest: Path, feed: FrameFeed, frames: int, threads: int | None, **kw: Any) -> ArtifactResult:
+    """:func:`bench_artifact`, or a row carrying the error of an artifact that fails to load or run."""
+    try:
+        return bench_artifact(manifest, feed, frames, threads, **kw)
+    except EdgecamError as exc:
+        return ArtifactResult(name=manifest.name, threads=threads, error=f"{type(exc).__name__}: {exc}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

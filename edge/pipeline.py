@@ -123,6 +123,9 @@ def run(
             differs from the detector's ``DetectorOptions.box_threshold``.
         SourceError: the source cannot be opened at all.
 
+    Long because: this docstring is the run's contract (every file written, every summary field); the
+    body is a short sequence of the helpers below.
+
     Example:
         >>> summary = run(detector, open_source("synthetic"), RunOptions(out_dir="runs/demo", mode="all"))  # doctest: +SKIP
         >>> summary["frames"], summary["p95_ms"]["detect"]  # doctest: +SKIP
