@@ -41,6 +41,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from edge.atomic import write_json, write_text
+from edge.checks import positive_int
 from edge.errors import ConfigError, EdgecamError, SourceError
 from edge.bench_report import ArtifactResult, BenchReport, KerasResult
 from edge.bench_stats import (Clock, LatencySummary, parse_threads, ratio, split_rounds, stage_medians, thread_label,
@@ -279,16 +280,13 @@ def resolve_artifacts(paths: Sequence[str | Path]) -> list[Path]:
 
 def _checked_counts(frames: Any, threads: Any, rounds: Any) -> list[int | None]:
     """The thread counts to measure, after refusing a bad frames, threads or rounds."""
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise ConfigError(f"bench: frames expected an integer >= 1; received {frames!r}")
+    positive_int("bench: frames", frames)
     counts = list(threads) if isinstance(threads, (list, tuple)) else [threads]
     for t in counts:
-        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
-            raise ConfigError(f"bench: threads expected integers >= 1 or None; received {threads!r}")
+        positive_int("bench: threads", t, allow_none=True)
     if not counts:
         raise ConfigError("bench: threads expected at least one count; received none")
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ConfigError(f"bench: rounds expected an integer >= 1; received {rounds!r}")
+    positive_int("bench: rounds", rounds)
     return counts
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.checks import positive_int
 from edge.errors import ConfigError, FrameError
 from edge.results import Boxes
 
@@ -79,8 +80,7 @@ def _checked_heatmap(heatmap: np.ndarray, threshold: float, min_area: int) -> np
         raise FrameError("expected a finite heatmap; received one with NaN or inf values")
     if not (0.0 < float(threshold) <= 1.0):
         raise ConfigError(f"threshold must be in (0, 1]; received {threshold!r}")
-    if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 1:
-        raise ConfigError(f"min_area must be an int >= 1; received {min_area!r}")
+    positive_int("min_area", min_area)
     return hm
 
 

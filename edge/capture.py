@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
+from edge.checks import positive_int
 from edge.errors import ConfigError, FrameError, SourceError
 
 
@@ -152,9 +153,8 @@ class ThreadedCapture:
             self.mode = CaptureMode(mode)
         except ValueError:
             raise ConfigError(f"expected a capture mode in {[m.value for m in CaptureMode]}; received {mode!r}") from None
-        for name, v in (("queue_size", queue_size), ("stride", stride)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"ThreadedCapture.{name} must be an int >= 1; received {v!r}")
+        positive_int("ThreadedCapture.queue_size", queue_size)
+        positive_int("ThreadedCapture.stride", stride)
         if target_fps is not None and not (isinstance(target_fps, (int, float)) and 0 < target_fps < math.inf):
             raise ConfigError(f"ThreadedCapture.target_fps must be None or > 0; received {target_fps!r}")
         self.source, self.stride, self.target_fps, self.prepare = source, stride, target_fps, prepare

@@ -205,10 +205,10 @@ class ArtifactModel:
     def __init__(self, manifest: str | Path, input_size: tuple[int, int], backend: str | None = None,
                  threads: int | None = None, batch: int = 16) -> None:
         from edge.detector import Detector, DetectorOptions
-        from edge.manifest import load_manifest
+        from edge.manifest import Task, load_manifest
 
         self.manifest = load_manifest(manifest)
-        if self.manifest.task != "binary":
+        if self.manifest.task != Task.BINARY:
             raise ConfigError(f"robustness: expected a binary (one-vs-rest) model; {manifest} is {self.manifest.task}")
         self.name = self.manifest.format
         self.threshold = float(self.manifest.thresholds[0])

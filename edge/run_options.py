@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edge.capture import BackoffOptions, CaptureMode
+from edge.checks import positive_int
 from edge.errors import ConfigError, reject_unknown_keys
 from edge.events import HysteresisOptions
 from edge.live import LiveAuth
@@ -91,11 +92,9 @@ class RunOptions:
             object.__setattr__(self, "mode", CaptureMode(self.mode))
         except ValueError:
             raise ConfigError(f"RunOptions.mode expects one of {[m.value for m in CaptureMode]}; received {self.mode!r}") from None
-        for name, value in (("stride", self.stride), ("queue_size", self.queue_size), ("max_frames", self.max_frames)):
-            if value is None and name == "max_frames":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"RunOptions.{name} must be an int >= 1{' or None' if name == 'max_frames' else ''}; received {value!r}")
+        positive_int("RunOptions.stride", self.stride)
+        positive_int("RunOptions.queue_size", self.queue_size)
+        positive_int("RunOptions.max_frames", self.max_frames, allow_none=True)
         checks = (
             ("tile", self.tile is None or isinstance(self.tile, TileSpec), "a TileSpec or None"),
             ("threshold", self.threshold is None or (isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool)
