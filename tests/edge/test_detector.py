@@ -81,10 +81,18 @@ def test_detector_does_not_mutate_the_frame(tiny_export):
 
 def test_close_is_idempotent(tiny_export):
     from edge.detector import Detector
+    from edge.errors import ArtifactError
 
     det = Detector.from_manifest(tiny_export / "model-fp32.onnx.manifest.json")
+    frame = np.zeros((*det.input_size, 3), np.uint8)
+    det.detect(frame)
+    released, real_close = [], det.backend.close
+    det.backend.close = lambda: (released.append(True), real_close())
     det.close()
     det.close()
+    assert released == [True]  # the runtime is released once, whatever the number of calls
+    with pytest.raises(ArtifactError, match="closed"):
+        det.detect(frame)  # and a closed detector says so instead of running a freed session
 
 
 def test_dense_cam_is_the_weighted_channel_sum():
