@@ -14,11 +14,10 @@ from devices.registry import (
     Backend,
     CaptureMode,
     DeviceProfile,
-    RunSettings,
     list_profiles,
     load_profile,
-    resolve_run_settings,
 )
+from devices.run_settings import RunSettings, resolve_run_settings
 
 __all__ = [
     "ArtifactFormat",

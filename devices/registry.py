@@ -6,12 +6,12 @@ installs anything or touches the network: a profile *names* a requirements file,
 a person or a provisioning script installs it.
 
 Example:
-    >>> from devices import load_profile, resolve_run_settings
+    >>> from devices import load_profile
     >>> p = load_profile("rpi4")
     >>> p.backend.value, p.artifact_format.value, p.threads
     ('litert', 'tflite-int8', 4)
-    >>> resolve_run_settings(p, threads=2, source=None).threads
-    2
+
+A run's settings, a profile merged with the flags given, come from :mod:`devices.run_settings`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from devices.enums import Arch, ArtifactFormat, Backend, CaptureMode
-from edge.backends import formats_of, runs_format
+from edge.backends import runs_format
 from edge.backends.base import ONNX_PROVIDER_ORDER, GpuOptions
 from edge.errors import ConfigError
 
@@ -53,7 +53,7 @@ def _enum(cls: type[enum.Enum]):
     return parse
 
 
-def _text(key: str, value: Any, where: str) -> str:
+def parse_text(key: str, value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: key {key!r} expected a non-empty string; received {value!r}")
     return value
@@ -105,7 +105,7 @@ def _gpu(key: str, value: Any, where: str) -> GpuOptions | None:
 
 
 def _requirements(key: str, value: Any, where: str) -> str:
-    text = _text(key, value, where)
+    text = parse_text(key, value, where)
     parts = text.split("/")
     if len(parts) != 2 or parts[0] != "requirements" or not parts[1].endswith(".txt") or parts[1] == ".txt":
         raise ConfigError(
@@ -191,7 +191,7 @@ class DeviceProfile:
     def __post_init__(self) -> None:
         where = f"device profile {self.name!r}" if isinstance(self.name, str) else "device profile"
         for f in fields(self):
-            value = _PARSERS[f.name](f.name, getattr(self, f.name), where)
+            value = FIELD_PARSERS[f.name](f.name, getattr(self, f.name), where)
             object.__setattr__(self, f.name, value)
         self._check_consistency(where)
 
@@ -283,19 +283,20 @@ class DeviceProfile:
         return resources.files("devices").joinpath(self.requirements).read_text(encoding="utf-8")
 
 
-_PARSERS = {
+# profile key -> its parser; devices.run_settings parses a flag with the parser of the key it overrides
+FIELD_PARSERS = {
     "schema_version": _schema,
-    "name": _text,
-    "description": _text,
+    "name": parse_text,
+    "description": parse_text,
     "arch": _enum(Arch),
-    "cpu": _text,
+    "cpu": parse_text,
     "cores": _int_range(1, 256),
-    "os": _text,
-    "python": _text,
+    "os": parse_text,
+    "python": parse_text,
     "backend": _enum(Backend),
     "artifact_format": _enum(ArtifactFormat),
     "fallback_formats": _formats,
-    "rationale": _text,
+    "rationale": parse_text,
     "execution_providers": _providers,
     "threads": _int_range(1, 256),
     "input_size": _int_range(32, 1024),
@@ -303,9 +304,9 @@ _PARSERS = {
     "capture_width": _int_range(16, 8192),
     "capture_height": _int_range(16, 8192),
     "capture_fps": _int_range(1, 240),
-    "camera_source": _text,
+    "camera_source": parse_text,
     "requirements": _requirements,
-    "extra": _text,
+    "extra": parse_text,
     "notes": _notes,
     "onnxruntime_gpu": _gpu,
 }
@@ -348,142 +349,3 @@ def _parse(raw: str, source: str) -> DeviceProfile:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"device profile {source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     return DeviceProfile.from_dict(data, source)
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """What ``edgecam run`` uses after merging a profile with explicit flags.
-
-    ``origin`` maps each setting to where its value came from: ``"flag"``,
-    ``"profile:<name>"``, ``"default"`` or ``"unset"``.
-    """
-
-    backend: Backend | None
-    artifact_format: ArtifactFormat | None
-    execution_providers: tuple[str, ...]
-    threads: int | None
-    input_size: int | None
-    capture_mode: CaptureMode | None
-    capture_width: int | None
-    capture_height: int | None
-    capture_fps: int | None
-    source: str | None
-    gpu: GpuOptions = field(default_factory=GpuOptions)
-    origin: dict[str, str] = field(default_factory=dict, compare=False)
-
-
-# setting name -> profile attribute it defaults to
-_SETTING_FROM_PROFILE = {
-    "backend": "backend",
-    "artifact_format": "artifact_format",
-    "execution_providers": "execution_providers",
-    "threads": "threads",
-    "input_size": "input_size",
-    "capture_mode": "capture_mode",
-    "capture_width": "capture_width",
-    "capture_height": "capture_height",
-    "capture_fps": "capture_fps",
-    "source": "camera_source",
-}
-
-
-def resolve_run_settings(profile: DeviceProfile | str | None, **explicit_flags: Any) -> RunSettings:
-    """Merge a device profile with flags given on the command line.
-
-    The rule:
-
-    1. A flag whose value is not ``None`` wins; ``None`` means "not given", so
-       a CLI can pass every flag through unconditionally.
-    2. Otherwise the profile's value is used (``source`` defaults to the
-       profile's ``camera_source``).
-    3. If a flag switches ``backend`` away from the profile's, the profile's
-       backend-specific values no longer fit and are not inherited:
-       ``artifact_format`` becomes the first of the profile's preferred and
-       fallback formats that the new backend runs (else ``onnx-fp32`` /
-       ``tflite-fp32``), and ``execution_providers`` becomes
-       ``("CPUExecutionProvider",)`` for onnxruntime and ``()`` for litert.
-    4. Without a profile (``None``) only flags count; the rest stays ``None``.
-    5. ``gpu`` is a dict of :class:`~edge.backends.base.GpuOptions` fields
-       (``None`` values: not given) laid over the profile's ``onnxruntime_gpu``,
-       else over the defaults; the result is always a ``GpuOptions``.
-
-    Flags are validated like profile values (``threads=0`` raises), an unknown
-    flag name raises, and ``threads`` above the profile's core count raises.
-
-    Args:
-        profile: a :class:`DeviceProfile`, the name of a shipped one, or None.
-        **explicit_flags: any of ``backend, artifact_format, execution_providers,
-            threads, input_size, capture_mode, capture_width, capture_height,
-            capture_fps, source, gpu``.
-
-    Example:
-        >>> s = resolve_run_settings("rpi5", threads=2, backend=None)
-        >>> s.threads, s.origin["threads"], s.backend.value, s.origin["backend"]
-        (2, 'flag', 'litert', 'profile:rpi5')
-    """
-    if isinstance(profile, str):
-        profile = load_profile(profile)
-    gpu_flags = explicit_flags.pop("gpu", None) or {}
-    unknown = sorted(set(explicit_flags) - set(_SETTING_FROM_PROFILE))
-    if unknown:
-        raise ConfigError(
-            f"run settings: unknown flag {unknown[0]!r}; expected one of {', '.join(_SETTING_FROM_PROFILE)}, gpu"
-        )
-    where = "run settings (flag)"
-    gpu_base = (profile.onnxruntime_gpu if profile is not None else None) or GpuOptions()
-    gpu_given = {k: v for k, v in dict(gpu_flags).items() if v is not None}
-    gpu = GpuOptions.from_dict(gpu_base.to_dict() | gpu_given, f"{where}: gpu")
-    flags: dict[str, Any] = {}
-    for key, value in explicit_flags.items():
-        if value is None:
-            continue
-        if key == "source":
-            flags[key] = _text(key, str(value), where)
-        else:
-            flags[key] = _PARSERS[_SETTING_FROM_PROFILE[key]](key, value, where)
-
-    values: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-    for key, attr in _SETTING_FROM_PROFILE.items():
-        if key in flags:
-            values[key], origin[key] = flags[key], "flag"
-        elif profile is not None:
-            values[key], origin[key] = getattr(profile, attr), f"profile:{profile.name}"
-        else:
-            values[key], origin[key] = (() if key == "execution_providers" else None), "unset"
-
-    if profile is not None and values["backend"] is not profile.backend:
-        backend = values["backend"]
-        if "artifact_format" not in flags:
-            candidates = (profile.artifact_format, *profile.fallback_formats)
-            fitting = [f for f in candidates if runs_format(backend.value, f.value)]
-            # fp32: the format every backend of a family runs
-            default = next(ArtifactFormat(f) for f in sorted(formats_of(backend.value), key=lambda f: not f.endswith("-fp32")))
-            values["artifact_format"] = fitting[0] if fitting else default
-            origin["artifact_format"] = f"profile:{profile.name}" if fitting else "default"
-        if "execution_providers" not in flags:
-            values["execution_providers"] = ("CPUExecutionProvider",) if backend is Backend.ONNXRUNTIME else ()
-            origin["execution_providers"] = "default"
-
-    values["gpu"] = gpu
-    if gpu_given:
-        origin["gpu"] = "flag"
-    else:
-        origin["gpu"] = f"profile:{profile.name}" if profile is not None and profile.onnxruntime_gpu else "default"
-
-    if values["backend"] is not None and values["artifact_format"] is not None:
-        if not runs_format(values["backend"].value, values["artifact_format"].value):
-            raise ConfigError(
-                f"{where}: artifact_format expected a format the {values['backend'].value} backend runs; "
-                f"received {values['artifact_format'].value!r}"
-            )
-    if values["backend"] is Backend.LITERT and values["execution_providers"]:
-        raise ConfigError(
-            f"{where}: execution_providers expected none with the litert backend; "
-            f"received {list(values['execution_providers'])!r}"
-        )
-    if profile is not None and values["threads"] is not None and values["threads"] > profile.cores:
-        raise ConfigError(
-            f"{where}: threads expected at most the {profile.cores} cores of {profile.name}; received {values['threads']}"
-        )
-    return RunSettings(**values, origin=origin)

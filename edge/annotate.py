@@ -14,6 +14,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from edge.checks import positive_int
 from edge.errors import ConfigError, FrameError
 from edge.results import FrameResult
 
@@ -82,9 +83,7 @@ class BoxAnnotator(Annotator):
     """
 
     def __init__(self, color: Sequence[int] = (0, 255, 0), thickness: int = 2) -> None:
-        if isinstance(thickness, bool) or not isinstance(thickness, int) or thickness < 1:
-            raise ConfigError(f"BoxAnnotator.thickness must be an int >= 1; received {thickness!r}")
-        self.color, self.thickness = _check_color(color), thickness
+        self.color, self.thickness = _check_color(color), positive_int("BoxAnnotator.thickness", thickness)
 
     def draw(self, canvas: np.ndarray, result: FrameResult) -> np.ndarray:
         for x0, y0, x1, y1 in np.round(result.boxes.xyxy).astype(int):

@@ -41,6 +41,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from edge.atomic import write_json, write_text
+from edge.checks import positive_int
 from edge.errors import ConfigError, EdgecamError, SourceError
 from edge.bench_report import ArtifactResult, BenchReport, KerasResult
 from edge.bench_stats import (Clock, LatencySummary, parse_threads, ratio, split_rounds, stage_medians, thread_label,
@@ -279,16 +280,13 @@ def resolve_artifacts(paths: Sequence[str | Path]) -> list[Path]:
 
 def _checked_counts(frames: Any, threads: Any, rounds: Any) -> list[int | None]:
     """The thread counts to measure, after refusing a bad frames, threads or rounds."""
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise ConfigError(f"bench: frames expected an integer >= 1; received {frames!r}")
+    positive_int("bench: frames", frames)
     counts = list(threads) if isinstance(threads, (list, tuple)) else [threads]
     for t in counts:
-        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
-            raise ConfigError(f"bench: threads expected integers >= 1 or None; received {threads!r}")
+        positive_int("bench: threads", t, allow_none=True)
     if not counts:
         raise ConfigError("bench: threads expected at least one count; received none")
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ConfigError(f"bench: rounds expected an integer >= 1; received {rounds!r}")
+    positive_int("bench: rounds", rounds)
     return counts
 
 
@@ -348,15 +346,8 @@ def bench(
         opener = _detector_opener(input_size, spin_wait, providers, gpu, run_dir)
     try:
         keras = bench_keras(Path(keras_model), feed, frames, clock, input_size) if keras_model is not None else None
-        results = []
-        for manifest in artifacts:
-            for t in counts:
-                try:
-                    results.append(bench_artifact(Path(manifest), feed, frames, t, opener=opener, clock=clock,
-                                                  warmup=warmup, rounds=rounds))
-                except EdgecamError as exc:
-                    results.append(ArtifactResult(name=Path(manifest).name, threads=t,
-                                                  error=f"{type(exc).__name__}: {exc}"))
+        results = [_bench_or_error(Path(manifest), feed, frames, t, opener=opener, clock=clock, warmup=warmup, rounds=rounds)
+                   for manifest in artifacts for t in counts]
     finally:
         feed.close()
     if keras is not None and keras.call is not None:
@@ -366,6 +357,14 @@ def bench(
                 "input_size": list(input_size) if input_size else "manifest", "spin_wait": spin_wait,
                 "rounds": min(rounds, frames), "providers": list(providers) if providers else None}
     return BenchReport(machine_info(), settings, results, keras)
+
+
+def _bench_or_error(manifest: Path, feed: FrameFeed, frames: int, threads: int | None, **kw: Any) -> ArtifactResult:
+    """:func:`bench_artifact`, or a row carrying the error of an artifact that fails to load or run."""
+    try:
+        return bench_artifact(manifest, feed, frames, threads, **kw)
+    except EdgecamError as exc:
+        return ArtifactResult(name=manifest.name, threads=threads, error=f"{type(exc).__name__}: {exc}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

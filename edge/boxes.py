@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.checks import positive_int
 from edge.errors import ConfigError, FrameError
 from edge.results import Boxes
 
@@ -79,8 +80,7 @@ def _checked_heatmap(heatmap: np.ndarray, threshold: float, min_area: int) -> np
         raise FrameError("expected a finite heatmap; received one with NaN or inf values")
     if not (0.0 < float(threshold) <= 1.0):
         raise ConfigError(f"threshold must be in (0, 1]; received {threshold!r}")
-    if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 1:
-        raise ConfigError(f"min_area must be an int >= 1; received {min_area!r}")
+    positive_int("min_area", min_area)
     return hm
 
 
@@ -138,31 +138,38 @@ def boxes_from_cells(cells: np.ndarray, heatmap: np.ndarray, threshold: float, m
         xyxy.append((max(px[k] - cx, 0), max(py[k] - cy, 0), min(px[k] + cx + 1, W), min(py[k] + cy + 1, H)))
         scores.append(float(cells[peaks[k, 0], peaks[k, 1]]))
     for region in range(1, n):
-        x0, y0, bw, bh, area = (int(v) for v in stats[region])
-        if area < min_area:
-            continue
-        mine = np.flatnonzero(owner == region)
-        if len(mine) <= 1:  # one vessel: the region's own box, as boxes_from_heatmap gives it
-            window = labels[y0 : y0 + bh, x0 : x0 + bw] == region
-            xyxy.append((x0, y0, x0 + bw, y0 + bh))
-            scores.append(float(hm[y0 : y0 + bh, x0 : x0 + bw][window].max()))
-            continue
-        # only the region's bounding window is searched, never the whole frame once per region
-        ys, xs = np.nonzero(labels[y0 : y0 + bh, x0 : x0 + bw] == region)
-        ys, xs = ys + y0, xs + x0
-        d = (xs[:, None] - px[mine][None]) ** 2 + (ys[:, None] - py[mine][None]) ** 2
-        nearest = d.argmin(axis=1)
-        for k, peak in enumerate(mine):
-            sel = nearest == k
-            if sel.sum() < min_area:
-                continue
-            xyxy.append((xs[sel].min(), ys[sel].min(), xs[sel].max() + 1, ys[sel].max() + 1))
-            scores.append(float(cells[peaks[peak, 0], peaks[peak, 1]]))
+        for box, score in _region_boxes(labels, stats[region], region, hm, np.flatnonzero(owner == region),
+                                        (px, py), cells[peaks[:, 0], peaks[:, 1]], min_area):
+            xyxy.append(box)
+            scores.append(score)
     if not xyxy:
         return Boxes.empty()
     order = np.argsort(-np.asarray(scores), kind="stable")
     return Boxes(np.asarray(xyxy, np.float32)[order], np.asarray(scores, np.float32)[order],
                  np.full(len(order), int(class_id), np.int32))
+
+
+def _region_boxes(labels: np.ndarray, stat: np.ndarray, region: int, hm: np.ndarray, mine: np.ndarray,
+                  peak_xy: tuple[np.ndarray, np.ndarray], peak_values: np.ndarray, min_area: int) -> list[tuple[tuple, float]]:
+    """``(box, score)`` of one hot region: its own box with one peak (or none), else one per peak's nearest pixels."""
+    x0, y0, bw, bh, area = (int(v) for v in stat)
+    if area < min_area:
+        return []
+    if len(mine) <= 1:  # one vessel: the region's own box, as boxes_from_heatmap gives it
+        window = labels[y0 : y0 + bh, x0 : x0 + bw] == region
+        return [((x0, y0, x0 + bw, y0 + bh), float(hm[y0 : y0 + bh, x0 : x0 + bw][window].max()))]
+    # only the region's bounding window is searched, never the whole frame once per region
+    ys, xs = np.nonzero(labels[y0 : y0 + bh, x0 : x0 + bw] == region)
+    ys, xs = ys + y0, xs + x0
+    px, py = peak_xy
+    d = (xs[:, None] - px[mine][None]) ** 2 + (ys[:, None] - py[mine][None]) ** 2
+    nearest = d.argmin(axis=1)
+    out = []
+    for k, peak in enumerate(mine):
+        sel = nearest == k
+        if sel.sum() >= min_area:
+            out.append(((xs[sel].min(), ys[sel].min(), xs[sel].max() + 1, ys[sel].max() + 1), float(peak_values[peak])))
+    return out
 
 
 def merge_boxes(boxes: Boxes, iou_threshold: float = 0.0, gap: float | None = 1.0) -> Boxes:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
+from edge.checks import positive_int
 from edge.errors import ConfigError, FrameError, SourceError
 
 
@@ -100,6 +101,23 @@ class CapturedFrame:
     file: str | None = None
 
 
+class _Read(Enum):
+    """What one read of the source gave the capture thread."""
+
+    FRAME = "frame"
+    CORRUPT = "corrupt"  # counted and skipped; the next read goes on
+    RETRY = "retry"  # a live source reconnected: read again
+    END = "end"  # the source ended or failed for good
+
+
+class _Pace(Enum):
+    """The ``target_fps`` decision for a frame."""
+
+    GO = "go"
+    SKIP = "skip"
+    STOP = "stop"  # the stop came while a file frame waited for its slot
+
+
 class ThreadedCapture:
     """Read a source on its own thread so slow inference never stalls the camera.
 
@@ -135,9 +153,8 @@ class ThreadedCapture:
             self.mode = CaptureMode(mode)
         except ValueError:
             raise ConfigError(f"expected a capture mode in {[m.value for m in CaptureMode]}; received {mode!r}") from None
-        for name, v in (("queue_size", queue_size), ("stride", stride)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"ThreadedCapture.{name} must be an int >= 1; received {v!r}")
+        positive_int("ThreadedCapture.queue_size", queue_size)
+        positive_int("ThreadedCapture.stride", stride)
         if target_fps is not None and not (isinstance(target_fps, (int, float)) and 0 < target_fps < math.inf):
             raise ConfigError(f"ThreadedCapture.target_fps must be None or > 0; received {target_fps!r}")
         self.source, self.stride, self.target_fps, self.prepare = source, stride, target_fps, prepare
@@ -213,62 +230,35 @@ class ThreadedCapture:
     def _run(self) -> None:
         src, counts = self.source, self._counts
         position = 0
-        period = 1.0 / self.target_fps if self.target_fps else 0.0
-        due = time.monotonic()
+        self._due = time.monotonic()  # when the next frame is due under target_fps
         try:
             while not self._stop.is_set():
                 self._holding = False
-                try:
-                    frame = src.read()
-                except FrameError as exc:
-                    position += 1
-                    counts["corrupt"] += 1
-                    log.warning("skipping corrupt frame %d of %r: %s", position - 1, src, exc)
-                    continue
-                except Exception as exc:  # a driver error: reopen a live source, end a file
-                    if not src.is_live:
-                        self.error = exc
-                        log.error("%r failed: %s", src, exc)
-                        break
-                    if not self._reconnect(f"read raised {type(exc).__name__}: {exc}"):
-                        break
-                    continue
-                if frame is None:
-                    if not src.is_live or not self._reconnect("stream returned no frame"):
-                        break
+                kind, frame = self._read(position)
+                if kind is _Read.END:
+                    break
+                if kind is _Read.RETRY:
                     continue
                 index, position = position, position + 1
+                if kind is _Read.CORRUPT:
+                    continue
                 counts["read"] += 1
                 self._holding = True  # until the next read: the camera delivered, whatever the consumer does
                 if index % self.stride:
                     counts["skipped"] += 1
                     continue
-                if period:
-                    now = time.monotonic()
-                    if src.is_live:
-                        # a fifth of a period of slack absorbs camera jitter without raising the rate
-                        if now + 0.2 * period < due:
-                            counts["skipped"] += 1
-                            continue
-                        due = max(due, now - period) + period
-                    else:
-                        if due > now and self._stop.wait(due - now):
-                            break
-                        due = max(due, now) + period
+                pace = self._pace()
+                if pace is _Pace.STOP:
+                    break
+                if pace is _Pace.SKIP:
+                    counts["skipped"] += 1
+                    continue
                 t_captured, t_wall = time.monotonic(), time.time()
                 media_ms = None if src.is_live else getattr(src, "media_ms", None)
-                prepared = None
-                if self.prepare is not None:
-                    try:
-                        prepared = self.prepare(frame)
-                    except FrameError as exc:
-                        counts["corrupt"] += 1
-                        log.warning("skipping frame %d of %r, which cannot be prepared: %s", index, src, exc)
-                        continue
-                    except Exception:
-                        log.exception("preparing frame %d of %r failed; passing it on unprepared", index, src)
-                self._put(CapturedFrame(index, t_captured, frame, prepared, t_wall=t_wall, media_ms=media_ms,
-                                        file=getattr(src, "file_name", None)))
+                ok, prepared = self._prepared(frame, index)
+                if ok:
+                    self._put(CapturedFrame(index, t_captured, frame, prepared, t_wall=t_wall, media_ms=media_ms,
+                                            file=getattr(src, "file_name", None)))
         except BaseException as exc:  # never die silently on a thread
             self.error = exc
             log.exception("capture thread of %r crashed", src)
@@ -279,6 +269,57 @@ class ThreadedCapture:
             except Exception as exc:
                 log.warning("closing %r failed: %s", src, exc)
             self._finished.set()
+
+    def _read(self, position: int) -> tuple["_Read", Any]:
+        """One read of the source: a frame, a corrupt one (counted), a reconnect to retry, or the end."""
+        src = self.source
+        try:
+            frame = src.read()
+        except FrameError as exc:
+            self._counts["corrupt"] += 1
+            log.warning("skipping corrupt frame %d of %r: %s", position, src, exc)
+            return _Read.CORRUPT, None
+        except Exception as exc:  # a driver error: reopen a live source, end a file
+            if not src.is_live:
+                self.error = exc
+                log.error("%r failed: %s", src, exc)
+                return _Read.END, None
+            return (_Read.RETRY if self._reconnect(f"read raised {type(exc).__name__}: {exc}") else _Read.END), None
+        if frame is None:
+            if not src.is_live or not self._reconnect("stream returned no frame"):
+                return _Read.END, None
+            return _Read.RETRY, None
+        return _Read.FRAME, frame
+
+    def _pace(self) -> "_Pace":
+        """Hold the rate to ``target_fps``: a live frame that comes too early is skipped, a file waits for its slot."""
+        if not self.target_fps:
+            return _Pace.GO
+        period, now = 1.0 / self.target_fps, time.monotonic()
+        if self.source.is_live:
+            # a fifth of a period of slack absorbs camera jitter without raising the rate
+            if now + 0.2 * period < self._due:
+                return _Pace.SKIP
+            self._due = max(self._due, now - period) + period
+        else:
+            if self._due > now and self._stop.wait(self._due - now):
+                return _Pace.STOP
+            self._due = max(self._due, now) + period
+        return _Pace.GO
+
+    def _prepared(self, frame: np.ndarray, index: int) -> tuple[bool, Any]:
+        """``(True, prepared)`` (None without ``prepare``, or when preparing failed unexpectedly); False: skip the frame."""
+        if self.prepare is None:
+            return True, None
+        try:
+            return True, self.prepare(frame)
+        except FrameError as exc:
+            self._counts["corrupt"] += 1
+            log.warning("skipping frame %d of %r, which cannot be prepared: %s", index, self.source, exc)
+            return False, None
+        except Exception:
+            log.exception("preparing frame %d of %r failed; passing it on unprepared", index, self.source)
+            return True, None
 
     def _put(self, item: CapturedFrame) -> None:
         if self.mode is CaptureMode.LATEST:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edge.cli_args import print_json
 from edge.errors import ConfigError, EdgecamError, ManifestError
@@ -70,28 +72,59 @@ def run_input_size(trained: tuple[int, int], asked: tuple[int, int] | None, by_s
     return tuple(trained), None
 
 
+def event_threshold(labels: tuple[str, ...], thresholds: tuple[float, ...], task: str, event_label: str | None) -> float:
+    """The decision threshold an event starts from by default (``--enter``), on the score that drives events.
+
+    With an ``event_label`` that label's score drives events, so its own threshold is the bar. Without one,
+    a multi-label model's events follow its top positive label, whichever it is: the lowest of the per-label
+    thresholds, so every label the model calls positive reaches it. A binary model has one threshold.
+
+    Raises:
+        ConfigError: ``event_label`` is not one of ``labels``.
+
+    Example:
+        >>> event_threshold(("ship", "buoy"), (0.4, 0.7), "multilabel", "buoy")
+        0.7
+        >>> event_threshold(("ship", "buoy"), (0.4, 0.7), "multilabel", None)
+        0.4
+    """
+    from edge.manifest import Task
+
+    if event_label is not None:
+        if event_label not in labels:
+            raise ConfigError(f"event_label: expected one of the model's labels {list(labels)}; received {event_label!r}")
+        return float(thresholds[labels.index(event_label)])
+    if Task(task) is Task.MULTILABEL:
+        return float(min(thresholds))
+    return float(thresholds[0])
+
+
+@dataclass(frozen=True)
+class _RunInputs:
+    """What ``edgecam run`` checks before the model loads or a run folder is made (bad input exits 2 at once)."""
+
+    recording: dict[str, Any]
+    settings: dict[str, Any]
+    mqtt: Any
+    live_auth: str | None
+    decision: float
+    enter: float
+    leave: float
+
+
 def cmd_run(a) -> int:
-    from devices import load_profile, resolve_run_settings
+    from devices import resolve_run_settings
     from edge.backends import BackendOptions, create_backend, runs_format
     from edge.cli_args import gpu_settings
     from edge.detector import Detector, DetectorOptions
-    from edge.events import HysteresisOptions
     from edge.manifest import load_manifest
-    from edge.pipeline import RunOptions, run
-    from edge.recording import RecordingOptions, RunFolder
-    from edge.sink_kinds import make_sinks, parse_sink_spec
-    from edge.sources import CaptureMode, open_source
-    from edge.tiling import TileSpec
+    from edge.recording import RunFolder
+    from edge.sink_kinds import parse_sink_spec
 
     for spec in a.sink:  # an unknown --sink is refused before the model loads or a folder is made
         parse_sink_spec(spec)
     s = resolve_run_settings(a.device, backend=a.backend, threads=a.threads, source=a.source, **gpu_settings(a))
-    preferred = [f.value for f in ([s.artifact_format] if s.artifact_format else [])]
-    if a.device:  # the profile's fallbacks, in its order, where they fit the backend in use
-        preferred += [f.value for f in load_profile(a.device).fallback_formats if s.backend is None or runs_format(s.backend.value, f.value)]
-    preferred += ["tflite-int8", "tflite-fp32", "onnx-fp32", "onnx-int8", "tflite-fp16", "tflite-dynamic"]
-    manifest_path = pick_manifest(a.model, preferred)
-    manifest = load_manifest(manifest_path)
+    manifest = load_manifest(pick_manifest(a.model, _preferred_formats(a.device, s)))
     # A model trained on crops of box-labelled frames runs every frame resized
     # by the scale it was trained at, whatever the frame's size: no fixed input
     # size then, and the detector takes the scale from the manifest itself.
@@ -102,7 +135,41 @@ def cmd_run(a) -> int:
     # a profile's backend is used when it runs this artifact's format; else the format's default
     backend = a.backend or (s.backend.value if s.backend and runs_format(s.backend.value, manifest.format) else None)
     det_opts = DetectorOptions(resize=a.resize or "stretch", box_threshold=a.box_threshold, scale=a.scale)
-    providers = tuple(s.execution_providers) or None
+    source, mode = _open_source(a, s)
+    checked = _check_run_inputs(a, manifest)
+    # the TensorRT engine cache lives in the run's folder (--out), so the next run reuses it
+    bopts = BackendOptions(threads=s.threads, providers=tuple(s.execution_providers) or ("CPUExecutionProvider",),
+                           input_size=size, gpu=s.gpu, run_dir=Path(a.out))
+    with _load_detector(Detector, lambda: create_backend(manifest, backend, bopts), det_opts, size) as det:
+        folder = RunFolder.create(a.out)  # a folder of its own: a restart never overwrites an earlier run
+        opts = _run_options(a, checked, folder, mode, size)
+        sinks = _run_sinks(a, checked, folder, manifest)
+        at = f"{det.scale:g}x each frame's size" if det.scale else f"{size[0]}x{size[1]}"
+        print(f"edgecam run: {manifest.format} via {det.backend.key} at {at}, source {source!r}, mode {mode.value}")
+        print(f"edgecam run: recording into {folder.path} ({folder.root / 'latest'} points at it)", flush=True)
+        summary = _run_with_progress(a, det, source, opts, sinks)
+    shown = ("run", "frames", "dropped", "corrupt", "reconnects", "seconds", "fps", "events", "p50_ms", "p95_ms", "ended_by",
+             "signal", "errors", "sink_errors", "source_error", "recording", "mqtt", "exit_code", "exit_reasons")
+    print_json({k: summary[k] for k in shown if k in summary})
+    print(f"edgecam run: {run_ending(summary)}")
+    return int(summary["exit_code"])
+
+
+def _preferred_formats(device: str | None, s) -> list[str]:
+    """Formats to pick from an export folder, best first: the profile's, its fallbacks the backend runs, then ours."""
+    from devices import load_profile
+    from edge.backends import runs_format
+
+    preferred = [f.value for f in ([s.artifact_format] if s.artifact_format else [])]
+    if device:  # the profile's fallbacks, in its order, where they fit the backend in use
+        preferred += [f.value for f in load_profile(device).fallback_formats if s.backend is None or runs_format(s.backend.value, f.value)]
+    return preferred + ["tflite-int8", "tflite-fp32", "onnx-fp32", "onnx-int8", "tflite-fp16", "tflite-dynamic"]
+
+
+def _open_source(a, s):
+    """The frame source and its capture mode."""
+    from edge.sources import CaptureMode, open_source
+
     # the profile's capture format reaches cameras (CameraSource, Picamera2Source); a pipeline
     # states its own caps (the profile is checked to agree), files and streams have theirs
     capture_size = (s.capture_width, s.capture_height) if s.capture_width and s.capture_height else None
@@ -110,17 +177,22 @@ def cmd_run(a) -> int:
     # --mode wins; else a profile's capture mode, which is meant for live sources; else
     # latest for live sources and all for files (a file never needs to drop frames)
     if a.mode:
-        mode = CaptureMode(a.mode)
-    elif source.is_live:
-        mode = CaptureMode(s.capture_mode.value) if s.capture_mode else CaptureMode.LATEST
-    else:
-        mode = CaptureMode.ALL
+        return source, CaptureMode(a.mode)
+    if source.is_live:
+        return source, CaptureMode(s.capture_mode.value) if s.capture_mode else CaptureMode.LATEST
+    return source, CaptureMode.ALL
+
+
+def _check_run_inputs(a, manifest) -> _RunInputs:
+    """Recording, --config settings, MQTT, live auth and event thresholds, each refused now if bad."""
+    from edge.config import RUN_SETTINGS
+    from edge.pipeline import RunOptions
+    from edge.recording import RecordingOptions
+
     recording = dict(segment_s=a.segment_seconds or None, min_free_mb=a.min_free_mb, jsonl_max_mb=a.jsonl_max_mb or None,
                      jsonl_keep=a.jsonl_keep, outage_s=a.outage_seconds or None, retain=a.retain,
                      stills=a.stills)
     RecordingOptions(**recording)  # a bad value is refused before the model loads or a folder is made
-    from edge.config import RUN_SETTINGS
-
     settings = {k: getattr(a, k) for k in RUN_SETTINGS if getattr(a, k, None) is not None}  # --config only
     checked = RunOptions.from_dict({"out_dir": a.out, **settings})  # likewise refused now; reconnect becomes BackoffOptions
     settings = {k: getattr(checked, k) for k in settings}
@@ -130,48 +202,59 @@ def cmd_run(a) -> int:
         from edge.live import LiveAuth
 
         LiveAuth.parse(live_auth)  # a malformed spec is refused now, without echoing the secret
-    thr = float(manifest.thresholds[0])
-    enter = a.enter if a.enter is not None else thr
+    # events start, by default, where the score driving them is called positive (multi-label: per label)
+    decision = event_threshold(tuple(manifest.labels), tuple(manifest.thresholds), manifest.task, settings.get("event_label"))
+    enter = a.enter if a.enter is not None else decision
     leave = a.leave if a.leave is not None else max(0.0, enter * 0.6)
-    # the TensorRT engine cache lives in the run's folder (--out), so the next run reuses it
-    bopts = BackendOptions(threads=s.threads, providers=providers or ("CPUExecutionProvider",), input_size=size,
-                           gpu=s.gpu, run_dir=Path(a.out))
-    with _load_detector(Detector, lambda: create_backend(manifest, backend, bopts), det_opts, size) as det:
-        folder = RunFolder.create(a.out)  # a folder of its own: a restart never overwrites an earlier run
-        opts = RunOptions(
-            out_dir=folder.path, mode=mode, stride=a.stride, tile=TileSpec(tile=tuple(size or (640, 640))) if a.tile else None,
-            threshold=a.box_threshold, hysteresis=HysteresisOptions(enter=enter, leave=leave, min_frames=a.min_frames,
-                                                                interrupt_s=a.event_timeout or None),
-            live=a.live, allow_remote=a.allow_remote, live_auth=live_auth, live_clients=a.live_max_clients,
-            live_idle_s=a.live_idle_seconds, stale_s=a.stale_seconds or 10.0, write_video=not a.no_video, max_frames=a.max_frames,
-            recording=RecordingOptions(run_id=folder.run_id, **recording), **settings,
-        )
-        sinks = make_sinks(a.sink, folder.path)
-        if mqtt is not None:
-            from edge.mqtt_sink import MqttSink
+    return _RunInputs(recording, settings, mqtt, live_auth, decision, enter, leave)
 
-            sinks.append(MqttSink(mqtt, folder.run_id, spool_dir=Path(a.out) / "mqtt-spool",
-                                  model={"format": manifest.format, "artifact": Path(manifest.artifact).name,
-                                         "sha256": manifest.sha256, "labels": list(manifest.labels)},
-                                  thresholds={"decision": thr, "enter": enter, "leave": leave, "min_frames": a.min_frames}))
-        at = f"{det.scale:g}x each frame's size" if det.scale else f"{size[0]}x{size[1]}"
-        print(f"edgecam run: {manifest.format} via {det.backend.key} at {at}, source {source!r}, mode {mode.value}")
-        print(f"edgecam run: recording into {folder.path} ({folder.root / 'latest'} points at it)", flush=True)
-        progress = None
-        if a.progress_seconds != 0:  # None: the default interval; a negative one is refused by Progress
-            from edge.progress import Progress, known_length
 
-            progress = Progress(total=known_length(source, a.stride, a.max_frames), interval_s=a.progress_seconds)
-        try:
-            summary = run(det, source, opts, sinks=sinks, on_frame=progress)
-        finally:
-            if progress is not None:
-                progress.close()
-    shown = ("run", "frames", "dropped", "corrupt", "reconnects", "seconds", "fps", "events", "p50_ms", "p95_ms", "ended_by",
-             "signal", "errors", "sink_errors", "source_error", "recording", "mqtt", "exit_code", "exit_reasons")
-    print_json({k: summary[k] for k in shown if k in summary})
-    print(f"edgecam run: {run_ending(summary)}")
-    return int(summary["exit_code"])
+def _run_options(a, checked: _RunInputs, folder, mode, size):
+    from edge.events import HysteresisOptions
+    from edge.pipeline import RunOptions
+    from edge.recording import RecordingOptions
+    from edge.tiling import TileSpec
+
+    return RunOptions(
+        out_dir=folder.path, mode=mode, stride=a.stride, tile=TileSpec(tile=tuple(size or (640, 640))) if a.tile else None,
+        threshold=a.box_threshold, hysteresis=HysteresisOptions(enter=checked.enter, leave=checked.leave,
+                                                                min_frames=a.min_frames, interrupt_s=a.event_timeout or None),
+        live=a.live, allow_remote=a.allow_remote, live_auth=checked.live_auth, live_clients=a.live_max_clients,
+        live_idle_s=a.live_idle_seconds, stale_s=a.stale_seconds or 10.0, write_video=not a.no_video, max_frames=a.max_frames,
+        recording=RecordingOptions(run_id=folder.run_id, **checked.recording), **checked.settings,
+    )
+
+
+def _run_sinks(a, checked: _RunInputs, folder, manifest) -> list:
+    """The --sink outputs, and the MQTT link when asked for."""
+    from edge.sink_kinds import make_sinks
+
+    sinks = make_sinks(a.sink, folder.path)
+    if checked.mqtt is not None:
+        from edge.mqtt_sink import MqttSink
+
+        sinks.append(MqttSink(checked.mqtt, folder.run_id, spool_dir=Path(a.out) / "mqtt-spool",
+                              model={"format": manifest.format, "artifact": Path(manifest.artifact).name,
+                                     "sha256": manifest.sha256, "labels": list(manifest.labels)},
+                              thresholds={"decision": checked.decision, "enter": checked.enter, "leave": checked.leave,
+                                          "min_frames": a.min_frames}))
+    return sinks
+
+
+def _run_with_progress(a, det, source, opts, sinks) -> dict:
+    """``edge.pipeline.run`` with the status line of --progress-seconds."""
+    from edge.pipeline import run
+
+    progress = None
+    if a.progress_seconds != 0:  # None: the default interval; a negative one is refused by Progress
+        from edge.progress import Progress, known_length
+
+        progress = Progress(total=known_length(source, a.stride, a.max_frames), interval_s=a.progress_seconds)
+    try:
+        return run(det, source, opts, sinks=sinks, on_frame=progress)
+    finally:
+        if progress is not None:
+            progress.close()
 
 
 def _load_detector(detector_cls, make_backend, det_opts, size):

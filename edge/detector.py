@@ -12,7 +12,7 @@ import numpy as np
 from edge.backends import Backend, BackendOptions, create_backend
 from edge.cam import DenseCAM, normalise, peak_location, resize_heatmap
 from edge.errors import ConfigError
-from edge.manifest import HEAD_ROLES, Manifest, load_manifest
+from edge.manifest import HEAD_ROLES, Manifest, Task, load_manifest
 from edge.preprocess import Placement, ResizeMode, check_frame, fit, scaled_input_size
 from edge.results import Boxes, FrameResult
 
@@ -124,7 +124,7 @@ class Detector:
         # A cell-pooled head scores the best cell: its heatmap is that cell map
         # through the output activation, on an absolute scale (an empty frame
         # stays dark), and boxes are the regions above the decision threshold.
-        self.absolute = self.manifest.cam.pooling == "cell" and self.manifest.task != "multiclass"
+        self.absolute = self.manifest.cam.pooling == "cell" and self.manifest.task != Task.MULTICLASS
         fixed = backend.options.input_size is not None
         scale = self.options.scale if self.options.scale is not None else self.manifest.extra.get("frame_scale")
         self.scale: float | None = None if (fixed and self.options.scale is None) else (float(scale) if scale else None)
@@ -180,7 +180,7 @@ class Detector:
 
     def decide(self, scores: np.ndarray) -> np.ndarray:
         """Per-label decision: threshold for binary / multi-label, argmax for multi-class."""
-        if self.manifest.task == "multiclass":
+        if self.manifest.task == Task.MULTICLASS:
             top = np.zeros(len(scores), bool)
             top[int(np.argmax(scores))] = True
             return top & (scores >= self.thresholds)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Mapping
 
+from edge.checks import positive_int
 from edge.errors import reject_unknown_keys, ConfigError, FrameError
 
 __all__ = ["ScoreSmoother", "HysteresisOptions", "EventKind", "Event", "EventUpdate", "EventTracker", "QuietWatch"]
@@ -98,8 +99,7 @@ class HysteresisOptions:
                 f"HysteresisOptions needs leave < enter so a score near one threshold cannot flicker; "
                 f"received enter={self.enter!r}, leave={self.leave!r}"
             )
-        if isinstance(self.min_frames, bool) or not isinstance(self.min_frames, int) or self.min_frames < 1:
-            raise ConfigError(f"HysteresisOptions.min_frames must be an int >= 1; received {self.min_frames!r}")
+        positive_int("HysteresisOptions.min_frames", self.min_frames)
         v = self.interrupt_s
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf):
             raise ConfigError(f"HysteresisOptions.interrupt_s must be None or a number > 0 (seconds); received {v!r}")

@@ -32,10 +32,6 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-
-
 def class_folders(root: str | Path) -> dict[str, list[Path]]:
     """``{class_name: [image paths]}`` for a folder-per-class tree, sorted by name.
 

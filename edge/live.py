@@ -29,30 +29,27 @@ from __future__ import annotations
 
 import collections
 import errno
-import hmac
 import ipaddress
 import json
 import logging
 import socket
 import threading
 import time
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Callable
 
 import cv2
 import numpy as np
 
 from edge.errors import ConfigError, FrameError
-from edge.live_auth import COOKIE, LiveAuth
-from edge.live_page import PAGE
+from edge.live_auth import LiveAuth
+from edge.live_http import make_handler
 from edge.stats import RateWindow
 
 __all__ = ["LiveServer", "LiveAuth"]
 
 log = logging.getLogger(__name__)
 
-_BOUNDARY = "edgecamframe"
 _POINT_S = 0.2  # the timeline keeps at most one point per this many seconds
 _EVENTS_KEPT = 20
 
@@ -136,7 +133,7 @@ class LiveServer:
             "live": self,
         })
         try:
-            self._server = server_cls((host, port), _make_handler(self))
+            self._server = server_cls((host, port), make_handler(self))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise ConfigError(f"live view: expected a free port on {host}; received port {port}, which another "
@@ -374,102 +371,3 @@ class _BoundedServer(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self.live._release()
-
-
-def _make_handler(live: LiveServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "edgecam-live"
-        timeout = live.idle_s  # socket timeout: an idle connection, or a stream nobody reads, is closed
-
-        def log_message(self, fmt: str, *args: Any) -> None:  # route to logging, not stderr
-            log.debug("%s %s", self.address_string(), fmt % args)
-
-        def _send(self, code: int, ctype: str, body: bytes, headers: dict[str, str] | None = None) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _json(self, code: int, obj: Any) -> None:
-            self._send(code, "application/json", json.dumps(obj).encode())
-
-        def _authorised(self, path: str, query: dict[str, list[str]]) -> bool:
-            auth = live.auth
-            if auth is None or auth.allows(self.headers.get("Authorization"), self.headers.get("Cookie")):
-                return True
-            token = (query.get("token") or [None])[0]
-            if auth.kind == "bearer" and token is not None and hmac.compare_digest(token.encode(), auth.secret.encode()):
-                # a browser cannot add a header to <img src>: the token becomes a cookie, and leaves the address bar
-                rest = urllib.parse.urlencode({k: v for k, v in query.items() if k != "token"}, doseq=True)
-                self._send(303, "text/plain; charset=utf-8", b"authorised\n", {
-                    "Location": path + (f"?{rest}" if rest else ""),
-                    "Set-Cookie": f"{COOKIE}={urllib.parse.quote(token)}; HttpOnly; SameSite=Strict; Path=/"})
-                return False
-            challenge = 'Basic realm="edgecam", charset="UTF-8"' if auth.kind == "basic" else 'Bearer realm="edgecam"'
-            how = ("a user and password" if auth.kind == "basic"
-                   else "'Authorization: Bearer TOKEN', or open /?token=TOKEN once in a browser")
-            self._send(401, "text/plain; charset=utf-8", f"edgecam: this view needs {how}\n".encode(),
-                       {"WWW-Authenticate": challenge})
-            return False
-
-        def do_GET(self) -> None:
-            parts = urllib.parse.urlsplit(self.path)
-            path, query = parts.path, urllib.parse.parse_qs(parts.query)
-            if path == "/healthz":  # a supervisor polls it without credentials; it shows no picture
-                code, body = live.health()
-                self._json(code, body)
-                return
-            if not self._authorised(path, query):
-                return
-            if path in ("/", "/index.html"):
-                self._send(200, "text/html; charset=utf-8", PAGE.encode())
-            elif path == "/stats.json":
-                self._send(200, "application/json", live.stats_json())
-            elif path == "/status.json":
-                after = (query.get("after") or ["0"])[0]
-                self._json(200, live.status(int(after) if after.isdigit() else 0))
-            elif path.startswith("/events/") and path.endswith(".jpg") and path[8:-4].isdigit():
-                jpeg = live.snapshot(int(path[8:-4]))
-                if jpeg is None:
-                    self._send(404, "text/plain; charset=utf-8", b"no snapshot of that event is kept\n")
-                else:
-                    self._send(200, "image/jpeg", jpeg)
-            elif path == "/metrics":
-                if live.metrics is None:
-                    self._send(404, "text/plain; charset=utf-8",
-                               b"/metrics is off: it needs prometheus-client (pip install 'edgecam[fleet]')\n")
-                else:
-                    body, ctype = live.metrics()
-                    self._send(200, ctype, body)
-            elif path == "/stream.mjpg":
-                self._stream()
-            else:
-                self._send(404, "text/plain; charset=utf-8",
-                           b"not found: try /, /stream.mjpg, /stats.json, /status.json, /metrics or /healthz\n")
-
-        def _stream(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={_BOUNDARY}")
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            version = 0
-            live._viewer(+1)
-            try:
-                while not live.closed:
-                    item = live.next_jpeg(version)
-                    if item is None:
-                        continue
-                    version, jpeg = item
-                    head = f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                    self.wfile.write(head.encode() + jpeg + b"\r\n")
-                    self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError, TimeoutError):
-                pass  # the viewer went away
-            finally:
-                live._viewer(-1)
-
-    return Handler

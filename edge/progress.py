@@ -25,6 +25,7 @@ import threading
 import time
 from typing import Any, Callable, TextIO
 
+from edge.checks import positive_int
 from edge.errors import ConfigError
 
 __all__ = ["Progress", "known_length", "status_line"]
@@ -100,8 +101,7 @@ class Progress:
         interval = (2.0 if self.tty else 60.0) if interval_s is None else interval_s
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
             raise ConfigError(f"Progress.interval_s must be a number > 0; received {interval_s!r}")
-        if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 1):
-            raise ConfigError(f"Progress.total must be None or an int >= 1; received {total!r}")
+        positive_int("Progress.total", total, allow_none=True)
         self.vitals, self.total, self.interval_s = vitals, total, float(interval)
         self.lines = 0
         self._frames = 0

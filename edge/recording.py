@@ -36,7 +36,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from edge.errors import ConfigError, reject_unknown_keys
-from edge.results import FrameResult
+from edge.results import RECORD_SCHEMA_VERSION, FrameResult
 from edge.runfolder import RESERVE_NAME as _RESERVE, RunFolder, latest_run
 from edge.sinks import EventSink, JsonlSink, Sink, StorageError, VideoSink, utc_iso
 
@@ -168,6 +168,7 @@ class Recorder:
         self.started = started
         self.outages = {"count": 0, "seconds": 0.0, "longest_s": 0.0}
         self._last_seen: tuple[Any, float, Any] | None = None  # (frame, t, time) of the last frame of a live source
+        self._source: Any = None  # the "source" of the last frame record: an outage record names it too
         self.sinks: dict[str, Sink] = {}
         self.retention = None  # edge.retention.Retention with options.retain
         self.events: EventSink | None = None
@@ -229,8 +230,11 @@ class Recorder:
         time ``"t"`` comes more than ``outage_s`` after the previous one's is
         preceded in ``frames.jsonl`` by an outage record::
 
-            {"run": ..., "kind": "outage", "start_t": 12.4, "end_t": 44.1, "duration_s": 31.7,
-             "last_frame": 180, "next_frame": 181, "start_time": "...Z", "end_time": "...Z", "ongoing": false}
+            {"run": ..., "schema_version": 1, "source": ..., "kind": "outage", "start_t": 12.4, "end_t": 44.1,
+             "duration_s": 31.7, "last_frame": 180, "next_frame": 181, "start_time": "...Z", "end_time": "...Z",
+             "ongoing": false}
+
+        (docs/schemas/outage-record.schema.json; ``source`` is the frame records' own.)
 
         Frame records carry no ``"kind"``, so a reader tells them apart by it.
         """
@@ -238,6 +242,7 @@ class Recorder:
         t = record.get("t")
         if self.options.outage_s is not None and "media_ms" not in record and isinstance(t, (int, float)):
             last, self._last_seen = self._last_seen, (record.get("frame"), float(t), record.get("time"))
+            self._source = record.get("source", self._source)
             if last is not None and t - last[1] > self.options.outage_s:
                 failed += self._outage(last, self._last_seen)
         if "file" in record and "stills" not in self.sinks and self.options.stills != "none":
@@ -278,7 +283,8 @@ class Recorder:
         self.outages["longest_s"] = round(max(self.outages["longest_s"], duration), 3)
         log.warning("no frame for %.1f s after frame %s%s; recorded as an outage in frames.jsonl", duration, before[0],
                     " (still none when the run ended)" if ongoing else "")
-        record = {"kind": "outage", "start_t": round(before[1], 4), "end_t": round(after[1], 4),
+        record = {"schema_version": RECORD_SCHEMA_VERSION, "source": self._source, "kind": "outage",
+                  "start_t": round(before[1], 4), "end_t": round(after[1], 4),
                   "duration_s": round(duration, 3), "last_frame": before[0], "next_frame": after[0],
                   "start_time": before[2], "end_time": after[2], "ongoing": ongoing}
         if self.options.run_id is not None:

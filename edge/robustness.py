@@ -205,10 +205,10 @@ class ArtifactModel:
     def __init__(self, manifest: str | Path, input_size: tuple[int, int], backend: str | None = None,
                  threads: int | None = None, batch: int = 16) -> None:
         from edge.detector import Detector, DetectorOptions
-        from edge.manifest import load_manifest
+        from edge.manifest import Task, load_manifest
 
         self.manifest = load_manifest(manifest)
-        if self.manifest.task != "binary":
+        if self.manifest.task != Task.BINARY:
             raise ConfigError(f"robustness: expected a binary (one-vs-rest) model; {manifest} is {self.manifest.task}")
         self.name = self.manifest.format
         self.threshold = float(self.manifest.thresholds[0])
@@ -290,66 +290,21 @@ def box_conditions(manifests: list[Path], frames: list, box_opts, opts: Robustne
     (vessel frames flagged and empty frames left clear), decision agreement
     and CAM stability against the same artifact on the clean frame.
     """
-    import cv2
-
-    from edge.detector import Detector, DetectorOptions
-    from edge.imageio import read_image
-    from edge.locmetrics import FrameOutcome, LocalisationReport
-    from edge.manifest import load_manifest
-
-    dets = {}
+    dets: dict = {}
     try:
-        for mp in manifests:
-            m = load_manifest(mp)
-            dets[m.format] = Detector.from_manifest(mp, backend=opts.backend, threads=opts.threads,
-                                                    options=DetectorOptions(scale=box_opts.scale, warmup=1))
-        if box_opts.threshold is not None:
-            for det in dets.values():
-                det.thresholds = np.full_like(det.thresholds, box_opts.threshold)
+        _load_box_detectors(manifests, box_opts, opts, dets)
         first = next(iter(dets.values()))
         px = frame_px(tuple(first.manifest.extra.get("train_input_size", first.manifest.input_size)), first.scale)
         grid_frame = next((i for i, f in enumerate(frames) if len(f.boxes_of(box_opts.positive))), 0)
         clean: dict[str, list] = {}
         records = []
         for name, severity in opts.conditions():
-            reports = {k: LocalisationReport(tolerance_px=box_opts.tolerance_px) for k in dets}
-            seen = {k: [] for k in dets}
-            for i, frame in enumerate(frames):
-                image = corrupt_batch(read_image(frame.path)[None], name, severity, opts.seed, px, first_index=i)[0]
-                gt = frame.boxes_of(box_opts.positive)
-                outputs = {}
-                for k, det in dets.items():
-                    r = det.detect(image)
-                    small = cv2.resize(r.heatmap, (64, max(1, int(round(64 * image.shape[0] / image.shape[1])))),
-                                       interpolation=cv2.INTER_AREA)
-                    seen[k].append((float(r.scores[0]), bool(r.positive[0]), small))
-                    reports[k].add(FrameOutcome(frame_id=Path(frame.path).name, camera=frame.camera, gt=gt,
-                                                score=float(r.scores[0]), flagged=bool(r.positive[0]), peak=r.peak,
-                                                boxes=r.boxes.xyxy, box_scores=r.boxes.score))
-                    outputs[k] = r
-                if on_grid is not None and i == grid_frame and (severity == 0 or severity == opts.grid_severity):
-                    on_grid(name, severity, image[None],
-                            {k: (np.array([float(r.scores[0])]), r.heatmap[None]) for k, r in outputs.items()}, gt)
+            show = on_grid if on_grid is not None and (severity == 0 or severity == opts.grid_severity) else None
+            reports, seen = _box_pass(dets, frames, name, severity, px, box_opts, opts.seed, show, grid_frame)
             if name == CLEAN:
                 clean = seen
-            rec = {"corruption": name, "severity": severity, "models": {}}
-            for k in dets:
-                loc = reports[k].summary()["overall"]
-                flagged = np.array([f for _, f, _ in seen[k]])
-                was = np.array([f for _, f, _ in clean[k]])
-                # frame by frame: frames of other sizes give maps of other shapes
-                r = np.array([pearson_rows(h[None], c[None])[0] for (_, _, h), (_, _, c) in zip(seen[k], clean[k])])
-                shares = [v for v in (loc["flagged_vessel_frames"], loc["clear_empty_frames"]) if v is not None]
-                rec["models"][k] = {
-                    "balanced_accuracy": float(np.mean(shares)) if shares else float("nan"),
-                    "roc_auc": loc["roc_auc"], "agreement": float((flagged == was).mean()),
-                    "cam_r": float(r.mean()), "cam_r_positive": float(r[was].mean()) if was.any() else float("nan"),
-                    "flagged_vessel_frames": loc["flagged_vessel_frames"], "clear_empty_frames": loc["clear_empty_frames"],
-                    "pointing_game": loc["pointing_game"], "pointing_game_tol": loc["pointing_game_tol"],
-                    "recall_iou_wide": loc["recall"]["iou"][">=32"]["recall"],
-                    "recall_centre_wide": loc["recall"]["centre"][">=32"]["recall"],
-                    "false_boxes_per_frame": loc["false_boxes_per_frame"],
-                }
+            rec = {"corruption": name, "severity": severity,
+                   "models": {k: _box_figures(reports[k].summary()["overall"], seen[k], clean[k]) for k in dets}}
             records.append(rec)
             log.info("robustness: %s %d: %s", name, severity,
                      ", ".join(f"{k} pointing {f['pointing_game'] or 0:.3f}" for k, f in rec["models"].items()))
@@ -357,6 +312,68 @@ def box_conditions(manifests: list[Path], frames: list, box_opts, opts: Robustne
     finally:
         for det in dets.values():
             det.close()
+
+
+def _load_box_detectors(manifests: list[Path], box_opts, opts: RobustnessOptions, dets: dict) -> None:
+    """One detector per artifact format into ``dets`` (filled as they load, so the caller closes what did)."""
+    from edge.detector import Detector, DetectorOptions
+    from edge.manifest import load_manifest
+
+    for mp in manifests:
+        m = load_manifest(mp)
+        dets[m.format] = Detector.from_manifest(mp, backend=opts.backend, threads=opts.threads,
+                                                options=DetectorOptions(scale=box_opts.scale, warmup=1))
+    if box_opts.threshold is not None:
+        for det in dets.values():
+            det.thresholds = np.full_like(det.thresholds, box_opts.threshold)
+
+
+def _box_pass(dets: dict, frames: list, name: str, severity: int, px: float, box_opts, seed: int,
+              on_grid: Callable[..., None] | None, grid_frame: int) -> tuple[dict, dict]:
+    """Every frame under one condition through every detector: a LocalisationReport and (score, flagged, small heatmap)s each."""
+    import cv2
+
+    from edge.imageio import read_image
+    from edge.locmetrics import FrameOutcome, LocalisationReport
+
+    reports = {k: LocalisationReport(tolerance_px=box_opts.tolerance_px) for k in dets}
+    seen: dict[str, list] = {k: [] for k in dets}
+    for i, frame in enumerate(frames):
+        image = corrupt_batch(read_image(frame.path)[None], name, severity, seed, px, first_index=i)[0]
+        gt = frame.boxes_of(box_opts.positive)
+        outputs = {}
+        for k, det in dets.items():
+            r = det.detect(image)
+            small = cv2.resize(r.heatmap, (64, max(1, int(round(64 * image.shape[0] / image.shape[1])))),
+                               interpolation=cv2.INTER_AREA)
+            seen[k].append((float(r.scores[0]), bool(r.positive[0]), small))
+            reports[k].add(FrameOutcome(frame_id=Path(frame.path).name, camera=frame.camera, gt=gt,
+                                        score=float(r.scores[0]), flagged=bool(r.positive[0]), peak=r.peak,
+                                        boxes=r.boxes.xyxy, box_scores=r.boxes.score))
+            outputs[k] = r
+        if on_grid is not None and i == grid_frame:
+            on_grid(name, severity, image[None],
+                    {k: (np.array([float(r.scores[0])]), r.heatmap[None]) for k, r in outputs.items()}, gt)
+    return reports, seen
+
+
+def _box_figures(loc: dict, seen: list, clean: list) -> dict:
+    """One artifact's figures under one condition, against its own clean pass."""
+    flagged = np.array([f for _, f, _ in seen])
+    was = np.array([f for _, f, _ in clean])
+    # frame by frame: frames of other sizes give maps of other shapes
+    r = np.array([pearson_rows(h[None], c[None])[0] for (_, _, h), (_, _, c) in zip(seen, clean)])
+    shares = [v for v in (loc["flagged_vessel_frames"], loc["clear_empty_frames"]) if v is not None]
+    return {
+        "balanced_accuracy": float(np.mean(shares)) if shares else float("nan"),
+        "roc_auc": loc["roc_auc"], "agreement": float((flagged == was).mean()),
+        "cam_r": float(r.mean()), "cam_r_positive": float(r[was].mean()) if was.any() else float("nan"),
+        "flagged_vessel_frames": loc["flagged_vessel_frames"], "clear_empty_frames": loc["clear_empty_frames"],
+        "pointing_game": loc["pointing_game"], "pointing_game_tol": loc["pointing_game_tol"],
+        "recall_iou_wide": loc["recall"]["iou"][">=32"]["recall"],
+        "recall_centre_wide": loc["recall"]["centre"][">=32"]["recall"],
+        "false_boxes_per_frame": loc["false_boxes_per_frame"],
+    }
 
 
 def float_first(names: list[str]) -> list[str]:

@@ -9,6 +9,7 @@ OpenCV are imported where a picture is drawn.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -102,30 +103,61 @@ def _f(x, digits: int = 3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """What every section of the Markdown report reads from the document."""
+
+    doc: dict
+    models: list
+    names: list  # corruptions, in report order
+    severities: list
+    lookup: dict  # (corruption, severity) -> the models' figures
+    box: bool
+    what: str  # "frames" or "images"
+    key: str  # the headline figure
+    label: str
+
+    @classmethod
+    def of(cls, doc: dict) -> "_Layout":
+        conds = [c for c in doc["conditions"] if c["corruption"] != CLEAN]
+        box, key = doc.get("kind") == "boxes", headline(doc)
+        return cls(doc, doc["models"], list(dict.fromkeys(c["corruption"] for c in conds)),
+                   sorted({c["severity"] for c in conds}), {(c["corruption"], c["severity"]): c["models"] for c in conds},
+                   box, "frames" if box else "images", key, HEADLINES[key])
+
+
 def to_markdown(doc: dict) -> str:
     """The report as Markdown: means, per-condition tables, gaps, survival, adversarial sweep."""
-    s = doc["summary"]
-    models, ref = doc["models"], doc["float_reference"]
-    conds = [c for c in doc["conditions"] if c["corruption"] != CLEAN]
-    names = list(dict.fromkeys(c["corruption"] for c in conds))
-    severities = sorted({c["severity"] for c in conds})
-    box = doc.get("kind") == "boxes"
-    what = "frames" if box else "images"
-    key = headline(doc)
-    label = HEADLINES[key]
-    lines = [f"# Robustness: {doc['items']} {what} of {', '.join(map(str, doc['data']))}",
-             "", f"{doc['positives']} with the positive class; models: {', '.join(models)} (float reference: {ref}). "
-             f"Corruptions at severities {', '.join(map(str, severities))}, seed {doc['seed']}. "
-             + (f"Decision thresholds: {', '.join(f'{m} {t:.3f}' for m, t in doc['thresholds'].items())}. "
-                if doc.get("thresholds") else "") +
-             f"Machine: {doc.get('machine_line', 'n/a')}.", ""]
-    lines += ["## Mean over corruptions and severities", "",
-              f"Means of the {label} unless named.", "",
-              f"| model | clean | corrupted mean | drop | mean, kinds `--weather` trains on | mean, rain and droplets | "
-              "ROC AUC clean / corrupted | agreement | CAM r | CAM r positives |"
-              + (" vessel frames flagged, clean / corrupted | empty frames clear, clean / corrupted |" if box else ""),
-              "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|" + ("--:|--:|" if box else "")]
-    for m in models:
+    t = _Layout.of(doc)
+    lines = _md_intro(t) + _md_means(t) + _md_condition_tables(t) + _md_gaps(t) + _md_survival(t) + _md_adversarial(t)
+    lines += baseline_markdown(doc)
+    lines += ["", "Decisions at the thresholds above. Agreement: share of "
+              f"{t.what} whose decision did not change from the clean {t.what[:-1]}. CAM r: Pearson correlation of the "
+              "heatmap with the same model's heatmap on the clean input"
+              + (" (at feature-cell resolution)" if not t.box else " (frame heatmaps at 64 px wide)")
+              + "; *positives*: on those the model calls positive when clean.", ""]
+    return "\n".join(lines)
+
+
+def _md_intro(t: _Layout) -> list[str]:
+    doc = t.doc
+    return [f"# Robustness: {doc['items']} {t.what} of {', '.join(map(str, doc['data']))}",
+            "", f"{doc['positives']} with the positive class; models: {', '.join(t.models)} (float reference: "
+            f"{doc['float_reference']}). Corruptions at severities {', '.join(map(str, t.severities))}, seed {doc['seed']}. "
+            + (f"Decision thresholds: {', '.join(f'{m} {v:.3f}' for m, v in doc['thresholds'].items())}. "
+               if doc.get("thresholds") else "") +
+            f"Machine: {doc.get('machine_line', 'n/a')}.", ""]
+
+
+def _md_means(t: _Layout) -> list[str]:
+    s, key, box = t.doc["summary"], t.key, t.box
+    lines = ["## Mean over corruptions and severities", "",
+             f"Means of the {t.label} unless named.", "",
+             "| model | clean | corrupted mean | drop | mean, kinds `--weather` trains on | mean, rain and droplets | "
+             "ROC AUC clean / corrupted | agreement | CAM r | CAM r positives |"
+             + (" vessel frames flagged, clean / corrupted | empty frames clear, clean / corrupted |" if box else ""),
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|" + ("--:|--:|" if box else "")]
+    for m in t.models:
         g = s["models"][m]
         c, mean = g["clean"], g["mean"]
         drop = None if mean[key] is None or c[key] is None else c[key] - mean[key]
@@ -136,8 +168,11 @@ def to_markdown(doc: dict) -> str:
             row += (f" {_f(c.get('flagged_vessel_frames'))} / {_f(mean.get('flagged_vessel_frames'))} |"
                     f" {_f(c.get('clear_empty_frames'))} / {_f(mean.get('clear_empty_frames'))} |")
         lines.append(row)
-    lookup = {(c["corruption"], c["severity"]): c["models"] for c in conds}
-    if box:
+    return lines
+
+
+def _md_condition_tables(t: _Layout) -> list[str]:
+    if t.box:
         tables = [("pointing_game", "Pointing game (heatmap peak inside a vessel box)"),
                   ("flagged_vessel_frames", "Vessel frames flagged"),
                   ("recall_iou_wide", "Vessels at least 32 px wide found by a box (IoU ≥ 0.1)"),
@@ -145,41 +180,53 @@ def to_markdown(doc: dict) -> str:
     else:
         tables = [("balanced_accuracy", "Balanced accuracy"),
                   ("cam_r", "CAM stability (correlation with the clean heatmap)")]
+    lines: list[str] = []
     for key, title in tables:
-        lines += ["", f"## {title} per corruption and severity", "", f"Each cell: {' / '.join(models)}.", "",
-                  "| corruption | " + " | ".join(f"severity {v}" for v in severities) + " |",
-                  "|---|" + "--:|" * len(severities)]
-        lines += [f"| {n} | " + " | ".join(" / ".join(_f(lookup[(n, v)][m].get(key), 2) for m in models)
-                                           for v in severities) + " |" for n in names]
-    if s["gaps"]:
-        lines += ["", f"## Artifacts against {ref}: {label} difference", "",
-                  f"Mean over corruptions at each severity (aim: within ±{GAP_AIM:g}), and the worst single corruption.", "",
-                  "| artifact | clean | " + " | ".join(f"severity {v}" for v in severities) + " | within aim |",
-                  "|---|--:|" + "--:|" * len(severities) + "---|"]
-        for m, g in s["gaps"].items():
-            cells = [f"{v['mean']:+.3f} (worst {v['worst']:+.3f} {v['worst_corruption']})" for v in g["per_severity"].values()]
-            lines.append(f"| {m} | {g['clean']:+.3f} | " + " | ".join(cells) + f" | {'yes' if g['within_aim'] else 'no'} |")
-    lines += ["", f"## Which conditions each model survives", "",
-              f"The highest severity at which the {label} stays within {100 * SURVIVE_DROP:g} points of clean "
-              "(0: not even severity 1).", "", "| corruption | " + " | ".join(models) + " |", "|---|" + "--:|" * len(models)]
-    for n in names:
-        lines.append(f"| {n} | " + " | ".join(str(s["models"][m]["survives_up_to"][n]) for m in models) + " |")
-    if doc.get("adversarial"):
-        lines += ["", "## Adversarial perturbations (made on the Keras model, sent to every artifact)", "",
-                  "ε in grey levels of 0..255. Keras is attacked white-box; the artifacts receive the same images (transfer).",
-                  "", "| attack | ε | " + " | ".join(f"{m} bal. acc / agreement / CAM r" for m in models) + " |",
-                  "|---|--:|" + "--:|" * len(models)]
-        for a in doc["adversarial"]:
-            lines.append(f"| {a['attack']} | {a['eps']:g} | " + " | ".join(
-                f"{_f(a['models'][m]['balanced_accuracy'])} / {_f(a['models'][m]['agreement'])} / {_f(a['models'][m]['cam_r'])}"
-                for m in models) + " |")
-    lines += baseline_markdown(doc)
-    lines += ["", "Decisions at the thresholds above. Agreement: share of "
-              f"{what} whose decision did not change from the clean {what[:-1]}. CAM r: Pearson correlation of the "
-              "heatmap with the same model's heatmap on the clean input"
-              + (" (at feature-cell resolution)" if not box else " (frame heatmaps at 64 px wide)")
-              + "; *positives*: on those the model calls positive when clean.", ""]
-    return "\n".join(lines)
+        lines += ["", f"## {title} per corruption and severity", "", f"Each cell: {' / '.join(t.models)}.", "",
+                  "| corruption | " + " | ".join(f"severity {v}" for v in t.severities) + " |",
+                  "|---|" + "--:|" * len(t.severities)]
+        lines += [f"| {n} | " + " | ".join(" / ".join(_f(t.lookup[(n, v)][m].get(key), 2) for m in t.models)
+                                           for v in t.severities) + " |" for n in t.names]
+    return lines
+
+
+def _md_gaps(t: _Layout) -> list[str]:
+    gaps = t.doc["summary"]["gaps"]
+    if not gaps:
+        return []
+    lines = ["", f"## Artifacts against {t.doc['float_reference']}: {t.label} difference", "",
+             f"Mean over corruptions at each severity (aim: within ±{GAP_AIM:g}), and the worst single corruption.", "",
+             "| artifact | clean | " + " | ".join(f"severity {v}" for v in t.severities) + " | within aim |",
+             "|---|--:|" + "--:|" * len(t.severities) + "---|"]
+    for m, g in gaps.items():
+        cells = [f"{v['mean']:+.3f} (worst {v['worst']:+.3f} {v['worst_corruption']})" for v in g["per_severity"].values()]
+        lines.append(f"| {m} | {g['clean']:+.3f} | " + " | ".join(cells) + f" | {'yes' if g['within_aim'] else 'no'} |")
+    return lines
+
+
+def _md_survival(t: _Layout) -> list[str]:
+    s = t.doc["summary"]
+    lines = ["", "## Which conditions each model survives", "",
+             f"The highest severity at which the {t.label} stays within {100 * SURVIVE_DROP:g} points of clean "
+             "(0: not even severity 1).", "", "| corruption | " + " | ".join(t.models) + " |", "|---|" + "--:|" * len(t.models)]
+    for n in t.names:
+        lines.append(f"| {n} | " + " | ".join(str(s["models"][m]["survives_up_to"][n]) for m in t.models) + " |")
+    return lines
+
+
+def _md_adversarial(t: _Layout) -> list[str]:
+    if not t.doc.get("adversarial"):
+        return []
+    models = t.models
+    lines = ["", "## Adversarial perturbations (made on the Keras model, sent to every artifact)", "",
+             "ε in grey levels of 0..255. Keras is attacked white-box; the artifacts receive the same images (transfer).",
+             "", "| attack | ε | " + " | ".join(f"{m} bal. acc / agreement / CAM r" for m in models) + " |",
+             "|---|--:|" + "--:|" * len(models)]
+    for a in t.doc["adversarial"]:
+        lines.append(f"| {a['attack']} | {a['eps']:g} | " + " | ".join(
+            f"{_f(a['models'][m]['balanced_accuracy'])} / {_f(a['models'][m]['agreement'])} / {_f(a['models'][m]['cam_r'])}"
+            for m in models) + " |")
+    return lines
 
 
 def _style(model: str, index: int) -> tuple[str, str, str]:

@@ -25,6 +25,7 @@ import numpy as np
 
 from edge.annotate import Annotator
 from edge.atomic import write_bytes
+from edge.checks import non_negative_int, positive_int
 from edge.errors import ConfigError, EdgecamError, FrameError
 from edge.records import FrameRecord, as_record
 from edge.results import FrameResult
@@ -193,10 +194,8 @@ class JsonlSink(Sink):
     """
 
     def __init__(self, path: str | Path, max_bytes: int | None = None, keep: int = 0) -> None:
-        if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1):
-            raise ConfigError(f"JsonlSink.max_bytes must be an int >= 1 or None; received {max_bytes!r}")
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
-            raise ConfigError(f"JsonlSink.keep must be an int >= 0 (0 keeps every part); received {keep!r}")
+        positive_int("JsonlSink.max_bytes", max_bytes, allow_none=True)
+        non_negative_int("JsonlSink.keep (0 keeps every part)", keep)
         self.path, self.max_bytes, self.keep = Path(path), max_bytes, keep
         self._file = _AppendFile(self.path)
         self.lines = 0

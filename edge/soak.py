@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.checks import non_negative_int, positive_int
 from edge.errors import ConfigError, EdgecamError
 
 __all__ = ["rss_mb", "growth_per_100k", "soak", "main"]
@@ -71,7 +72,7 @@ def tiny_onnx_model(folder: Path, name: str = "soak") -> Path:
     except ImportError as exc:
         raise ConfigError("edge.soak without --model builds an ONNX graph and needs the onnx package; received "
                           f"ImportError: {exc}. Pass --model MANIFEST_OR_EXPORT_FOLDER instead") from None
-    from edge.manifest import CamSpec, Manifest, TensorSpec, save_manifest
+    from edge.manifest import CamSpec, Manifest, Task, TensorSpec, save_manifest
 
     w, b = np.array([[4.0], [-2.0], [-2.0]], np.float32), np.array([-0.5], np.float32)
     nodes = [helper.make_node("Mul", ["image", "inv255"], ["features"]),
@@ -92,7 +93,7 @@ def tiny_onnx_model(folder: Path, name: str = "soak") -> Path:
     (folder / f"{name}.onnx").write_bytes(content)
     manifest = Manifest(
         format="onnx-fp32", artifact=f"{name}.onnx", sha256=hashlib.sha256(content).hexdigest(), size_bytes=len(content),
-        task="binary", labels=("ship",), negative_label="no_ship", thresholds=(0.5,), threshold_rule="fixed",
+        task=Task.BINARY, labels=("ship",), negative_label="no_ship", thresholds=(0.5,), threshold_rule="fixed",
         input=TensorSpec("image", "image", (1, -1, -1, 3), "float32", "image"),
         outputs=(TensorSpec("scores", "scores", (1, 1), "float32", "scores"),
                  TensorSpec("features", "features", (1, -1, -1, 3), "float32", "features")),
@@ -113,9 +114,9 @@ def soak(out: Path, frames: int = 100_000, model: str | None = None, warmup: int
     from edge.recording import RecordingOptions
     from edge.sources import SyntheticSource
 
-    for name, value, low in (("frames", frames, 1), ("warmup", warmup, 0), ("sample_every", sample_every, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"soak: {name} must be an int >= {low}; received {value!r}")
+    positive_int("soak: frames", frames)
+    non_negative_int("soak: warmup", warmup)
+    positive_int("soak: sample_every", sample_every)
     if warmup >= frames:
         raise ConfigError(f"soak: expected warmup < frames; received warmup {warmup}, frames {frames}")
     out.mkdir(parents=True, exist_ok=True)

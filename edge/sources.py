@@ -21,6 +21,7 @@ import numpy as np
 
 # edge.capture imports FrameSource only for type checking, so this is no import cycle
 from edge.capture import BackoffOptions, CapturedFrame, CaptureMode, ThreadedCapture
+from edge.checks import non_negative_int, positive_int
 from edge.preprocess import check_frame
 from edge.errors import ConfigError, FrameError, SourceError
 from edge.plugins import GROUPS, Entry, ExtensionTable
@@ -306,9 +307,9 @@ class SyntheticSource(FrameSource):
     """Frames of :class:`edge.synthetic.SceneClip`; ``true_boxes`` are those of the last frame read."""
 
     def __init__(self, seed: int = 0, n_frames: int = 300, width: int = 640, height: int = 360, fps: float = 15.0) -> None:
-        for name, v in (("seed", seed), ("n_frames", n_frames), ("width", width), ("height", height)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "seed" else 1):
-                raise ConfigError(f"SyntheticSource.{name} must be an int >= {0 if name == 'seed' else 1}; received {v!r}")
+        non_negative_int("SyntheticSource.seed", seed)
+        for name, v in (("n_frames", n_frames), ("width", width), ("height", height)):
+            positive_int(f"SyntheticSource.{name}", v)
         self.seed, self.n_frames, self.width, self.height, self.fps = seed, n_frames, width, height, float(fps)
         self.true_boxes = np.zeros((0, 4), np.float32)
         self._frames: Iterator[Any] | None = None

@@ -13,7 +13,8 @@ import queue
 import threading
 from typing import Any, Callable
 
-from edge.errors import ConfigError, EdgecamError
+from edge.checks import positive_int
+from edge.errors import EdgecamError
 
 __all__ = ["OutputStage", "splits"]
 
@@ -52,8 +53,7 @@ class OutputStage:
     """
 
     def __init__(self, handle: Callable[[Any], None], queue_size: int = 4, name: str = "output") -> None:
-        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
-            raise ConfigError(f"OutputStage.queue_size must be an int >= 1; received {queue_size!r}")
+        positive_int("OutputStage.queue_size", queue_size)
         self.handle, self.name = handle, name
         self._queue: queue.Queue[Any] = queue.Queue(queue_size)
         self._thread: threading.Thread | None = None

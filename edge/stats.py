@@ -16,6 +16,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
+from edge.checks import positive_int
 from edge.errors import ConfigError
 
 __all__ = ["LatencyStats", "RateWindow"]
@@ -56,9 +57,7 @@ class LatencyStats:
     """
 
     def __init__(self, capacity: int = 10_000) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ConfigError(f"LatencyStats capacity must be an int >= 1; received {capacity!r}")
-        self.capacity = capacity
+        self.capacity = positive_int("LatencyStats.capacity", capacity)
         self._rings: dict[str, _Ring] = {}
 
     @property

@@ -26,17 +26,8 @@ Example:
 
 from __future__ import annotations
 
-# tests patch os.replace through this module (``edge.synthetic.os``), as before the package split
-import os  # noqa: F401
-
 from edge.synthetic.clip import SceneClip
 from edge.synthetic.dataset import LABELS, DatasetInfo, generate_dataset, render_scene
 from edge.synthetic.spec import SceneSpec, SpecError
-
-# internals the tests reach as ``edge.synthetic._name``: placement, clipping and drawing checks
-from edge.synthetic.dataset import _n_ships, _place_ships  # noqa: F401
-from edge.synthetic.geometry import _apply, _area, _clip, _clipped_area  # noqa: F401
-from edge.synthetic.sea import _World  # noqa: F401
-from edge.synthetic.ships import _draw_ships  # noqa: F401
 
 __all__ = ["LABELS", "DatasetInfo", "SceneClip", "SceneSpec", "SpecError", "generate_dataset", "render_scene"]

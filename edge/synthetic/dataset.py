@@ -134,6 +134,29 @@ def _n_ships(rng: np.random.Generator, max_ships: int) -> int:
     return int(rng.choice(max_ships, p=weights / weights.sum())) + 1
 
 
+def _plan(root: Path, sizes: tuple[int, int], seed: int, ship_fraction: float) -> list[tuple[int, str, int, bool, str]]:
+    """``(split_index, split, i, positive, relative path)`` of every image; refuses a folder holding other class images."""
+    plan = []
+    for split_index, (split, n) in enumerate(zip(_SPLITS, sizes)):
+        positive = np.zeros(n, bool)
+        positive[np.random.default_rng([seed, 1, split_index]).permutation(n)[: int(n * ship_fraction + 0.5)]] = True
+        plan += [(split_index, split, i, bool(p), f"{split}/{LABELS[int(p)]}/{i:05d}.png") for i, p in enumerate(positive)]
+    planned = {root / rel for *_, rel in plan}
+    stale = sorted(p for split in _SPLITS for label in LABELS for p in (root / split / label).glob("*.png") if p not in planned)
+    if stale:  # a folder-per-class loader would silently mix them in
+        raise DataError(f"{root}: expected no class images other than the {len(planned)} this run writes, "
+                        f"received {len(stale)} more (e.g. {stale[0]}); use an empty folder")
+    return plan
+
+
+def _csv_text(rows: list[list[str]]) -> str:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["split", "path", "label", "x0", "y0", "x1", "y1"])
+    writer.writerows(rows)
+    return text.getvalue()
+
+
 def generate_dataset(out_dir: str | os.PathLike[str], n_train: int = 1200, n_val: int = 400,
                      spec: SceneSpec = SceneSpec(), seed: int = 0, ship_fraction: float = 0.5) -> DatasetInfo:
     """Write a folder-per-class dataset of PNG stills and a ``labels.csv`` of ship boxes.
@@ -172,16 +195,7 @@ def generate_dataset(out_dir: str | os.PathLike[str], n_train: int = 1200, n_val
     if not isinstance(spec, SceneSpec):
         raise TypeError(f"spec: expected a SceneSpec, received {type(spec).__name__}")
     root = Path(out_dir)
-    plan = []
-    for split_index, (split, n) in enumerate(zip(_SPLITS, (n_train, n_val))):
-        positive = np.zeros(n, bool)
-        positive[np.random.default_rng([seed, 1, split_index]).permutation(n)[: int(n * ship_fraction + 0.5)]] = True
-        plan += [(split_index, split, i, bool(p), f"{split}/{LABELS[int(p)]}/{i:05d}.png") for i, p in enumerate(positive)]
-    planned = {root / rel for *_, rel in plan}
-    stale = sorted(p for split in _SPLITS for label in LABELS for p in (root / split / label).glob("*.png") if p not in planned)
-    if stale:  # a folder-per-class loader would silently mix them in
-        raise DataError(f"{root}: expected no class images other than the {len(planned)} this run writes, "
-                        f"received {len(stale)} more (e.g. {stale[0]}); use an empty folder")
+    plan = _plan(root, (n_train, n_val), seed, ship_fraction)
     rows, images = [], {split: [] for split in _SPLITS}
     counts = {split: {label: 0 for label in LABELS} for split in _SPLITS}
     for split_index, split, i, positive, rel in plan:
@@ -195,10 +209,6 @@ def generate_dataset(out_dir: str | os.PathLike[str], n_train: int = 1200, n_val
         images[split].append(root / rel)
         counts[split][label] += 1
         rows += [[split, rel, label, *(f"{v:g}" for v in box)] for box in boxes] or [[split, rel, label, "", "", "", ""]]
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["split", "path", "label", "x0", "y0", "x1", "y1"])
-    writer.writerows(rows)
-    labels_csv = write_text(root / "labels.csv", text.getvalue())
+    labels_csv = write_text(root / "labels.csv", _csv_text(rows))
     return DatasetInfo(root, labels_csv, counts, {k: tuple(v) for k, v in images.items()},
                        sum(1 for r in rows if r[3] != ""))

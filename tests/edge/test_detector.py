@@ -10,9 +10,8 @@ import pytest
 
 from edge.cam import DenseCAM, normalise, resize_heatmap
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow  # exports a tiny model
 @pytest.mark.parametrize("name", ["model-int8.tflite", "model-fp32.onnx", "model-fp32.tflite"])
 def test_detector_equals_export_layer(tiny_export, name):
     from edge.backends import create_backend
@@ -36,6 +35,7 @@ def test_detector_equals_export_layer(tiny_export, name):
             assert set(r.timings_ms) == {"preprocess", "infer", "cam", "boxes"}
 
 
+@pytest.mark.slow  # exports a tiny model
 @pytest.mark.parametrize("resize", ["stretch", "letterbox"])
 def test_prepare_on_another_thread_then_detect_prepared_equals_detect(tiny_export, resize):
     import threading
@@ -59,6 +59,7 @@ def test_prepare_on_another_thread_then_detect_prepared_equals_detect(tiny_expor
             assert a.peak == b.peak and b.timings_ms["preprocess"] == p.preprocess_ms
 
 
+@pytest.mark.slow  # exports a tiny model
 def test_detector_rejects_bad_frames(tiny_export):
     from edge.detector import Detector
     from edge.errors import FrameError
@@ -69,6 +70,7 @@ def test_detector_rejects_bad_frames(tiny_export):
                 det.detect(bad)
 
 
+@pytest.mark.slow  # exports a tiny model
 def test_detector_does_not_mutate_the_frame(tiny_export):
     from edge.detector import Detector
 
@@ -79,12 +81,21 @@ def test_detector_does_not_mutate_the_frame(tiny_export):
     np.testing.assert_array_equal(frame, before)
 
 
+@pytest.mark.slow  # exports a tiny model
 def test_close_is_idempotent(tiny_export):
     from edge.detector import Detector
+    from edge.errors import ArtifactError
 
     det = Detector.from_manifest(tiny_export / "model-fp32.onnx.manifest.json")
+    frame = np.zeros((*det.input_size, 3), np.uint8)
+    det.detect(frame)
+    released, real_close = [], det.backend.close
+    det.backend.close = lambda: (released.append(True), real_close())
     det.close()
     det.close()
+    assert released == [True]  # the runtime is released once, whatever the number of calls
+    with pytest.raises(ArtifactError, match="closed"):
+        det.detect(frame)  # and a closed detector says so instead of running a freed session
 
 
 def test_dense_cam_is_the_weighted_channel_sum():
@@ -118,6 +129,7 @@ def test_resize_heatmap_numpy_and_opencv_agree(monkeypatch):
     np.testing.assert_allclose(with_cv, without, atol=1e-3)
 
 
+@pytest.mark.slow  # exports a tiny model
 def test_runtime_never_imports_tensorflow(tiny_export):
     """Import edge, load an artifact, detect and run the pipeline: TensorFlow and Keras stay out of sys.modules."""
     code = f"""
@@ -137,6 +149,7 @@ print("IMPORTED", bad)
     assert "IMPORTED []" in out.stdout, out.stdout + out.stderr[-2000:]
 
 
+@pytest.mark.slow  # exports a tiny model
 def test_onnxruntime_threads_do_not_spin_unless_asked(tiny_export):
     from edge.detector import Detector
 
@@ -147,6 +160,7 @@ def test_onnxruntime_threads_do_not_spin_unless_asked(tiny_export):
             assert det.backend.session_options.get_session_config_entry(key) == expected
 
 
+@pytest.mark.slow  # exports a tiny model
 def test_threads_default_to_one_per_physical_core_in_both_runtimes(tiny_export, monkeypatch):
     import types
 

@@ -103,7 +103,11 @@ def test_remote_binding_when_explicitly_allowed():
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "127.0.0.2"])
 def test_loopback_forms_are_accepted(host):
-    LiveServer(host, 0).close()
+    with LiveServer(host, 0) as live:
+        assert live.host == host and live.port > 0
+        # it answers on the address it was given
+        with urllib.request.urlopen(f"http://{host}:{live.port}/stats.json", timeout=5) as resp:
+            assert resp.status == 200 and resp.headers.get("Content-Type") == "application/json"
 
 
 def test_close_is_idempotent_and_frees_the_port():

@@ -49,7 +49,7 @@ def test_a_gap_in_capture_times_becomes_an_outage_record_between_the_frames(tmp_
     frame = np.zeros((4, 4, 3), np.uint8)
     times = [0.0, 0.07, 0.14, 31.84, 31.91]  # a 31.7 s outage between frames 2 and 3
     for i, t in enumerate(times):
-        rec.write(frame, None, _frame_record(i, t))
+        rec.write(frame, None, _frame_record(i, t, schema_version=1, source="cam-1"))
     rec.close()
     lines = _lines(tmp_path / "frames.jsonl")
     assert [line.get("frame", line.get("kind")) for line in lines] == [0, 1, 2, "outage", 3, 4]
@@ -57,6 +57,7 @@ def test_a_gap_in_capture_times_becomes_an_outage_record_between_the_frames(tmp_
     assert outage["run"] == "r1" and outage["last_frame"] == 2 and outage["next_frame"] == 3
     assert outage["start_t"] == 0.14 and outage["end_t"] == 31.84 and outage["duration_s"] == pytest.approx(31.7)
     assert outage["start_time"].endswith("00.140Z") and outage["ongoing"] is False
+    assert outage["schema_version"] == 1 and outage["source"] == "cam-1"  # the frame records' own
     assert rec.summary()["outages"] == {"count": 1, "seconds": pytest.approx(31.7), "longest_s": pytest.approx(31.7)}
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from edge.boxes import boxes_from_heatmap
+from edge.detector import DetectorOptions
 from edge.errors import ConfigError
 from edge.events import HysteresisOptions
 from edge.pipeline import RunOptions, run
@@ -249,6 +250,40 @@ def test_pipeline_on_the_real_synthetic_clip(tmp_path):
 def test_unknown_event_label_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="event_label"):
         run(FakeDetector(), ShipClip(), _options(tmp_path, event_label="whale"))
+
+
+class HalfHeatDetector(FakeDetector):
+    """Heat 0.5 on the red pixels, and a box threshold of its own, as DetectorOptions gives edge.detector.Detector."""
+
+    def __init__(self, box_threshold, **kw):
+        super().__init__(**kw)
+        self.options = DetectorOptions(box_threshold=box_threshold)
+
+    def box_level(self, class_index=0):
+        return self.options.box_threshold
+
+    def detect(self, frame):
+        r = super().detect(frame)
+        return FrameResult(r.scores, r.labels, r.positive, r.heatmap * 0.5, r.boxes, r.timings_ms)
+
+
+@pytest.mark.parametrize("run_threshold", [0.7, 0.3])
+def test_a_run_threshold_that_disagrees_with_the_detectors_is_refused(tmp_path, run_threshold):
+    det = HalfHeatDetector(box_threshold=0.5, labels=("ship",))
+    with pytest.raises(ConfigError, match=rf"DetectorOptions.box_threshold 0.5\).*received {run_threshold}"):
+        run(det, ShipClip(), _options(tmp_path, threshold=run_threshold, event_label=None))
+    assert not (tmp_path / "run").exists()  # refused before anything is recorded
+
+
+@pytest.mark.parametrize(("detector_threshold", "run_threshold", "boxed"), [(0.3, None, True), (0.3, 0.3, True),
+                                                                            (0.7, None, False), (0.7, 0.7, False)])
+def test_tiled_boxes_follow_the_one_box_threshold(tmp_path, detector_threshold, run_threshold, boxed):
+    # heat 0.5 on the ship: a box at a level of 0.3, none at 0.7, whichever option states the level
+    opts = _options(tmp_path, tile=TileSpec((36, 48), 0.0), write_video=False, threshold=run_threshold, event_label=None,
+                    max_frames=12)
+    run(HalfHeatDetector(detector_threshold, labels=("ship",)), ShipClip(), opts)
+    ship_frames = [r for r in _lines(opts.out_dir / "frames.jsonl") if r["frame"] >= 10]
+    assert ship_frames and all(bool(r["boxes"]) is boxed for r in ship_frames)
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,18 @@
-"""``edgecam run --config``: the settings that have no flag reach the frame loop, and flags still win."""
+"""``edgecam run --config``: the settings that have no flag reach the frame loop, and flags still win; the
+event threshold follows the label that drives events."""
 
 from __future__ import annotations
 
 import json
+import types
+
+import pytest
 
 import edge.pipeline
 from edge.capture import BackoffOptions
-from edge.cli import main
+from edge.cli import build_parser, main
+from edge.commands import _check_run_inputs, event_threshold
+from edge.errors import ConfigError
 from edge.recording import latest_run
 import fleet_support
 
@@ -40,3 +46,32 @@ def test_a_bad_setting_is_refused_before_anything_is_recorded(tiny_model, tmp_pa
     assert main(["run", "--config", str(cfg)]) == 2
     assert "smoother_alpha must be a number in (0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+# ---- the event threshold follows the label that drives events (manifest thresholds, one per label)
+LABELS, THRESHOLDS = ("ship", "buoy", "kayak"), (0.4, 0.7, 0.55)
+
+
+@pytest.mark.parametrize(("task", "event_label", "expected"), [
+    ("multilabel", "buoy", 0.7), ("multilabel", "kayak", 0.55), ("multilabel", None, 0.4),
+    ("binary", None, 0.4), ("multiclass", "kayak", 0.55),
+])
+def test_event_threshold_is_the_event_labels_own(task, event_label, expected):
+    assert event_threshold(LABELS, THRESHOLDS, task, event_label) == expected
+
+
+def test_event_threshold_refuses_a_label_the_model_lacks():
+    with pytest.raises(ConfigError, match=r"event_label: expected one of the model's labels .*received 'whale'"):
+        event_threshold(LABELS, THRESHOLDS, "multilabel", "whale")
+
+
+def test_run_enters_and_leaves_at_the_event_labels_threshold(tmp_path):
+    manifest = types.SimpleNamespace(labels=LABELS, thresholds=THRESHOLDS, task="multilabel")
+    a = build_parser().parse_args(["run", "m.json", "--out", str(tmp_path)])
+    a.event_label = "buoy"  # a setting with no flag: from --config
+    checked = _check_run_inputs(a, manifest)
+    assert (checked.decision, checked.enter, checked.leave) == (0.7, 0.7, pytest.approx(0.42))
+    assert checked.settings["event_label"] == "buoy"
+    a = build_parser().parse_args(["run", "m.json", "--out", str(tmp_path), "--enter", "0.8"])
+    a.event_label = "kayak"
+    assert (_check_run_inputs(a, manifest).decision, _check_run_inputs(a, manifest).enter) == (0.55, 0.8)  # --enter wins

@@ -1,4 +1,5 @@
-"""The project's own outputs against the JSON Schemas it publishes (docs/schemas): manifest, frame and event records."""
+"""The project's own outputs against the JSON Schemas it publishes (docs/schemas): manifest, frame, event and outage
+records."""
 
 from __future__ import annotations
 
@@ -96,6 +97,33 @@ def test_event_records_match_the_schema(recorded):
 
 def test_the_manifest_matches_the_schema(tiny_model):
     validate(json.loads(Path(tiny_model).read_text()), load_schema("manifest"))
+
+
+def _outage_lines(tmp_path: Path) -> list[dict]:
+    """frames.jsonl of a live source that went silent twice: once between frames, once until the run ended."""
+    from edge.recording import Recorder, RecordingOptions
+
+    now = [0.0]
+    rec = Recorder(tmp_path, RecordingOptions(run_id="r1", outage_s=5.0), clock=lambda: now[0], started=0.0)
+    rec.open_records()
+    for i, t in enumerate([0.0, 0.1, 12.0]):
+        rec.write(np.zeros((4, 4, 3), np.uint8), None, {"schema_version": RECORD_SCHEMA_VERSION, "source": "cam-east",
+                                                        "frame": i, "t": t, "time": f"2026-01-01T00:00:{t:06.3f}Z"})
+    now[0] = 30.0
+    rec.close()
+    return [line for line in fleet_support.read_jsonl(tmp_path / "frames.jsonl") if line.get("kind") == "outage"]
+
+
+def test_outage_records_match_the_schema_and_name_the_source(tmp_path):
+    schema = load_schema("outage-record")
+    lines = _outage_lines(tmp_path)
+    assert [line["ongoing"] for line in lines] == [False, True]
+    for line in lines:
+        validate(line, schema)
+        assert line["schema_version"] == RECORD_SCHEMA_VERSION and line["source"] == "cam-east"
+    broken = {k: v for k, v in lines[0].items() if k != "source"}
+    with pytest.raises(AssertionError):
+        validate(broken, schema)
 
 
 @pytest.mark.parametrize("name, broken", [

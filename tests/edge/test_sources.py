@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import types
 
@@ -10,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+import edge.capture as capture_module
 from edge.errors import FrameError, SourceError
 from edge.sources import (
     BackoffOptions,
@@ -134,6 +136,16 @@ def test_existing_names_with_glob_characters_are_taken_literally(tmp_path):
     cv2.imwrite(str(image), np.zeros((4, 4, 3), np.uint8))
     assert isinstance(open_source(str(video)), VideoFileSource)
     assert [p.name for p in open_source(str(image)).paths] == ["shot[2].png"]
+
+
+def test_image_suffixes_are_recognised_in_any_case(tmp_path):
+    for name in ("a.PNG", "b.JpG", "c.jpeg"):  # written lower-case, then renamed: the file names under test are mixed
+        cv2.imwrite(str(tmp_path / name.lower()), np.zeros((4, 6, 3), np.uint8))
+        (tmp_path / name.lower()).rename(tmp_path / name)
+    (tmp_path / "notes.TXT").write_text("not an image")
+    assert [p.name for p in open_source(str(tmp_path)).paths] == ["a.PNG", "b.JpG", "c.jpeg"]
+    single = open_source(str(tmp_path / "b.JpG"))
+    assert type(single) is ImageFolderSource and [p.name for p in single.paths] == ["b.JpG"]
 
 
 def test_open_source_glob_and_single_file_select_images(media):
@@ -373,22 +385,36 @@ def test_stride_keeps_every_nth_frame():
         assert cap.stats()["skipped"] == 6
 
 
-def test_target_fps_paces_a_file_source():
-    start = time.monotonic()
-    with ThreadedCapture(ListSource(6), CaptureMode.ALL, target_fps=50.0) as cap:
+def test_target_fps_paces_a_file_source(monkeypatch):
+    # a clock that moves only when the capture waits: each frame after the first waits one period for its slot
+    clock = types.SimpleNamespace(now=100.0)
+    monkeypatch.setattr(capture_module, "time", types.SimpleNamespace(monotonic=lambda: clock.now, time=time.time))
+    waits = []
+
+    class RecordingStop(threading.Event):
+        def wait(self, timeout=None):
+            waits.append(timeout)
+            clock.now += timeout
+            return self.is_set()
+
+    cap = ThreadedCapture(ListSource(6), CaptureMode.ALL, target_fps=50.0)
+    cap._stop = RecordingStop()
+    with cap:
         items = _drain(cap)
-    assert len(items) == 6
-    assert time.monotonic() - start >= 5 * 0.02 * 0.8  # five periods between six frames
+    assert len(items) == 6 and waits == pytest.approx([0.02] * 5)
+    assert [it.t_monotonic for it in items] == pytest.approx([100.0 + 0.02 * i for i in range(6)])
 
 
 def test_stop_unblocks_a_full_queue_and_close_is_idempotent():
     src = ListSource(1000)
     cap = ThreadedCapture(src, CaptureMode.ALL, queue_size=2).start()
-    time.sleep(0.05)  # producer is now blocked on the full queue
-    t0 = time.monotonic()
+    for _ in range(500):  # until the producer holds a third frame it cannot put: blocked on the full queue
+        if cap.stats()["holding"] and cap.stats()["queued"] == 2:
+            break
+        time.sleep(0.01)
     cap.close()
     cap.close()
-    assert time.monotonic() - t0 < 2.0
+    # close() waits for the thread only up to its timeout: a thread still alive would mean the stop did not unblock it
     assert not cap._thread.is_alive() and src.closes == 1
 
 

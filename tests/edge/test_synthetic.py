@@ -11,9 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-import edge.synthetic as synthetic
 from edge.errors import ConfigError, DataError
-from edge.synthetic import SceneClip, SceneSpec, SpecError, generate_dataset, render_scene
+from edge.synthetic import DatasetInfo, SceneClip, SceneSpec, SpecError, generate_dataset, render_scene
+from edge.synthetic.dataset import _n_ships, _place_ships
+from edge.synthetic.geometry import _apply, _area, _clip, _clipped_area
+from edge.synthetic.sea import _World
+from edge.synthetic.ships import _draw_ships
 
 SMALL = SceneSpec(height=96, width=128, ship_length=(24.0, 72.0))
 
@@ -28,7 +31,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, synthetic.DatasetInfo]:
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DatasetInfo]:
     root = tmp_path_factory.mktemp("ds") / "out"
     return root, generate_dataset(root, n_train=10, n_val=6, spec=SMALL, seed=7)
 
@@ -164,9 +167,9 @@ def test_ships_are_mostly_inside_the_image() -> None:
     for seed in range(40):
         rng = np.random.default_rng(seed)
         world_occupied = np.zeros((spec.height, spec.width), np.uint8)
-        for ship, a in synthetic._place_ships(rng, spec, 3, world_occupied):
-            hull = synthetic._apply(a, ship.parts[0][0])
-            assert synthetic._clipped_area(hull, spec.width, spec.height) >= spec.min_inside * ship.area - 1e-6
+        for ship, a in _place_ships(rng, spec, 3, world_occupied):
+            hull = _apply(a, ship.parts[0][0])
+            assert _clipped_area(hull, spec.width, spec.height) >= spec.min_inside * ship.area - 1e-6
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -176,12 +179,12 @@ def test_box_matches_the_hull_geometry_at_the_border(seed: int) -> None:
     # uses OpenCV's pixel-centre coordinates, boxes pixel edges: hence the 0.5 shifts.
     spec = SceneSpec(height=64, width=64, ship_length=(30.0, 60.0))
     rng = np.random.default_rng(seed)
-    placed = synthetic._place_ships(rng, spec, 3, np.zeros((64, 64), np.uint8))
+    placed = _place_ships(rng, spec, 3, np.zeros((64, 64), np.uint8))
     canvas = np.zeros((64, 64, 3), np.float32)
-    boxes, visible = synthetic._draw_ships(canvas, placed, [], None, np.zeros(2), SceneSpec(wakes=False, shadows=False), None)
+    boxes, visible = _draw_ships(canvas, placed, [], None, np.zeros(2), SceneSpec(wakes=False, shadows=False), None)
     assert len(boxes) == 3 and (visible > 0).all()
     for (ship, a), box in zip(placed, boxes):
-        clipped = synthetic._clip(synthetic._apply(a, ship.parts[0][0]), -0.5, -0.5, 63.5, 63.5) + 0.5
+        clipped = _clip(_apply(a, ship.parts[0][0]), -0.5, -0.5, 63.5, 63.5) + 0.5
         expect = np.concatenate([clipped.min(axis=0), clipped.max(axis=0)])
         assert np.abs(box - expect).max() <= 1.25, (box, expect)  # fill rule and 1/16 px vertices
 
@@ -196,9 +199,9 @@ def test_clip_boxes_at_the_border_match_the_hull() -> None:
         for p in clip._passes:
             if p.t0 <= t <= p.t_end:
                 a = p.affine(t)
-                hull = synthetic._apply(a, p.ship.parts[0][0]) @ cam[:, :2].T + cam[:, 2]
-                clipped = synthetic._clip(hull, -0.5, -0.5, 319.5, 179.5) + 0.5
-                if len(clipped) >= 3 and synthetic._area(clipped) > 2:
+                hull = _apply(a, p.ship.parts[0][0]) @ cam[:, :2].T + cam[:, 2]
+                clipped = _clip(hull, -0.5, -0.5, 319.5, 179.5) + 0.5
+                if len(clipped) >= 3 and _area(clipped) > 2:
                     expected.append(np.concatenate([clipped.min(axis=0), clipped.max(axis=0)]))
         assert len(boxes) == len(expected)
         assert np.abs(boxes - np.asarray(expected).reshape(-1, 4)).max(initial=0.0) <= 1.25
@@ -219,12 +222,12 @@ def test_hard_negative_rate(rate: float, lo: float, hi: float) -> None:
     # the background never depends on the ship count (test above), so this rate holds in both classes
     spec = SceneSpec(height=64, width=64, ship_length=(20.0, 40.0), hard_negative_rate=rate)
     hits = [bool(w.occupied.any() or w.strays) for w in
-            (synthetic._World(np.random.default_rng(seed), 64, 64, spec) for seed in range(100))]
+            (_World(np.random.default_rng(seed), 64, 64, spec) for seed in range(100))]
     assert lo <= np.mean(hits) <= hi
 
 
 # ----------------------------------------------------------------------------- dataset
-def test_dataset_counts_layout_and_labels(dataset: tuple[Path, synthetic.DatasetInfo]) -> None:
+def test_dataset_counts_layout_and_labels(dataset: tuple[Path, DatasetInfo]) -> None:
     root, info = dataset
     assert info.counts == {"train": {"no_ship": 5, "ship": 5}, "val": {"no_ship": 3, "ship": 3}}
     assert info.count("train", "ship") == 5 and info.labels_csv == root / "labels.csv"
@@ -254,14 +257,14 @@ def test_dataset_counts_layout_and_labels(dataset: tuple[Path, synthetic.Dataset
                 assert 0 <= x0 < x1 <= 128 and 0 <= y0 < y1 <= 96
 
 
-def test_dataset_png_matches_render_scene_in_rgb(dataset: tuple[Path, synthetic.DatasetInfo]) -> None:
+def test_dataset_png_matches_render_scene_in_rgb(dataset: tuple[Path, DatasetInfo]) -> None:
     # the PNG holds the rendered RGB image (BGR only inside the file) and the CSV its exact boxes
     root, info = dataset
     rows = _read_csv(root / "labels.csv")
     for i, path in enumerate(info.images["val"]):
         rel = path.relative_to(root).as_posix()
         rng = np.random.default_rng([7, 2, 1, i])
-        n = synthetic._n_ships(rng, SMALL.max_ships) if "/ship/" in rel else 0
+        n = _n_ships(rng, SMALL.max_ships) if "/ship/" in rel else 0
         expected, boxes = render_scene(rng, SMALL, n)
         decoded = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
         assert np.array_equal(decoded, expected)
@@ -269,7 +272,7 @@ def test_dataset_png_matches_render_scene_in_rgb(dataset: tuple[Path, synthetic.
         assert np.array_equal(np.asarray(csv_boxes, np.float32).reshape(-1, 4), boxes)
 
 
-def test_dataset_bytes_are_reproducible_and_seed_dependent(tmp_path: Path, dataset: tuple[Path, synthetic.DatasetInfo]) -> None:
+def test_dataset_bytes_are_reproducible_and_seed_dependent(tmp_path: Path, dataset: tuple[Path, DatasetInfo]) -> None:
     root, _ = dataset
     again = generate_dataset(tmp_path / "again", n_train=10, n_val=6, spec=SMALL, seed=7)
     other = generate_dataset(tmp_path / "other", n_train=10, n_val=6, spec=SMALL, seed=8)
@@ -312,7 +315,7 @@ def _interrupt_rename(monkeypatch: pytest.MonkeyPatch) -> None:
             raise KeyboardInterrupt("simulated Ctrl-C between write and rename")
         return real(src, dst)
 
-    monkeypatch.setattr(synthetic.os, "replace", flaky)
+    monkeypatch.setattr(os, "replace", flaky)  # the rename of edge.synthetic.dataset._write_atomic
 
 
 def _interrupt_write(monkeypatch: pytest.MonkeyPatch) -> None:
