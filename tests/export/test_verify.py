@@ -54,7 +54,7 @@ def test_gate_file_overrides_and_rejects_unknown(tmp_path):
     f = tmp_path / "gates.json"
     f.write_text(json.dumps({"*": {"min_agreement": 0.5}, "tflite-int8": {"min_cam_correlation": 0.99}}))
     gates = load_gates(f)
-    assert gates["onnx-fp32"]["min_agreement"] == 0.5 and gates["tflite-int8"]["min_cam_correlation"] == 0.99
+    assert gates["onnx-fp32"].min_agreement == 0.5 and gates["tflite-int8"].min_cam_correlation == 0.99
     f.write_text(json.dumps({"tflite-int8": {"min_agreemnt": 0.5}}))
     with pytest.raises(ConfigError, match="min_agreemnt"):
         load_gates(f)
