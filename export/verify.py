@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from edge import atomic
+from edge.checks import positive_int
 from edge.errors import ConfigError, DataError
 from edge.formats import Gates, format_specs
 from edge.manifest import find_manifests, load_manifest
@@ -326,6 +327,7 @@ def verify(export_dir: str | Path, data: str | Path, positive: str | None = None
     """
     from training.data import from_folder, load_rgb
 
+    positive_int("limit", limit, allow_none=True)
     manifests = find_manifests(export_dir)
     first = load_manifest(manifests[0])
     run = run or first.extra.get("source_run")
@@ -335,7 +337,7 @@ def verify(export_dir: str | Path, data: str | Path, positive: str | None = None
     d = from_folder(data, pos)
     if list(d.labels) != list(first.labels):
         raise DataError(f"the artifacts' labels are {list(first.labels)}; {data} gives {list(d.labels)} (use --positive)")
-    if limit and len(d) > limit:
+    if limit is not None and len(d) > limit:
         rng = np.random.default_rng(seed)
         d = d.subset(np.sort(rng.permutation(len(d))[:limit]))
     size = first.train_input_size or first.input_size
@@ -374,6 +376,7 @@ def frame_fidelity(export_dir: str | Path, frames: str | Path, size: tuple[int, 
     from edge.imageio import IMAGE_SUFFIXES
     from training.data import load_rgb
 
+    positive_int("frames limit", limit)
     manifests = find_manifests(export_dir)
     first = load_manifest(manifests[0])
     run = run or first.extra.get("source_run")

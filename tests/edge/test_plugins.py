@@ -265,3 +265,32 @@ def test_an_unknown_sink_exits_2_before_the_model_loads(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "sink: expected one of" in err and "kafka" in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_export_writes_the_plugin_format_beside_edgecams_own(plugged, tmp_path):
+    """A tiny untrained MobileNetV2 run exported to onnx-fp32 and the plugin's onnx-ort-basic: same scores."""
+    import numpy as np
+
+    from edge.detector import Detector, DetectorOptions
+    from export.exporter import ExportOptions, export_run
+    from training.model import ModelConfig, build_classifier
+
+    run = tmp_path / "run"
+    run.mkdir()
+    build_classifier(ModelConfig(input_size=(32, 32), alpha=0.35, weights=None)).save(run / "model.keras")
+    (run / "run.json").write_text(json.dumps({"task": "binary", "labels": ["ship"], "negative_label": "rest",
+                                              "thresholds": [0.5], "input_size": [32, 32]}))
+    written = export_run(run, tmp_path / "export", ExportOptions(formats=("onnx-fp32", "onnx-ort-basic")))
+    assert [p.name for p in written] == ["model-fp32.onnx.manifest.json", "model-ort-basic.onnx.manifest.json"]
+    frames = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    scores = {}
+    for path in written:
+        with Detector.from_manifest(path, options=DetectorOptions(warmup=0)) as det:
+            assert det.backend.key == ("onnx-counting" if "ort-basic" in path.name else "onnxruntime")
+            scores[path.name] = det.backend.dequantize("scores", det.infer([det.prepare(f) for f in frames]).scores)
+    fp32, optimised = scores.values()
+    np.testing.assert_allclose(optimised, fp32, atol=1e-5)
+    doc = json.loads(written[1].read_text())
+    assert doc["format"] == "onnx-ort-basic" and doc["extra"]["optimised_by"] == "onnxruntime ORT_ENABLE_BASIC"
+    assert doc["train_input_size"] == [32, 32] and doc["signature"] is None
