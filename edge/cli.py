@@ -14,6 +14,7 @@ from edge.backends import backend_keys
 from edge.cli_args import MAX_SIDE, add_gpu_flags, gpu_settings, parse_duration, print_json
 from edge.cli_args import parse_size as _size
 from edge.errors import ConfigError, EdgecamError
+from edge.formats import format_keys
 from edge.sink_kinds import SINKS
 
 COMMANDS = {
@@ -238,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sp["export"]
     x.add_argument("run", help="training run directory (with model.keras and run.json)")
-    x.add_argument("--formats", default="tflite-int8,onnx-fp32", help="comma list of tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, onnx-fp32, onnx-int8, or all")
+    x.add_argument("--formats", default="tflite-int8,onnx-fp32", help=f"comma list of {', '.join(format_keys())}, or all")
     x.add_argument("--calib", help="folder of real images for int8 calibration")
     x.add_argument("--calib-size", type=int, default=300, help="calibration images for the int8 formats")
     x.add_argument("--out", help="output folder (default RUN/export)")

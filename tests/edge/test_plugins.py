@@ -235,6 +235,9 @@ def test_edgecam_run_accepts_a_distributions_backend_source_and_sink(tiny_model,
                        capture_output=True, text=True, env=environ, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "onnx-ort-basic via onnx-counting" in r.stdout
+    r = subprocess.run([*edgecam_cmd(), "export", "-h"], capture_output=True, text=True, timeout=120,
+                       env={**environ, "COLUMNS": "400"})  # one line per flag: argparse wraps at hyphens
+    assert "onnx-int8, onnx-ort-basic, or all" in r.stdout
     for formats, says in (("onnx-ort-basic", "expected a trained model"), ("onnx-fp64", "'onnx-ort-basic'")):
         r = subprocess.run([*edgecam_cmd(), "export", str(tmp_path / "no-run"), "--formats", formats],
                            capture_output=True, text=True, env=environ, timeout=120, cwd=tmp_path)
