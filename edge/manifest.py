@@ -189,7 +189,7 @@ class Manifest:
     artifact: str
     sha256: str
     size_bytes: int
-    task: str
+    task: Task  # a string from run.json is taken and checked
     labels: tuple[str, ...]
     negative_label: str | None
     thresholds: tuple[float, ...]
@@ -217,6 +217,7 @@ class Manifest:
             raise ManifestError(f"format: expected one of {', '.join(format_keys())}; received {self.format!r}")
         if self.task not in TASKS:
             raise ManifestError(f"task: expected one of {', '.join(TASKS)}; received {self.task!r}")
+        object.__setattr__(self, "task", Task(self.task))
         if len(self.thresholds) != len(self.labels):
             raise ManifestError(
                 f"thresholds: expected one per label ({len(self.labels)}); received {len(self.thresholds)}"
@@ -282,6 +283,7 @@ class Manifest:
         d["labels"] = list(self.labels)
         d["thresholds"] = list(self.thresholds)
         d["input_size"] = list(self.input_size)
+        d["task"] = self.task.value
         d["train_input_size"] = None if self.train_input_size is None else list(self.train_input_size)
         return d
 

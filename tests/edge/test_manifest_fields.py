@@ -7,7 +7,7 @@ import json
 import pytest
 
 from edge.errors import ManifestError
-from edge.manifest import Manifest, load_manifest
+from edge.manifest import Manifest, Task, load_manifest
 from tests.edge import fleet_support
 
 tiny_model = fleet_support.tiny_model  # a module-scoped fixture: an ONNX model with its manifest
@@ -42,9 +42,10 @@ def test_a_manifest_that_kept_them_in_extra_still_loads(tmp_path, tiny_model):
     assert m.extra == {"source_run": "runs/real2"}  # moved to the fields, not kept twice
 
 
-def test_a_manifest_without_them_has_none(tiny_model):
+def test_a_manifest_without_them_has_none_and_its_task_is_the_enum(tiny_model):
     m = load_manifest(tiny_model)
     assert m.signature is None and m.train_input_size is None
+    assert m.task is Task.BINARY and m.to_dict()["task"] == "binary"
 
 
 @pytest.mark.parametrize("change, message", [
