@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from edge.atomic import atomic_path
 from edge.checks import positive_int
 from edge.errors import ConfigError
-from edge.formats import FormatExporter, FormatSpec, format_keys, format_spec, format_specs
+from edge.formats import FORMATS, FormatExporter, FormatSpec, format_keys, format_spec, format_specs
 from edge.manifest import MANIFEST_SUFFIX, CamSpec, Manifest, manifest_path_for
 from edge.plugins import Entry
 from export.converters import ExportContext
@@ -130,7 +130,7 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
     model, info = load_run(run)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    inference, head = _inference(run, model, info, options)
+    inference = _inference(run, model, info, options)
     calibration, held_out = _calibration(info, options)
     saved = write_saved_model(inference)
     ctx = ExportContext(options=options, info=info, inference=inference, saved=saved,
@@ -160,7 +160,7 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
 
 
 def _inference(run, model, info: RunInfo, options: ExportOptions):
-    """(the Keras model to export, with free height and width; the localisation head or None)."""
+    """The Keras model to export, with free height and width (and the localisation head's outputs, for a head run)."""
     from training.locate_data import load_head
     from training.model import inference_model
 
@@ -171,8 +171,8 @@ def _inference(run, model, info: RunInfo, options: ExportOptions):
     if head is not None:
         from training.locate import combined_inference
 
-        return combined_inference(model, head), head  # scores and features, plus centres and sizes
-    return inference_model(model, info.task, dynamic=True), None
+        return combined_inference(model, head)  # scores and features, plus centres and sizes
+    return inference_model(model, info.task, dynamic=True)
 
 
 def _cam(model) -> CamSpec:
@@ -202,7 +202,7 @@ def _calibration(info: RunInfo, options: ExportOptions):
 
 def _export_one(spec: FormatSpec, ctx: ExportContext, run, out: Path) -> tuple[Path, int, Any]:
     """Convert one format through its row's exporter and write it with its manifest: (manifest path, bytes, plan)."""
-    exporter = Entry(spec.key, spec.exporter).load()
+    exporter = Entry(spec.key, spec.exporter, FORMATS.get(spec.key).dist).load()  # a failure names the distribution
     if not isinstance(exporter, FormatExporter):
         raise ConfigError(f"format {spec.key!r}: exporter {spec.exporter} is {exporter!r}, "
                           "expected an edge.formats.FormatExporter")
