@@ -2,8 +2,9 @@
 
 ``Backend`` has one member per key in the backend table (:data:`edge.backends.BACKENDS`:
 edgecam's own backends and those other distributions declare as entry points);
-``ArtifactFormat`` one per format those backends run (a plugin that fails to load
-is left out here and named when it is selected). A profile is
+``ArtifactFormat`` one per row of the format table (:data:`edge.formats.FORMATS`)
+that some backend runs: a profile names a format a device can run. A plugin
+that fails to load is left out here and named when it is selected. A profile is
 checked against them when it is loaded, so a profile naming a backend that is
 not installed is refused with the list of those that are.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import enum
 
 from edge.backends import backend_keys, default_backend, formats_of
+from edge.formats import format_keys
 
 __all__ = ["Backend", "ArtifactFormat", "CaptureMode", "Arch", "member_name"]
 
@@ -34,19 +36,19 @@ class _Format(str, enum.Enum):
 
 
 def _table_formats() -> list[str]:
-    out: list[str] = []
+    """The format table's keys, in its order, that some loadable backend runs."""
+    run: set[str] = set()
     for key in backend_keys():
         try:
-            for fmt in formats_of(key):
-                if fmt not in out:
-                    out.append(fmt)
+            run.update(formats_of(key))
         except Exception:  # noqa: BLE001 - a broken plugin must not stop the profiles; naming it says why
             continue
-    return out
+    return [fmt for fmt in format_keys() if fmt in run]
 
 
 ArtifactFormat = _Format("ArtifactFormat", [(member_name(f), f) for f in _table_formats()], module=__name__)
-ArtifactFormat.__doc__ = "Exported artifact kinds (the formats the backends run); ``.backend`` runs it by default."
+ArtifactFormat.__doc__ = ("Exported artifact kinds (the format table's rows a backend runs); ``.backend`` runs it "
+                          "by default.")
 
 
 class CaptureMode(str, enum.Enum):

@@ -12,6 +12,7 @@ from edge.backends import backend_keys
 from edge.cli_args import add_gpu_flags, parse_duration
 from edge.cli_args import parse_size as _size
 from edge.errors import EdgecamError
+from edge.formats import format_keys
 from edge.sink_kinds import SINKS
 
 
@@ -149,7 +150,7 @@ def add_evaluate_flags(e: argparse.ArgumentParser) -> None:
 def add_export_flags(x: argparse.ArgumentParser) -> None:
     """``edgecam export``: the formats, calibration and mixed precision."""
     x.add_argument("run", help="training run directory (with model.keras and run.json)")
-    x.add_argument("--formats", default="tflite-int8,onnx-fp32", help="comma list of tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, onnx-fp32, onnx-int8, or all")
+    x.add_argument("--formats", default="tflite-int8,onnx-fp32", help=f"comma list of {', '.join(format_keys())}, or all")
     x.add_argument("--calib", help="folder of real images for int8 calibration")
     x.add_argument("--calib-size", type=int, default=300, help="calibration images for the int8 formats")
     x.add_argument("--out", help="output folder (default RUN/export)")

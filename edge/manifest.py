@@ -22,11 +22,14 @@ import numpy as np
 
 from edge import atomic
 from edge.errors import ArtifactError, ManifestError
+from edge.formats import format_keys, format_spec
 
 SCHEMA = "edgecam.manifest"
 SCHEMA_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
 ROLES = ("scores", "features")
+# keys a manifest may leave out (older manifests have none of the last two)
+OPTIONAL_KEYS = ("tools", "extra", "signature", "train_input_size")
 # a localisation head adds both of these (centre heatmap, log box sizes) or neither
 HEAD_ROLES = ("centres", "sizes")
 
@@ -63,7 +66,11 @@ def _check_artifact_name(artifact: Any) -> None:
             f"artifact: expected a path inside the manifest's folder; received {artifact!r}, which climbs out with '..'")
 
 
-FORMATS = ("tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "onnx-fp32", "onnx-int8")
+def __getattr__(name: str) -> Any:
+    # the formats a manifest may name: the keys of the format table (edge.formats), plugins included
+    if name == "FORMATS":
+        return tuple(format_keys())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -182,7 +189,7 @@ class Manifest:
     artifact: str
     sha256: str
     size_bytes: int
-    task: str
+    task: Task  # a string from run.json is taken and checked
     labels: tuple[str, ...]
     negative_label: str | None
     thresholds: tuple[float, ...]
@@ -193,14 +200,24 @@ class Manifest:
     preprocessing: dict[str, Any]
     cam: CamSpec
     tools: dict[str, str] = field(default_factory=dict)
+    signature: str | None = None  # the TFLite signature a runtime calls; None for formats without one
+    train_input_size: tuple[int, int] | None = None  # (h, w) the model was trained at, when known
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None  # where the manifest was read from; not serialised
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ManifestError(f"format: expected one of {', '.join(FORMATS)}; received {self.format!r}")
+        if self.train_input_size is not None:
+            size = tuple(int(v) for v in self.train_input_size)
+            if len(size) != 2 or min(size) < 1:
+                raise ManifestError(f"train_input_size: expected [h, w] of positive integers; received {self.train_input_size!r}")
+            object.__setattr__(self, "train_input_size", size)
+        if self.signature is not None and (not isinstance(self.signature, str) or not self.signature):
+            raise ManifestError(f"signature: expected a signature name or null; received {self.signature!r}")
+        if self.format not in format_keys():
+            raise ManifestError(f"format: expected one of {', '.join(format_keys())}; received {self.format!r}")
         if self.task not in TASKS:
             raise ManifestError(f"task: expected one of {', '.join(TASKS)}; received {self.task!r}")
+        object.__setattr__(self, "task", Task(self.task))
         if len(self.thresholds) != len(self.labels):
             raise ManifestError(
                 f"thresholds: expected one per label ({len(self.labels)}); received {len(self.thresholds)}"
@@ -218,7 +235,7 @@ class Manifest:
             )
         _check_artifact_name(self.artifact)
         if "int8_float" in self.extra:
-            if not self.format.endswith("int8"):
+            if not format_spec(self.format).needs_calibration:
                 raise ManifestError(f"extra.int8_float: only int8 formats keep layers in float; this is {self.format}")
             MixedPrecision.from_dict(self.extra["int8_float"])
 
@@ -266,6 +283,8 @@ class Manifest:
         d["labels"] = list(self.labels)
         d["thresholds"] = list(self.thresholds)
         d["input_size"] = list(self.input_size)
+        d["task"] = self.task.value
+        d["train_input_size"] = None if self.train_input_size is None else list(self.train_input_size)
         return d
 
     @classmethod
@@ -285,9 +304,13 @@ class Manifest:
         unknown = sorted(set(body) - known)
         if unknown:
             raise ManifestError(f"unknown keys{where}: {unknown}; expected only {sorted(known)}")
-        missing = sorted(k for k in known - set(body) if k not in ("tools", "extra"))
+        missing = sorted(k for k in known - set(body) if k not in OPTIONAL_KEYS)
         if missing:
             raise ManifestError(f"missing keys{where}: {missing}")
+        extra = dict(body.get("extra", {}))
+        # manifests written before these were fields kept them in extra; they still load
+        signature = body["signature"] if "signature" in body else extra.pop("signature", None)
+        train_size = body["train_input_size"] if "train_input_size" in body else extra.pop("train_input_size", None)
         try:
             return cls(
                 format=body["format"],
@@ -305,7 +328,9 @@ class Manifest:
                 preprocessing=dict(body["preprocessing"]),
                 cam=CamSpec(**body["cam"]),
                 tools=dict(body.get("tools", {})),
-                extra=dict(body.get("extra", {})),
+                signature=signature,
+                train_input_size=train_size,
+                extra=extra,
                 path=path,
             )
         except (TypeError, KeyError, ValueError) as exc:

@@ -1,9 +1,9 @@
 """One table per extension point, open to other distributions through entry points.
 
-A backend, a frame source and a sink are each found in an :class:`ExtensionTable`:
-edgecam's own entries first, then those other installed distributions declare
-under the entry-point groups ``edgecam.backends``, ``edgecam.sources`` and
-``edgecam.sinks``. A third party adds one by shipping a module and one line
+A backend, a frame source, a sink and an export format are each found in an
+:class:`ExtensionTable`: edgecam's own entries first, then those other installed
+distributions declare under the entry-point groups ``edgecam.backends``,
+``edgecam.sources``, ``edgecam.sinks`` and ``edgecam.formats``. A third party adds one by shipping a module and one line
 of packaging metadata, without editing edgecam::
 
     # pyproject.toml of the distribution "edgecam-hailo"
@@ -29,7 +29,8 @@ __all__ = ["GROUPS", "PluginError", "Entry", "ExtensionTable"]
 
 log = logging.getLogger(__name__)
 
-GROUPS = {"backends": "edgecam.backends", "sources": "edgecam.sources", "sinks": "edgecam.sinks"}
+GROUPS = {"backends": "edgecam.backends", "sources": "edgecam.sources", "sinks": "edgecam.sinks",
+          "formats": "edgecam.formats"}
 
 
 class PluginError(ConfigError):

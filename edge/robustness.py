@@ -294,7 +294,7 @@ def box_conditions(manifests: list[Path], frames: list, box_opts, opts: Robustne
     try:
         _load_box_detectors(manifests, box_opts, opts, dets)
         first = next(iter(dets.values()))
-        px = frame_px(tuple(first.manifest.extra.get("train_input_size", first.manifest.input_size)), first.scale)
+        px = frame_px(first.manifest.train_input_size or first.manifest.input_size, first.scale)
         grid_frame = next((i for i, f in enumerate(frames) if len(f.boxes_of(box_opts.positive))), 0)
         clean: dict[str, list] = {}
         records = []

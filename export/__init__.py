@@ -5,7 +5,7 @@ Example:
     >>> export_run("runs/demo/train", "runs/demo/export", ExportOptions(formats=("all",), calib="runs/demo/data/val"))  # doctest: +SKIP
 """
 
-from export.exporter import TABLE, ExportOptions, export_run, list_formats
+from export.exporter import ExportOptions, export_run, list_formats
 from export.verify import verify
 
-__all__ = ["TABLE", "ExportOptions", "export_run", "list_formats", "verify"]
+__all__ = ["ExportOptions", "export_run", "list_formats", "verify"]

@@ -1,4 +1,9 @@
-"""Export a trained run to edge formats, each with a manifest: a table of formats, one module per family."""
+"""Export a trained run to edge formats, each with a manifest: a table of formats, one module per family.
+
+The formats are the rows of :data:`edge.formats.FORMATS` (plugins included);
+each row's exporter (:mod:`export.converters`) converts the model, and
+:func:`export_run` writes every result beside its manifest.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +14,20 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edge.atomic import atomic_path
+from edge.checks import positive_int
 from edge.errors import ConfigError
-from edge.manifest import FORMATS, MANIFEST_SUFFIX, CamSpec, Manifest, manifest_path_for
+from edge.formats import FORMATS, FormatExporter, FormatSpec, format_keys, format_spec, format_specs
+from edge.manifest import MANIFEST_SUFFIX, CamSpec, Manifest, manifest_path_for
+from edge.plugins import Entry
+from export.converters import ExportContext
+
+if TYPE_CHECKING:
+    from training.run import RunInfo
 
 log = logging.getLogger("edgecam.export")
-
-
-@dataclass(frozen=True)
-class Format:
-    key: str
-    filename: str
-    needs_calibration: bool
-
-
-TABLE: dict[str, Format] = {
-    "tflite-fp32": Format("tflite-fp32", "model-fp32.tflite", False),
-    "tflite-fp16": Format("tflite-fp16", "model-fp16.tflite", False),
-    "tflite-dynamic": Format("tflite-dynamic", "model-dynamic.tflite", False),
-    "tflite-int8": Format("tflite-int8", "model-int8.tflite", True),
-    "onnx-fp32": Format("onnx-fp32", "model-fp32.onnx", False),
-    "onnx-int8": Format("onnx-int8", "model-int8.onnx", True),
-}
-assert tuple(TABLE) == FORMATS  # one list of formats for writer and reader
 
 
 @dataclass(frozen=True)
@@ -40,7 +35,7 @@ class ExportOptions:
     """How to export.
 
     Attributes:
-        formats: keys of :data:`TABLE`, or ``("all",)``.
+        formats: keys of the format table (:func:`edge.formats.format_keys`), or ``("all",)``.
         calib: folder of real images for int8 calibration (class sub-folders welcome).
         calib_size: images used for calibration, stratified over classes.
         io: ``tflite-int8`` input/output type: ``uint8``, ``int8`` or ``float``.
@@ -81,24 +76,22 @@ class ExportOptions:
     def __post_init__(self) -> None:
         fmts = tuple(self.formats)
         if fmts == ("all",):
-            fmts = tuple(TABLE)
-        unknown = [f for f in fmts if f not in TABLE]
+            fmts = tuple(format_specs())  # every format that loads; a broken plugin is logged and left out
+        unknown = [f for f in fmts if f not in format_keys()]
         if unknown or not fmts:
-            raise ConfigError(f"formats: expected some of {list(TABLE)} or 'all'; received {list(self.formats)}")
+            raise ConfigError(f"formats: expected some of {format_keys()} or 'all'; received {list(self.formats)}")
         object.__setattr__(self, "formats", fmts)
-        if any(TABLE[f].needs_calibration for f in fmts) and not self.calib:
-            need = [f for f in fmts if TABLE[f].needs_calibration]
+        need = [f for f in fmts if format_spec(f).needs_calibration]
+        if need and not self.calib:
             raise ConfigError(f"{need} need real calibration images: pass --calib DIR")
-        if self.calib_size < 1:
-            raise ConfigError(f"calib_size: expected >= 1; received {self.calib_size}")
+        positive_int("calib_size", self.calib_size)
+        positive_int("opset", self.opset)
         from export.precision import RANKINGS, parse_float_option, parse_targets
 
         parse_float_option(self.int8_float)  # fail at once on a malformed option
         parse_targets(self.int8_targets)
-        if self.int8_holdout < 1:
-            raise ConfigError(f"int8_holdout: expected >= 1 image; received {self.int8_holdout}")
-        if self.int8_candidates is not None and self.int8_candidates < 1:
-            raise ConfigError(f"int8_candidates: expected >= 1 layer or None; received {self.int8_candidates}")
+        positive_int("int8_holdout", self.int8_holdout)
+        positive_int("int8_candidates", self.int8_candidates, allow_none=True)
         if self.int8_ranking not in RANKINGS:
             raise ConfigError(f"int8_ranking: expected one of {list(RANKINGS)}; received {self.int8_ranking!r}")
 
@@ -107,7 +100,7 @@ class ExportOptions:
         """True when some int8 layers are to stay float."""
         from export.precision import parse_float_option
 
-        return parse_float_option(self.int8_float)[0] != "none" and any(TABLE[f].needs_calibration for f in self.formats)
+        return parse_float_option(self.int8_float)[0] != "none" and any(format_spec(f).needs_calibration for f in self.formats)
 
 
 def tool_versions() -> dict[str, str]:
@@ -123,105 +116,39 @@ def tool_versions() -> dict[str, str]:
 def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> list[Path]:
     """Export the model of a training run; return the manifest paths written.
 
+    Every format is a row of :data:`edge.formats.FORMATS` whose exporter
+    (:mod:`export.converters`, or a plugin's) converts the model; this loop
+    only writes each result with its manifest.
+
     Example:
         >>> export_run("runs/demo/train", "runs/demo/export",
         ...            ExportOptions(formats=("tflite-int8",), calib="runs/demo/data/val"))  # doctest: +SKIP
     """
-    from training.model import cam_weights, inference_model
-    from training.train import load_run
+    from export.saved import write_saved_model
+    from training.run import load_run
 
     model, info = load_run(run)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    task = info["task"]
-    train_size = tuple(info["input_size"])
-    size = tuple(options.input_size or train_size)
-    from training.locate_data import load_head
-
-    head = load_head(run)
-    if head is not None and options.mixed:
-        raise ConfigError("--int8-float: mixed precision is not available for a run with a localisation head yet; "
-                          "export it with --int8-float none")
-    if head is not None:
-        from training.locate import combined_inference
-
-        inference = combined_inference(model, head)  # scores and features, plus centres and sizes
-    else:
-        inference = inference_model(model, task, dynamic=True)
-    w, b, pooling = cam_weights(model)
-    calibration = held_out = None
-    if any(TABLE[f].needs_calibration for f in options.formats):
-        from export.calibration import collect
-
-        # one-vs-rest has no "rest" folder: only real class names can be checked for coverage
-        negative = info.get("negative_label")
-        expected = info["labels"] + ([negative] if negative and negative != "rest" else [])
-        extra_images = options.int8_holdout if options.mixed else 0
-        calibration = collect(options.calib, train_size, options.calib_size + extra_images, options.seed, expected)
-        if options.mixed:
-            calibration, held_out = calibration.hold_out(extra_images)
-            log.info("%s; %d more held out to measure mixed precision", calibration.coverage_line(), len(held_out))
-        else:
-            log.info("%s", calibration.coverage_line())
-    from export.saved import write_saved_model
-
+    inference = _inference(run, model, info, options)
+    calibration, held_out = _calibration(info, options)
     saved = write_saved_model(inference)
-    fp32_onnx = None
+    ctx = ExportContext(options=options, info=info, inference=inference, saved=saved,
+                        size=tuple(options.input_size or info.input_size), cam=_cam(model), calibration=calibration)
+    if options.mixed:
+        ctx.mixed_plan = lambda key, fp32_onnx: _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info,
+                                                            info.input_size, options, out)
     written, unmet = [], []
     try:
         for i, key in enumerate(options.formats, 1):
-            fmt = TABLE[key]
             started = time.monotonic()
             log.info("export [%d/%d]: %s ...", i, len(options.formats), key)
-            plan = None
-            if key.startswith("tflite"):
-                from export import tflite_format
-
-                if key == "tflite-int8" and options.mixed:
-                    plan = _mixed_plan(key, saved, None, calibration, held_out, model, info, train_size, options, out)
-                    content = plan.content
-                else:
-                    content = tflite_format.convert(saved, key, calibration, options.io)
-                inp, outs = tflite_format.describe(content, size)
-                extra = {"signature": "serving_default"}
-            else:
-                from export import onnx_format
-
-                if fp32_onnx is None:
-                    fp32_onnx = onnx_format.convert_fp32(inference, options.opset)
-                content = fp32_onnx
-                if key == "onnx-int8" and options.mixed:
-                    plan = _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, train_size, options, out)
-                    content = plan.content
-                elif key == "onnx-int8":
-                    content = onnx_format.quantize_int8(fp32_onnx, calibration, options.onnx_calibration, options.per_channel)
-                content = onnx_format.embed_metadata(content, _essentials(info, key, size, w, b, pooling))
-                inp, outs = onnx_format.describe(content)
-                extra = {"opset": options.opset}
-            if calibration is not None and fmt.needs_calibration:
-                extra["calibration"] = {"images": int(len(calibration.images)), "per_class": calibration.per_class,
-                                        "source": calibration.source}
-                if key == "onnx-int8":
-                    extra["calibration"].update(method=options.onnx_calibration, per_channel=options.per_channel)
-                else:
-                    # a mixed artifact keeps float I/O so that a float `features` leaves it unrounded
-                    extra["calibration"]["io"] = "float" if plan is not None else options.io
-            if plan is not None:
-                extra["int8_float"] = plan.to_manifest()
-                if plan.mode == "auto" and not plan.met:
-                    unmet.append(plan)
-            extra["source_run"] = str(Path(run).resolve())
-            extra["train_input_size"] = list(train_size)
-            if info.get("frame_scale"):
-                # trained on crops cut at this scale: the runtime resizes whole frames by it
-                extra["frame_scale"] = float(info["frame_scale"])
-            if head is not None:
-                # how the runtime decodes the head's outputs (edge.locate.decode)
-                extra["head"] = {k: info["head"][k] for k in ("kind", "stride", "threshold", "nms_iou", "size_encoding")}
-            extra.update(options.extra)
-            written.append(_write_pair(out / fmt.filename, content, info, key, inp, outs, size, w, b, pooling, extra))
+            path, size_bytes, plan = _export_one(format_spec(key), ctx, run, out)
+            written.append(path)
+            if plan is not None and plan.mode == "auto" and not plan.met:
+                unmet.append(plan)
             log.info("export [%d/%d]: %s written, %.1f MB in %.0f s", i, len(options.formats), key,
-                     len(content) / 2**20, time.monotonic() - started)
+                     size_bytes / 2**20, time.monotonic() - started)
     finally:
         shutil.rmtree(saved, ignore_errors=True)
     if unmet:
@@ -230,6 +157,75 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
         text = "\n\n".join(f"{p.format} (artifact written, manifest says met: false):\n{p.frontier()}" for p in unmet)
         raise TargetsNotMet(f"--int8-float auto: targets not met within the float cap; the frontier:\n{text}")
     return written
+
+
+def _inference(run, model, info: RunInfo, options: ExportOptions):
+    """The Keras model to export, with free height and width (and the localisation head's outputs, for a head run)."""
+    from training.locate_data import load_head
+    from training.model import inference_model
+
+    head = load_head(run)
+    if head is not None and options.mixed:
+        raise ConfigError("--int8-float: mixed precision is not available for a run with a localisation head yet; "
+                          "export it with --int8-float none")
+    if head is not None:
+        from training.locate import combined_inference
+
+        return combined_inference(model, head)  # scores and features, plus centres and sizes
+    return inference_model(model, info.task, dynamic=True)
+
+
+def _cam(model) -> CamSpec:
+    from training.model import cam_weights
+
+    return CamSpec(*cam_weights(model))
+
+
+def _calibration(info: RunInfo, options: ExportOptions):
+    """(calibration images, images held out to measure mixed precision); (None, None) when no format calibrates."""
+    if not any(format_spec(f).needs_calibration for f in options.formats):
+        return None, None
+    from export.calibration import collect
+
+    # one-vs-rest has no "rest" folder: only real class names can be checked for coverage
+    negative = info.negative_label
+    expected = list(info.labels) + ([negative] if negative and negative != "rest" else [])
+    extra_images = options.int8_holdout if options.mixed else 0
+    calibration = collect(options.calib, info.input_size, options.calib_size + extra_images, options.seed, expected)
+    if not options.mixed:
+        log.info("%s", calibration.coverage_line())
+        return calibration, None
+    calibration, held_out = calibration.hold_out(extra_images)
+    log.info("%s; %d more held out to measure mixed precision", calibration.coverage_line(), len(held_out))
+    return calibration, held_out
+
+
+def _export_one(spec: FormatSpec, ctx: ExportContext, run, out: Path) -> tuple[Path, int, Any]:
+    """Convert one format through its row's exporter and write it with its manifest: (manifest path, bytes, plan)."""
+    exporter = Entry(spec.key, spec.exporter, FORMATS.get(spec.key).dist).load()  # a failure names the distribution
+    if not isinstance(exporter, FormatExporter):
+        raise ConfigError(f"format {spec.key!r}: exporter {spec.exporter} is {exporter!r}, "
+                          "expected an edge.formats.FormatExporter")
+    conv = exporter.convert(spec, ctx)
+    inp, outs = exporter.describe(conv.content, ctx)
+    extra = dict(conv.extra)
+    if ctx.calibration is not None and spec.needs_calibration:
+        cal = ctx.calibration
+        extra["calibration"] = {"images": int(len(cal.images)), "per_class": cal.per_class, "source": cal.source,
+                                **extra.get("calibration", {})}
+    if conv.plan is not None:
+        extra["int8_float"] = conv.plan.to_manifest()
+    extra["source_run"] = str(Path(run).resolve())
+    info = ctx.info
+    if info.frame_scale:
+        # trained on crops cut at this scale: the runtime resizes whole frames by it
+        extra["frame_scale"] = float(info.frame_scale)
+    if info.head is not None:
+        # how the runtime decodes the head's outputs (edge.locate.decode)
+        extra["head"] = {k: info.head[k] for k in ("kind", "stride", "threshold", "nms_iou", "size_encoding")}
+    extra.update(ctx.options.extra)
+    path = _write_pair(out / spec.filename, conv.content, _manifest(spec, conv.content, ctx, inp, outs, exporter, extra))
+    return path, len(conv.content), conv.plan
 
 
 def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size, options: ExportOptions, out: Path):
@@ -243,7 +239,7 @@ def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size,
 
     mode, names = precision.parse_float_option(options.int8_float)
     targets = precision.parse_targets(options.int8_targets)
-    layers = precision.layer_inventory(model, info["task"], size)
+    layers = precision.layer_inventory(model, info.task, size)
     w, b, _ = cam_weights(model)
     cam = DenseCAM(w, b)
     with contextlib.ExitStack() as stack:
@@ -259,7 +255,7 @@ def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size,
             cal = stack.enter_context(OnnxCalibration(fp32_onnx, calibration, options.onnx_calibration))
             q = OnnxMixed(cal, layers, options.per_channel, debug_images=calibration.images[:16])
         ref_scores, ref_feats = q.run(q.float_artifact(), held_out)
-        ref = precision.reference(cam, ref_scores, ref_feats, info["thresholds"], info["task"])
+        ref = precision.reference(cam, ref_scores, ref_feats, list(info.thresholds), info.task)
         if mode == "auto":
             plan = precision.search(q, layers, ref, cam, held_out, targets, options.int8_candidates,
                                     ranking=options.int8_ranking)
@@ -267,7 +263,7 @@ def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size,
             plan = precision.explicit(q, layers, precision.LayerNames(layers).check(names), ref, cam, held_out, targets)
             log.info("%s: float layers %s: float share %.1f %%, %s", key, ", ".join(plan.float_layers),
                      100 * plan.float_share, plan.fidelity.line())
-    stem = TABLE[key].filename
+    stem = format_spec(key).filename
     atomic.write_text(out / f"{stem}.precision.md", precision.report_markdown(plan))
     doc = {**plan.to_manifest(), "format": key, "frontier": [
         {"added": s.added, "float_layers": list(s.float_layers), "float_share": s.float_share, **vars(s.fidelity)}
@@ -276,45 +272,43 @@ def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size,
     return plan
 
 
-def _essentials(info, key, size, w, b, pooling) -> dict:
-    outputs = {"scores": "scores", "features": "features"}
-    if "head" in info:
-        outputs.update(centres="centres", sizes="sizes")
-    return {"format": key, "task": info["task"], "labels": info["labels"], "negative_label": info.get("negative_label"),
-            "thresholds": info["thresholds"], "input_size": list(size), "input_range": [0, 255], "layout": "NHWC",
-            "color": "RGB", "outputs": outputs, "cam_pooling": pooling,
-            "cam_weights_shape": list(w.shape)}
+def _manifest(spec: FormatSpec, content: bytes, ctx: ExportContext, inp, outs, exporter: FormatExporter,
+              extra: dict) -> Manifest:
+    import hashlib
+
+    info = ctx.info
+    return Manifest(
+        format=spec.key,
+        artifact=spec.filename,
+        sha256=hashlib.sha256(content).hexdigest(),
+        size_bytes=len(content),
+        task=info.task,
+        labels=tuple(info.labels),
+        negative_label=info.negative_label,
+        thresholds=tuple(info.thresholds),
+        threshold_rule=info.threshold_rule,
+        input=inp,
+        outputs=outs,
+        input_size=tuple(int(s) for s in ctx.size),
+        preprocessing={"color": "RGB", "range": [0, 255], "layout": "NHWC", "resize": "stretch",
+                       "normalisation": "inside the model: x / 127.5 - 1"},
+        cam=ctx.cam,
+        tools=tool_versions(),
+        signature=exporter.signature,
+        train_input_size=tuple(info.input_size),
+        extra=dict(extra, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")),
+    )
 
 
-def _write_pair(path: Path, content: bytes, info, key, inp, outs, size, w, b, pooling, extra) -> Path:
+def _write_pair(path: Path, content: bytes, manifest: Manifest) -> Path:
     """Artifact and manifest, both written to temporary files first; the manifest lands last.
 
     A crash at any point leaves either the previous pair, or the new artifact
     with no manifest yet (which nothing loads), never a half-written file.
     """
-    import hashlib
     import json
 
     mpath = manifest_path_for(path)
-    manifest = Manifest(
-        format=key,
-        artifact=path.name,
-        sha256=hashlib.sha256(content).hexdigest(),
-        size_bytes=len(content),
-        task=info["task"],
-        labels=tuple(info["labels"]),
-        negative_label=info.get("negative_label"),
-        thresholds=tuple(float(t) for t in info["thresholds"]),
-        threshold_rule=info.get("threshold_rule", "fixed"),
-        input=inp,
-        outputs=outs,
-        input_size=tuple(int(s) for s in size),
-        preprocessing={"color": "RGB", "range": [0, 255], "layout": "NHWC", "resize": "stretch",
-                       "normalisation": "inside the model: x / 127.5 - 1"},
-        cam=CamSpec(w, b, pooling),
-        tools=tool_versions(),
-        extra=dict(extra, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")),
-    )
     text = json.dumps(manifest.to_dict(), indent=2) + "\n"
     # Context managers exit innermost first: the artifact is renamed into
     # place, then its manifest.
@@ -325,7 +319,8 @@ def _write_pair(path: Path, content: bytes, info, key, inp, outs, size, w, b, po
 
 
 def list_formats() -> list[str]:
-    return list(TABLE)
+    """Every format ``--formats`` accepts: the keys of :data:`edge.formats.FORMATS`."""
+    return format_keys()
 
 
-__all__ = ["ExportOptions", "TABLE", "export_run", "list_formats", "MANIFEST_SUFFIX"]
+__all__ = ["ExportOptions", "export_run", "list_formats", "MANIFEST_SUFFIX"]

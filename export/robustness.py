@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ConfigError, DataError
+from edge.manifest import Task
 from edge.robustness import CLEAN, ArtifactModel, RobustnessOptions, figures, float_first, machine_line, \
     run_conditions, select_manifests, stratified_pick
 
@@ -30,14 +31,14 @@ class KerasModel:
     def __init__(self, run: str | Path, input_size: tuple[int, int], batch: int = 128) -> None:
         from edge.cam import DenseCAM
         from training.model import cam_weights, inference_model
-        from training.train import load_run
+        from training.run import load_run
 
         self.model, self.info = load_run(run)
-        if self.info["task"] != "binary":
-            raise ConfigError(f"robustness: expected a binary (one-vs-rest) model; {run} is {self.info['task']}")
+        if self.info.task != Task.BINARY:
+            raise ConfigError(f"robustness: expected a binary (one-vs-rest) model; {run} is {self.info.task}")
         self.inference = inference_model(self.model, "binary", input_size=tuple(input_size))
         self.cam = DenseCAM(*cam_weights(self.model)[:2])
-        self.threshold = float((self.info.get("thresholds") or [0.5])[0])
+        self.threshold = float(self.info.thresholds[0]) if self.info.thresholds else 0.5
         self.batch = batch
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,8 +73,7 @@ def robustness(target: str | Path, data: str | Path, positive: str | None = None
         0.87
     """
     from edge.manifest import load_manifest
-    from edge.robustreport import grid_panel, write_report
-    from training.adversarial import pgd
+    from edge.robustreport import write_report
     from training.data import from_folder, load_rgb
 
     opts = opts or RobustnessOptions()
@@ -81,13 +81,13 @@ def robustness(target: str | Path, data: str | Path, positive: str | None = None
     manifests = select_manifests(target, opts.formats)
     first = load_manifest(manifests[0])
     run = _run_of(target, first, run)
-    if first.task != "binary":
+    if first.task != Task.BINARY:
         raise ConfigError(f"robustness: expected a binary (one-vs-rest) model; the artifacts are {first.task}")
     d = from_folder(data, positive if positive is not None else first.labels[0])
     if list(d.labels) != list(first.labels):
         raise DataError(f"the artifacts' labels are {list(first.labels)}; {data} gives {list(d.labels)} (use --positive)")
     d = d.subset(stratified_pick(d.targets[:, 0], opts.limit, opts.seed))
-    size = tuple(first.extra.get("train_input_size", first.input_size))
+    size = first.train_input_size or first.input_size
     images = load_rgb(list(d.paths), size)
     y = d.targets[:, 0].astype(np.int64)
     keras = KerasModel(run, size)
@@ -97,30 +97,9 @@ def robustness(target: str | Path, data: str | Path, positive: str | None = None
         models = {"keras": (keras, opts.threshold or keras.threshold)}
         models |= {k: (a, opts.threshold or a.threshold) for k, a in artifacts.items()}
         models = {k: models[k] for k in order}
-        panels: list[np.ndarray] = []
-        pick: list[int] = []
-
-        def on_grid(name, severity, batch, outputs):
-            if not pick:  # the positive image Keras is surest of, clean
-                s = np.where(y == 1, outputs["keras"][0], -np.inf)
-                pick.append(int(np.argmax(s)))
-            i = pick[0]
-            title = "clean" if severity == 0 else f"{name}, severity {severity}"
-            panels.append(grid_panel(title, batch[i], {k: (v[0][i : i + 1], v[1][i : i + 1]) for k, v in outputs.items()},
-                                     order, 160))
-
-        records, clean = run_conditions(images, y, models, opts, on_grid=on_grid)
-        adversarial = []
-        for steps, attack in [(1, "fgsm")] + ([(opts.pgd_steps, f"pgd{opts.pgd_steps}")] if opts.pgd_steps > 1 else []):
-            for eps in opts.eps:
-                adv = pgd(keras.model, images, d.targets, eps, steps=steps)
-                rec = {"attack": attack, "eps": eps, "models": {}}
-                for k, (fn, thr) in models.items():
-                    scores, cams = fn(adv)
-                    rec["models"][k] = figures(y, scores, thr, clean[k][0], cams, clean[k][1])
-                adversarial.append(rec)
-                log.info("robustness: %s eps %g: %s", attack, eps,
-                         ", ".join(f"{k} {f['balanced_accuracy']:.3f}" for k, f in rec["models"].items()))
+        grid = _Grid(y, order)
+        records, clean = run_conditions(images, y, models, opts, on_grid=grid)
+        adversarial = _adversarial(keras, images, d.targets, y, models, clean, opts)
     finally:
         for a in artifacts.values():
             a.close()
@@ -131,7 +110,44 @@ def robustness(target: str | Path, data: str | Path, positive: str | None = None
            "thresholds": {k: thr for k, (_, thr) in models.items()},
            "machine": machine, "machine_line": line, "conditions": records, "adversarial": adversarial}
     out = Path(out) if out else (manifests[0].parent / "robustness")
-    return write_report(doc, out, panels, opts.baseline)
+    return write_report(doc, out, grid.panels, opts.baseline)
+
+
+class _Grid:
+    """The picture grid: one image (the positive Keras is surest of, clean) under every condition, every model."""
+
+    def __init__(self, y: np.ndarray, order: list[str]) -> None:
+        self.y, self.order = y, order
+        self.panels: list[np.ndarray] = []
+        self.pick: int | None = None
+
+    def __call__(self, name, severity, batch, outputs) -> None:
+        from edge.robustreport import grid_panel
+
+        if self.pick is None:
+            self.pick = int(np.argmax(np.where(self.y == 1, outputs["keras"][0], -np.inf)))
+        i = self.pick
+        title = "clean" if severity == 0 else f"{name}, severity {severity}"
+        self.panels.append(grid_panel(title, batch[i], {k: (v[0][i : i + 1], v[1][i : i + 1]) for k, v in outputs.items()},
+                                      self.order, 160))
+
+
+def _adversarial(keras: KerasModel, images, targets, y, models, clean, opts: RobustnessOptions) -> list[dict]:
+    """FGSM (and PGD) on the Keras model, white-box; the perturbed images sent through every model (transfer)."""
+    from training.adversarial import pgd
+
+    records = []
+    for steps, attack in [(1, "fgsm")] + ([(opts.pgd_steps, f"pgd{opts.pgd_steps}")] if opts.pgd_steps > 1 else []):
+        for eps in opts.eps:
+            adv = pgd(keras.model, images, targets, eps, steps=steps)
+            rec = {"attack": attack, "eps": eps, "models": {}}
+            for k, (fn, thr) in models.items():
+                scores, cams = fn(adv)
+                rec["models"][k] = figures(y, scores, thr, clean[k][0], cams, clean[k][1])
+            records.append(rec)
+            log.info("robustness: %s eps %g: %s", attack, eps,
+                     ", ".join(f"{k} {f['balanced_accuracy']:.3f}" for k, f in rec["models"].items()))
+    return records
 
 
 __all__ = ["CLEAN", "KerasModel", "robustness"]

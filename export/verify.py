@@ -11,50 +11,52 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
 from edge import atomic
+from edge.checks import positive_int
 from edge.errors import ConfigError, DataError
+from edge.formats import Gates, format_specs
 from edge.manifest import find_manifests, load_manifest
 from edge.metrics import pearson, top_region_iou  # heatmap agreement; edge/metrics.py holds them for export/precision.py too
 
 log = logging.getLogger("edgecam.export")
 
-GATE_KEYS = ("max_abs_score_diff", "max_mean_abs_score_diff", "min_agreement", "max_balanced_accuracy_drop",
-             "min_cam_correlation", "allow_collapse")
-
-DEFAULT_GATES: dict[str, dict] = {
-    "tflite-fp32": {"max_abs_score_diff": 1e-4, "min_agreement": 0.999, "min_cam_correlation": 0.999},
-    "onnx-fp32": {"max_abs_score_diff": 1e-4, "min_agreement": 0.999, "min_cam_correlation": 0.999},
-    # float16 weights: the worst image can move by 0.1+ where the sigmoid is steep, so the
-    # gate is on the mean difference and on decisions, not on the single worst score
-    "tflite-fp16": {"max_mean_abs_score_diff": 5e-3, "min_agreement": 0.99, "min_cam_correlation": 0.99},
-    "tflite-dynamic": {"min_agreement": 0.98, "max_balanced_accuracy_drop": 0.02, "min_cam_correlation": 0.95},
-    "tflite-int8": {"min_agreement": 0.97, "max_balanced_accuracy_drop": 0.02, "min_cam_correlation": 0.90},
-    "onnx-int8": {"min_agreement": 0.97, "max_balanced_accuracy_drop": 0.02, "min_cam_correlation": 0.90},
-}
+GATE_KEYS = Gates.keys()
 
 
-def load_gates(path: str | Path | None) -> dict[str, dict]:
+def default_gates() -> dict[str, Gates]:
+    """Each format's own gates, from its row of the format table (:data:`edge.formats.FORMATS`)."""
+    return {key: spec.gates for key, spec in format_specs().items()}
+
+
+def __getattr__(name: str):
+    # the defaults as they were once spelled: derived from the format table now, not copied
+    if name == "DEFAULT_GATES":
+        return {key: g.to_dict() for key, g in default_gates().items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def load_gates(path: str | Path | None) -> dict[str, Gates]:
     """Defaults, overridden per format (or for every format with ``"*"``) by a JSON file."""
-    gates = {k: dict(v, allow_collapse=False) for k, v in DEFAULT_GATES.items()}
+    gates = default_gates()
     if path is None:
         return gates
     try:
         user = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"gate file {path}: expected a JSON object of format -> gates; {exc}") from exc
+    if not isinstance(user, dict):
+        raise ConfigError(f"gate file {path}: expected a JSON object of format -> gates; received {type(user).__name__}")
     for fmt, values in user.items():
         if fmt != "*" and fmt not in gates:
             raise ConfigError(f"gate file {path}: unknown format {fmt!r}; expected one of {sorted(gates)} or '*'")
-        bad = sorted(set(values) - set(GATE_KEYS))
-        if bad:
-            raise ConfigError(f"gate file {path}: unknown gate(s) {bad} for {fmt}; expected some of {list(GATE_KEYS)}")
         for target in (gates if fmt == "*" else [fmt]):
-            gates[target].update(values)
+            gates[target] = gates[target].updated(values, f"gate file {path}, {fmt}")
     return gates
 
 
@@ -78,7 +80,7 @@ class Reference:
 def keras_reference(run: str | Path, images: np.ndarray, targets: np.ndarray, task: str) -> Reference:
     from edge.cam import DenseCAM
     from training.model import cam_weights, inference_model
-    from training.train import load_run
+    from training.run import load_run
 
     model, _ = load_run(run)
     inf = inference_model(model, task, input_size=images.shape[1:3])
@@ -107,7 +109,16 @@ def _keras_centres(run, model, images: np.ndarray, step: int) -> np.ndarray | No
                            for i in range(0, len(images), step)])
 
 
-def head_parity(manifest_path: Path, ref: Reference) -> dict:
+@dataclass(frozen=True)
+class HeadParity:
+    """The localisation head's centre heatmaps of an artifact against Keras."""
+
+    head_centre_correlation: float  # mean over images
+    head_centre_max_abs_diff: float
+    head_same_peak: float  # share of images whose heatmap peaks in the same cell
+
+
+def head_parity(manifest_path: Path, ref: Reference) -> HeadParity:
     """The artifact's centre heatmaps against Keras: mean correlation, largest difference, same peak cell."""
     from edge.detector import Detector, DetectorOptions
 
@@ -120,8 +131,7 @@ def head_parity(manifest_path: Path, ref: Reference) -> dict:
     got = np.concatenate(got)
     corr = [pearson(a, b) for a, b in zip(got, ref.centres)]
     same_peak = [np.argmax(a) == np.argmax(b) for a, b in zip(got, ref.centres)]
-    return {"head_centre_correlation": float(np.nanmean(corr)), "head_centre_max_abs_diff": float(np.abs(got - ref.centres).max()),
-            "head_same_peak": float(np.mean(same_peak))}
+    return HeadParity(float(np.nanmean(corr)), float(np.abs(got - ref.centres).max()), float(np.mean(same_peak)))
 
 
 def runtime_outputs(manifest_path: Path, images: np.ndarray, classes: np.ndarray, latency_runs: int = 20
@@ -154,7 +164,55 @@ def runtime_outputs(manifest_path: Path, images: np.ndarray, classes: np.ndarray
     return np.concatenate(scores), np.stack(cams), latency
 
 
-def compare_artifact(manifest_path: Path, ref: Reference, latency_runs: int = 20, margin: float = 1.0) -> dict:
+@dataclass
+class ParityRow:
+    """Every parity figure of one artifact against the Keras model; one row of ``parity.json``.
+
+    ``agreement_far`` / ``agreement_near``: decision agreement on the images
+    whose Keras logit is at least / less than the margin from the threshold's.
+    ``cam_correlation_positive``: on the images Keras calls positive.
+    ``failures``: the gates it fails (filled by :func:`verify`).
+    """
+
+    format: str
+    artifact: str
+    size_bytes: int
+    float_layers: list[str]
+    float_mac_share: float
+    mixed_targets: dict[str, float] | None
+    mixed_met: bool | None
+    max_abs_score_diff: float
+    mean_abs_score_diff: float
+    agreement: float
+    near_boundary: int
+    agreement_far: float
+    agreement_near: float
+    accuracy: float
+    balanced_accuracy: float
+    roc_auc: float
+    keras_accuracy: float
+    keras_balanced_accuracy: float
+    keras_roc_auc: float
+    balanced_accuracy_delta: float
+    roc_auc_delta: float
+    cam_correlation: float
+    cam_correlation_min: float
+    positives: int
+    cam_correlation_positive: float
+    cam_top20_iou: float
+    cam_peak_shift_cells: float
+    collapsed: bool
+    latency_ms: float
+    head: HeadParity | None = None
+    failures: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON row: the figures, the head's (for a run with one) and the failures last."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("head", "failures")}
+        return {**d, **(asdict(self.head) if self.head is not None else {}), "failures": list(self.failures)}
+
+
+def compare_artifact(manifest_path: Path, ref: Reference, latency_runs: int = 20, margin: float = 1.0) -> ParityRow:
     """Every parity figure of one artifact against the reference.
 
     Agreement is also given far from the decision boundary (the Keras logit
@@ -162,80 +220,93 @@ def compare_artifact(manifest_path: Path, ref: Reference, latency_runs: int = 20
     flips far from it are the defect. CAM correlation is also given on the
     images Keras calls positive, where the heatmap is what a user looks at.
     """
+    m = load_manifest(manifest_path)
+    scores, cams, latency = runtime_outputs(manifest_path, ref.images, ref.scores.argmax(1), latency_runs)
+    mixed = m.mixed_precision
+    return ParityRow(
+        format=m.format, artifact=m.artifact, size_bytes=m.size_bytes,
+        float_layers=list(mixed.float_layers) if mixed else [], float_mac_share=mixed.float_mac_share if mixed else 0.0,
+        mixed_targets=dict(mixed.targets) if mixed else None, mixed_met=mixed.met if mixed else None,
+        **_score_figures(m, ref, scores, margin), **_cam_figures(m, ref, cams), latency_ms=latency,
+        head=head_parity(manifest_path, ref) if m.has_head and ref.centres is not None else None)
+
+
+def _score_figures(m, ref: Reference, scores: np.ndarray, margin: float) -> dict[str, Any]:
+    """Score differences, decision agreement (all, far from and near the boundary) and the metrics with deltas."""
     from export.precision import decisions, margins
     from training.evaluate import report
 
-    m = load_manifest(manifest_path)
-    classes = ref.scores.argmax(1)
-    scores, cams, latency = runtime_outputs(manifest_path, ref.images, classes, latency_runs)
     thr = list(m.thresholds)
     art = report(m.task, ref.targets, scores, m.labels, m.negative_label, thresholds=thr)
     kr = report(m.task, ref.targets, ref.scores, m.labels, m.negative_label, thresholds=thr)
     thr_arr = np.asarray(thr, np.float32)
     same = (decisions(scores, thr_arr, m.task) == decisions(ref.scores, thr_arr, m.task)).all(1)
-    agree = float(same.mean())
     near = margins(ref.scores, thr_arr, m.task) < margin
     diff = np.abs(scores - ref.scores)
-    corr = np.array([pearson(a, b) for a, b in zip(cams, ref.cams)])
-    iou = [top_region_iou(a, b) for a, b in zip(cams, ref.cams)]
-    shift = [peak_shift(a, b) for a, b in zip(cams, ref.cams)]
-    positive = decisions(ref.scores, thr_arr, m.task).any(1) if m.task != "multiclass" else np.ones(len(corr), bool)
     decided = (scores >= thr_arr) if m.task != "multiclass" else scores.argmax(1)
-    collapsed = bool(np.std(scores, axis=0).max() < 1e-6 or len(np.unique(decided, axis=0)) == 1)
-    mixed = m.mixed_precision
     return {
-        "format": m.format,
-        "artifact": m.artifact,
-        "size_bytes": m.size_bytes,
-        "float_layers": list(mixed.float_layers) if mixed else [],
-        "float_mac_share": mixed.float_mac_share if mixed else 0.0,
-        "mixed_targets": dict(mixed.targets) if mixed else None,
-        "mixed_met": mixed.met if mixed else None,
-        "max_abs_score_diff": float(diff.max()),
-        "mean_abs_score_diff": float(diff.mean()),
-        "agreement": agree,
-        "near_boundary": int(near.sum()),
+        "max_abs_score_diff": float(diff.max()), "mean_abs_score_diff": float(diff.mean()),
+        "agreement": float(same.mean()), "near_boundary": int(near.sum()),
         "agreement_far": float(same[~near].mean()) if (~near).any() else 1.0,
         "agreement_near": float(same[near].mean()) if near.any() else 1.0,
-        "accuracy": art.get("accuracy", art.get("exact_match")),
-        "balanced_accuracy": art["balanced_accuracy"],
-        "roc_auc": art["roc_auc"],
-        "keras_accuracy": kr.get("accuracy", kr.get("exact_match")),
-        "keras_balanced_accuracy": kr["balanced_accuracy"],
-        "keras_roc_auc": kr["roc_auc"],
+        "accuracy": art.get("accuracy", art.get("exact_match")), "balanced_accuracy": art["balanced_accuracy"],
+        "roc_auc": art["roc_auc"], "keras_accuracy": kr.get("accuracy", kr.get("exact_match")),
+        "keras_balanced_accuracy": kr["balanced_accuracy"], "keras_roc_auc": kr["roc_auc"],
         "balanced_accuracy_delta": art["balanced_accuracy"] - kr["balanced_accuracy"],
         "roc_auc_delta": art["roc_auc"] - kr["roc_auc"],
-        "cam_correlation": float(np.mean(corr)),
-        "cam_correlation_min": float(np.min(corr)),
-        "positives": int(positive.sum()),
-        "cam_correlation_positive": float(corr[positive].mean()) if positive.any() else float("nan"),
-        "cam_top20_iou": float(np.mean(iou)),
-        "cam_peak_shift_cells": float(np.mean(shift)),
-        "collapsed": collapsed,
-        "latency_ms": latency,
-        **(head_parity(manifest_path, ref) if m.has_head and ref.centres is not None else {}),
+        "collapsed": bool(np.std(scores, axis=0).max() < 1e-6 or len(np.unique(decided, axis=0)) == 1),
     }
 
 
-def apply_gates(row: dict, gates: dict) -> list[str]:
-    """The gates a row fails. A mixed-precision artifact is also held to the targets its manifest claims."""
-    g = dict(gates.get(row["format"], {}))
-    claimed = row.get("mixed_targets")
-    if claimed and row.get("mixed_met"):
-        g["min_agreement"] = max(g.get("min_agreement", 0.0), claimed["agreement"])
-        g["min_cam_correlation"] = max(g.get("min_cam_correlation", 0.0), claimed["cam_r"])
+def _cam_figures(m, ref: Reference, cams: np.ndarray) -> dict[str, Any]:
+    """CAM correlation (all images and those Keras calls positive), top-20 % IoU and peak shift."""
+    from export.precision import decisions
+
+    thr_arr = np.asarray(m.thresholds, np.float32)
+    corr = np.array([pearson(a, b) for a, b in zip(cams, ref.cams)])
+    positive = decisions(ref.scores, thr_arr, m.task).any(1) if m.task != "multiclass" else np.ones(len(corr), bool)
+    return {
+        "cam_correlation": float(np.mean(corr)), "cam_correlation_min": float(np.min(corr)),
+        "positives": int(positive.sum()),
+        "cam_correlation_positive": float(corr[positive].mean()) if positive.any() else float("nan"),
+        "cam_top20_iou": float(np.mean([top_region_iou(a, b) for a, b in zip(cams, ref.cams)])),
+        "cam_peak_shift_cells": float(np.mean([peak_shift(a, b) for a, b in zip(cams, ref.cams)])),
+    }
+
+
+# gate, the row's figure it bounds (or a function of the row), whether the gate is a maximum, the failure's wording
+_CHECKS = (
+    ("max_abs_score_diff", "max_abs_score_diff", True, "max |score diff| {v:.2e} > {g:.0e}"),
+    ("max_mean_abs_score_diff", "mean_abs_score_diff", True, "mean |score diff| {v:.2e} > {g:.0e}"),
+    ("min_agreement", "agreement", False, "agreement {v:.4f} < {g}"),
+    ("max_balanced_accuracy_drop", lambda f: -f("balanced_accuracy_delta"), True, "balanced accuracy drop {v:.4f} > {g}"),
+    ("min_cam_correlation", "cam_correlation", False, "CAM correlation {v:.4f} < {g}"),
+)
+
+
+def apply_gates(row: ParityRow | Mapping[str, Any], gates: Mapping[str, Gates]) -> list[str]:
+    """The gates a row fails. A mixed-precision artifact is also held to the targets its manifest claims.
+
+    ``row`` is a :class:`ParityRow` or its JSON form (a row of a saved ``parity.json``).
+    """
+    as_dict = isinstance(row, Mapping)
+
+    def figure(name: str) -> Any:
+        return row[name] if as_dict else getattr(row, name)
+
+    g = gates.get(figure("format"), Gates())
+    # a saved row of an older parity.json may have no mixed-precision figures
+    claimed, met = (row.get("mixed_targets"), row.get("mixed_met")) if as_dict else (row.mixed_targets, row.mixed_met)
+    if claimed and met:
+        g = replace(g, min_agreement=max(g.min_agreement or 0.0, claimed["agreement"]),
+                    min_cam_correlation=max(g.min_cam_correlation or 0.0, claimed["cam_r"]))
     fails = []
-    if "max_abs_score_diff" in g and row["max_abs_score_diff"] > g["max_abs_score_diff"]:
-        fails.append(f"max |score diff| {row['max_abs_score_diff']:.2e} > {g['max_abs_score_diff']:.0e}")
-    if "max_mean_abs_score_diff" in g and row["mean_abs_score_diff"] > g["max_mean_abs_score_diff"]:
-        fails.append(f"mean |score diff| {row['mean_abs_score_diff']:.2e} > {g['max_mean_abs_score_diff']:.0e}")
-    if "min_agreement" in g and row["agreement"] < g["min_agreement"]:
-        fails.append(f"agreement {row['agreement']:.4f} < {g['min_agreement']}")
-    if "max_balanced_accuracy_drop" in g and -row["balanced_accuracy_delta"] > g["max_balanced_accuracy_drop"]:
-        fails.append(f"balanced accuracy drop {-row['balanced_accuracy_delta']:.4f} > {g['max_balanced_accuracy_drop']}")
-    if "min_cam_correlation" in g and row["cam_correlation"] < g["min_cam_correlation"]:
-        fails.append(f"CAM correlation {row['cam_correlation']:.4f} < {g['min_cam_correlation']}")
-    if row["collapsed"] and not g.get("allow_collapse", False):
+    for gate, measure, is_max, text in _CHECKS:
+        bound = getattr(g, gate)
+        value = figure(measure) if isinstance(measure, str) else measure(figure)
+        if bound is not None and (value > bound if is_max else value < bound):
+            fails.append(text.format(v=value, g=bound))
+    if figure("collapsed") and not g.allow_collapse:
         fails.append("predictions collapsed to one class")
     return fails
 
@@ -252,6 +323,7 @@ def verify(export_dir: str | Path, data: str | Path, positive: str | None = None
     """
     from training.data import from_folder, load_rgb
 
+    positive_int("limit", limit, allow_none=True)
     manifests = find_manifests(export_dir)
     first = load_manifest(manifests[0])
     run = run or first.extra.get("source_run")
@@ -261,10 +333,10 @@ def verify(export_dir: str | Path, data: str | Path, positive: str | None = None
     d = from_folder(data, pos)
     if list(d.labels) != list(first.labels):
         raise DataError(f"the artifacts' labels are {list(first.labels)}; {data} gives {list(d.labels)} (use --positive)")
-    if limit and len(d) > limit:
+    if limit is not None and len(d) > limit:
         rng = np.random.default_rng(seed)
         d = d.subset(np.sort(rng.permutation(len(d))[:limit]))
-    size = tuple(first.extra.get("train_input_size", first.input_size))
+    size = first.train_input_size or first.input_size
     images = load_rgb(list(d.paths), size)
     ref = keras_reference(run, images, d.targets, first.task)
     gates = load_gates(gates_file)
@@ -273,12 +345,13 @@ def verify(export_dir: str | Path, data: str | Path, positive: str | None = None
         started = time.monotonic()
         log.info("verify [%d/%d]: %s on %d images ...", i, len(manifests), mp.name, len(images))
         row = compare_artifact(mp, ref, margin=margin)
-        row["failures"] = apply_gates(row, gates)
+        row.failures = apply_gates(row, gates)
         rows.append(row)
         log.info("verify [%d/%d]: %s %s in %.0f s", i, len(manifests), mp.name,
-                 "passed" if not row["failures"] else f"failed {len(row['failures'])} gate(s)", time.monotonic() - started)
+                 "passed" if not row.failures else f"failed {len(row.failures)} gate(s)", time.monotonic() - started)
     result = {"data": str(data), "images": len(images), "input_size": list(size), "run": str(run), "margin": margin,
-              "artifacts": rows, "gates": gates, "passed": all(not r["failures"] for r in rows)}
+              "artifacts": [r.to_dict() for r in rows], "gates": {k: g.to_dict() for k, g in gates.items()},
+              "passed": all(not r.failures for r in rows)}
     out = Path(out or export_dir)
     atomic.write_json(out / "parity.json", result)
     atomic.write_text(out / "parity.md", to_markdown(result))
@@ -299,6 +372,7 @@ def frame_fidelity(export_dir: str | Path, frames: str | Path, size: tuple[int, 
     from edge.imageio import IMAGE_SUFFIXES
     from training.data import load_rgb
 
+    positive_int("frames limit", limit)
     manifests = find_manifests(export_dir)
     first = load_manifest(manifests[0])
     run = run or first.extra.get("source_run")

@@ -94,5 +94,5 @@ def keras_outputs(tiny_run, val_images):
     from training.train import load_run
 
     model, info = load_run(tiny_run)
-    out = inference_model(model, info["task"], input_size=TINY_SIZE).predict(val_images[0].astype(np.float32), verbose=0)
+    out = inference_model(model, info.task, input_size=TINY_SIZE).predict(val_images[0].astype(np.float32), verbose=0)
     return out["scores"], out["features"]

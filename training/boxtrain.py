@@ -37,6 +37,7 @@ from edge.checks import non_negative_int
 from edge.errors import ConfigError, DataError
 from edge.manifest import Task
 from training.config import TrainConfig
+from training.run import read_run_info
 from training.tiles import TileOptions, mine_windows, summary_line, write_tiles
 
 log = logging.getLogger("edgecam.training")
@@ -178,9 +179,9 @@ def mine_and_continue(run: Path, cfg: TrainConfig, opts: BoxTrainOptions, train_
     shutil.copyfile(run / "final_mining" / "model.keras", run / "model.keras")
     shutil.copyfile(run / "final_mining" / "metrics.json", run / "metrics.json")
     info = json.loads((run / "run.json").read_text())
-    done = json.loads((run / "final_mining" / "run.json").read_text())
-    info.update(thresholds=done["thresholds"], threshold_rule=done["threshold_rule"],
-                final_mining={"crops": n, "epochs": opts.final_mining_epochs, "seconds": done.get("seconds")})
+    done = read_run_info(run / "final_mining" / "run.json")
+    info.update(thresholds=list(done.thresholds), threshold_rule=done.threshold_rule,
+                final_mining={"crops": n, "epochs": opts.final_mining_epochs, "seconds": done.extra.get("seconds")})
     atomic.write_json(run / "run.json", info)
     counts = json.loads((tile_root / "tiles.json").read_text())
     counts["train"]["mined_final"] = n

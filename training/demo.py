@@ -84,7 +84,7 @@ def keras_pointing_game(run: Path, clip, size: tuple[int, int]) -> tuple[float, 
     from training.train import load_run
 
     model, info = load_run(run)
-    inf = inference_model(model, info["task"], input_size=size)
+    inf = inference_model(model, info.task, input_size=size)
     w, b, _ = cam_weights(model)
     cam = DenseCAM(w, b)
     hits, near, n = 0, 0, 0

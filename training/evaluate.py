@@ -114,9 +114,9 @@ def evaluate_path(model_path: str | Path, data_dir: str | Path, positive: str | 
 
         model, info = load_run(model_path)
         run_dir = model_path if model_path.is_dir() else model_path.parent
-        size = tuple(info["input_size"])
-        task, labels, negative = info["task"], info["labels"], info.get("negative_label")
-        thr = info.get("thresholds") if use_training_thresholds else None
+        size = info.input_size
+        task, labels, negative = info.task, list(info.labels), info.negative_label
+        thr = list(info.thresholds) if use_training_thresholds else None
     else:
         from edge.manifest import load_manifest
 

@@ -36,8 +36,8 @@ def model_cost(classifier_run: Path, head_run: Path, frame_hw: tuple[int, int] =
     head = load_head(head_run)
     if head is None:
         raise DataError(f"{head_run}: expected head.keras (a run of edgecam train --head locate); none")
-    size = scaled_input_size(frame_hw, float(info.get("frame_scale") or 1.0))
-    classifier_macs = sum(layer.macs for layer in layer_inventory(model, info["task"], size))
+    size = scaled_input_size(frame_hw, info.frame_scale or 1.0)
+    classifier_macs = sum(layer.macs for layer in layer_inventory(model, info.task, size))
     extra = head_macs(head, size)
     return {"input": list(size), "classifier_params": int(model.count_params()), "head_params": int(head.count_params()),
             "classifier_macs": int(classifier_macs), "head_macs": int(extra),

@@ -265,7 +265,7 @@ def train_locate(opts: LocateOptions) -> dict:
 
     t0 = time.monotonic()
     classifier, info = load_run(opts.from_run)
-    scale = float(info.get("frame_scale") or 1.0)
+    scale = info.frame_scale or 1.0
     channels = check_channels(classifier)
     frames = run_frames(opts)
     rng = np.random.default_rng(opts.seed)
@@ -292,7 +292,7 @@ def train_locate(opts: LocateOptions) -> dict:
     head.save(out / "head.keras")
     shutil.copyfile(Path(opts.from_run) / "model.keras", out / "model.keras")
     shutil.copyfile(Path(opts.from_run) / "split.json", out / "split.json")
-    run = dict(info)
+    run = info.to_dict()
     run["head"] = {"kind": "locate", "stride": STRIDE, "threshold": choice["threshold"], "nms_iou": 0.3,
                    "size_encoding": "log(side / stride)", "width": opts.width, "crop": opts.crop,
                    "per_frame": opts.per_frame, "background": opts.background, "jitter": opts.jitter, "dropout": opts.dropout, "lr": opts.lr,

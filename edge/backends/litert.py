@@ -53,7 +53,7 @@ class LiteRTBackend(Backend):
         signatures = self.interpreter.get_signature_list()
         if not signatures:
             raise ArtifactError(f"{path} has no signature; edgecam binds outputs by signature name")
-        key = self.manifest.extra.get("signature", next(iter(signatures)))
+        key = self.manifest.signature or next(iter(signatures))
         if key not in signatures:
             raise ArtifactError(f"{path}: expected signature {key!r}; artifact has {list(signatures)}")
         runner = self.interpreter.get_signature_runner(key)

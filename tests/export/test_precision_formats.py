@@ -30,7 +30,7 @@ def _layers(tiny_run):
     from training.train import load_run
 
     model, info = load_run(tiny_run)
-    return layer_inventory(model, info["task"], tuple(info["input_size"]))
+    return layer_inventory(model, info.task, info.input_size)
 
 
 def test_tflite_keeps_exactly_the_named_layers_in_float(mixed_export, tiny_run):
@@ -85,17 +85,17 @@ def test_auto_on_the_tiny_model_is_deterministic(tiny_run, scenes):
     from training.train import load_run
 
     model, info = load_run(tiny_run)
-    size = tuple(info["input_size"])
-    layers = P.layer_inventory(model, info["task"], size)
+    size = info.input_size
+    layers = P.layer_inventory(model, info.task, size)
     cal, held = collect(scenes / "train", size, 40, seed=5).hold_out(16)
     cam = DenseCAM(*cam_weights(model)[:2])
-    fp32 = convert_fp32(inference_model(model, info["task"], dynamic=True))
+    fp32 = convert_fp32(inference_model(model, info.task, dynamic=True))
     targets = P.Targets(agreement=1.0, cam_r=0.9999, max_float_share=0.2)
     plans = []
     for _ in range(2):
         with OnnxCalibration(fp32, cal) as c:
             q = OnnxMixed(c, layers, debug_images=cal.images[:4])
-            ref = P.reference(cam, *q.run(q.float_artifact(), held), info["thresholds"], info["task"])
+            ref = P.reference(cam, *q.run(q.float_artifact(), held), list(info.thresholds), info.task)
             plans.append(P.search(q, layers, ref, cam, held, targets, candidates=3, say=lambda s: None))
     a, b = plans
     assert a.steps == b.steps and a.float_layers == b.float_layers and len(a.steps) >= 2

@@ -59,7 +59,7 @@ def test_class_folder_report_matches_a_direct_computation(float_and_int8, tiny_r
     record = next(c for c in on_disk["conditions"] if c["corruption"] == "fog" and c["severity"] == 4)
 
     model, info = load_run(tiny_run)
-    thr = info["thresholds"][0]
+    thr = info.thresholds[0]
     inf = inference_model(model, "binary", input_size=TINY_SIZE)
     clean_out, fog_out = inf.predict(images.astype(np.float32), verbose=0), inf.predict(fog4.astype(np.float32), verbose=0)
     w = cam_weights(model)[0][:, 0]
@@ -126,7 +126,7 @@ def test_box_labelled_report_matches_a_direct_computation(float_and_int8, tmp_pa
     frames = frames_to_evaluate([str(data)], box)
     report = LocalisationReport()
     with Detector.from_manifest(float_and_int8 / "model-int8.tflite.manifest.json", options=DetectorOptions(warmup=0)) as det:
-        px = frame_px(tuple(det.manifest.extra.get("train_input_size", det.manifest.input_size)), det.scale)
+        px = frame_px(det.manifest.train_input_size or det.manifest.input_size, det.scale)
         for i, f in enumerate(frames):
             img = corrupt_batch(read_image(f.path)[None], "rain", 3, 1, px, first_index=i)[0]
             r = det.detect(img)

@@ -54,7 +54,7 @@ def test_gate_file_overrides_and_rejects_unknown(tmp_path):
     f = tmp_path / "gates.json"
     f.write_text(json.dumps({"*": {"min_agreement": 0.5}, "tflite-int8": {"min_cam_correlation": 0.99}}))
     gates = load_gates(f)
-    assert gates["onnx-fp32"]["min_agreement"] == 0.5 and gates["tflite-int8"]["min_cam_correlation"] == 0.99
+    assert gates["onnx-fp32"].min_agreement == 0.5 and gates["tflite-int8"].min_cam_correlation == 0.99
     f.write_text(json.dumps({"tflite-int8": {"min_agreemnt": 0.5}}))
     with pytest.raises(ConfigError, match="min_agreemnt"):
         load_gates(f)
@@ -100,3 +100,63 @@ def test_int8_does_not_collapse_on_real_photos(tmp_path, cifar, imagenet_weights
         assert a["keras_balanced_accuracy"] > 0.7  # the model learned something real to preserve
         assert a["agreement"] >= 0.85
         assert a["balanced_accuracy"] >= a["keras_balanced_accuracy"] - 0.1
+
+
+# the row of parity.json as edgecam has written it (runs/cifar13/exp-auto/parity.json), in order
+PARITY_KEYS = ["format", "artifact", "size_bytes", "float_layers", "float_mac_share", "mixed_targets", "mixed_met",
+               "max_abs_score_diff", "mean_abs_score_diff", "agreement", "near_boundary", "agreement_far",
+               "agreement_near", "accuracy", "balanced_accuracy", "roc_auc", "keras_accuracy", "keras_balanced_accuracy",
+               "keras_roc_auc", "balanced_accuracy_delta", "roc_auc_delta", "cam_correlation", "cam_correlation_min",
+               "positives", "cam_correlation_positive", "cam_top20_iou", "cam_peak_shift_cells", "collapsed",
+               "latency_ms", "failures"]
+
+
+def _parity_row(**kw):
+    from export.verify import ParityRow
+
+    figures = {k: 0.5 for k in PARITY_KEYS if k not in ("format", "artifact", "failures")}
+    figures.update(size_bytes=1000, float_layers=[], mixed_targets=None, mixed_met=None, near_boundary=3, positives=7,
+                   collapsed=False)
+    figures.update(kw)
+    return ParityRow(format="tflite-int8", artifact="model-int8.tflite", **figures)
+
+
+def test_a_parity_row_writes_the_json_row_it_always_has():
+    from export.verify import HeadParity
+
+    row = _parity_row(agreement=0.9)
+    row.failures = apply_gates(row, load_gates(None))
+    d = row.to_dict()
+    assert list(d) == PARITY_KEYS and d["failures"] == row.failures and "agreement 0.9000 < 0.97" in d["failures"][0]
+    assert json.loads(json.dumps(d)) == d  # plain JSON, nothing left as a dataclass
+    # a run with a localisation head adds its three figures before the failures
+    d = _parity_row(head=HeadParity(0.99, 0.02, 1.0)).to_dict()
+    assert list(d) == PARITY_KEYS[:-1] + ["head_centre_correlation", "head_centre_max_abs_diff", "head_same_peak",
+                                          "failures"]
+    # gating the saved JSON row gives what gating the row gave
+    assert apply_gates(d, load_gates(None)) == apply_gates(_parity_row(), load_gates(None))
+
+
+def test_gates_come_from_the_format_table_and_refuse_bad_values(tmp_path):
+    from edge.formats import Gates, format_spec
+
+    gates = load_gates(None)
+    assert gates["tflite-fp16"] == format_spec("tflite-fp16").gates
+    assert gates["tflite-fp16"].to_dict() == {"max_mean_abs_score_diff": 5e-3, "min_agreement": 0.99,
+                                              "min_cam_correlation": 0.99, "allow_collapse": False}
+    assert Gates().updated({"allow_collapse": True}).allow_collapse is True
+    f = tmp_path / "gates.json"
+    for doc, message in (({"*": {"min_agreement": "high"}}, "min_agreement: expected a number"),
+                         ({"*": {"allow_collapse": 1}}, "allow_collapse: expected true or false"),
+                         ({"onnx-fp32": [0.9]}, "expected an object of gate -> value"),
+                         ([1], "expected a JSON object")):
+        f.write_text(json.dumps(doc))
+        with pytest.raises(ConfigError, match=message):
+            load_gates(f)
+
+
+@pytest.mark.parametrize("kw, message", [({"limit": 0}, "limit: expected a positive integer or None; received 0"),
+                                         ({"limit": 2.5}, "limit: expected a positive integer")])
+def test_verify_refuses_a_limit_that_is_no_count(tmp_path, kw, message):
+    with pytest.raises(ConfigError, match=message):
+        verify(tmp_path, tmp_path, **kw)

@@ -51,7 +51,7 @@ def test_evaluate_keras_and_fp32_artifact_agree(tiny_run, tiny_export, scenes):
     a = evaluate_path(tiny_export / "model-fp32.onnx.manifest.json", scenes / "val")
     model, info = load_run(tiny_run)
     d = from_folder(scenes / "val")
-    images = load_rgb(list(d.paths), tuple(info["input_size"]))
+    images = load_rgb(list(d.paths), info.input_size)
     k_probs = predict_keras(model, images, "binary")[:, 0]
     a_probs = predict_artifact(tiny_export / "model-fp32.onnx.manifest.json", images)[:, 0]
     assert np.abs(k_probs - a_probs).max() <= 1e-5  # the same scores, to fp32 rounding
