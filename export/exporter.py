@@ -218,6 +218,8 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
             if head is not None:
                 # how the runtime decodes the head's outputs (edge.locate.decode)
                 extra["head"] = {k: info["head"][k] for k in ("kind", "stride", "threshold", "nms_iou", "size_encoding")}
+                # the extra scales the runtime also runs the head at (edge.locate.HeadPass), chosen on validation frames
+                extra["head"]["scales"] = list(info["head"].get("scales", []))
             extra.update(options.extra)
             written.append(_write_pair(out / fmt.filename, content, info, key, inp, outs, size, w, b, pooling, extra))
             log.info("export [%d/%d]: %s written, %.1f MB in %.0f s", i, len(options.formats), key,

@@ -11,7 +11,9 @@
 3. the decoder trains on that cache, with early stopping on validation crops
    and a wall-time budget;
 4. the peak threshold is chosen on whole validation frames: the lowest that
-   leaves at most ``max_false_per_frame`` false boxes per frame;
+   leaves at most ``max_false_per_frame`` false boxes per frame; then the
+   extra scales of :mod:`training.locate_scales` are searched on the same
+   frames (``pass_factors``), and the best of both is kept;
 5. the run folder gets the classifier (``model.keras``), the head
    (``head.keras``), ``split.json`` and ``run.json`` with a ``head`` entry
    that the exporter reads.
@@ -56,6 +58,8 @@ class LocateOptions:
         lr: AdamW learning rate (weight decay 1e-4).
         max_false_per_frame: false boxes per validation frame the threshold allows.
         threshold_frames: validation frames used to choose the threshold at most.
+        pass_factors: shares of the frame scale tried for an extra head pass
+            at run time (:class:`edge.locate.HeadPass`); empty: one scale.
         seed: crop placement and flips.
     """
 
@@ -75,6 +79,7 @@ class LocateOptions:
     lr: float = 1e-3
     max_false_per_frame: float = 0.3
     threshold_frames: int = 85
+    pass_factors: tuple[float, ...] = (0.5, 0.375)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -287,6 +292,12 @@ def train_locate(opts: LocateOptions) -> dict:
     choice = choose_threshold(found, [f.boxes_of(opts.positive) for f in val], opts.max_false_per_frame)
     log.info("peak threshold %.3f on %d validation frames: %.2f false boxes per frame, centre-hit recall %.3f",
              choice["threshold"], choice["frames"], choice["false_per_frame"], choice["recall"])
+    passes = None
+    if opts.pass_factors:
+        from training.locate_scales import choose_passes, decoded_passes
+
+        decoded = {1.0: found, **decoded_passes(inference, val, scale, opts.pass_factors, base=False)}
+        passes = choose_passes(decoded, [f.boxes_of(opts.positive) for f in val], opts.max_false_per_frame)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     head.save(out / "head.keras")
@@ -300,6 +311,10 @@ def train_locate(opts: LocateOptions) -> dict:
                    "positive": list(opts.positive), "crops": {k: int(len(v[1])) for k, v in data.items()},
                    "fit": fit, "threshold_choice": choice, "seconds_caching": round(cached_s, 1),
                    "seconds": round(time.monotonic() - t0, 1)}
+    if passes is not None:
+        from training.locate_scales import apply_choice
+
+        run["head"] = apply_choice(run["head"], passes)
     atomic.write_text(out / "run.json", json.dumps(run, indent=2) + "\n")
     return run
 
