@@ -42,7 +42,7 @@ def model_cost(classifier_run: Path, head_run: Path, frame_hw: tuple[int, int] =
     classifier_macs = sum(layer.macs for layer in layer_inventory(model, info["task"], size))
     extra = head_macs(head, size)
     passes = 0
-    for p in info.get("head", {}).get("scales", []):
+    for p in json.loads((Path(head_run) / "run.json").read_text())["head"].get("scales", []):
         # the whole artifact runs again on the frame downscaled: its classifier part too
         small = scaled_input_size(frame_hw, scale * float(p["factor"]))
         passes += sum(layer.macs for layer in layer_inventory(model, info["task"], small)) + head_macs(head, small)
