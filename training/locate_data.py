@@ -93,8 +93,9 @@ class LocateOptions:
         if self.per_frame < 1 or self.epochs < 1 or self.patience < 1 or self.width < 8:
             raise ConfigError(f"expected per_frame, epochs, patience >= 1 and width >= 8; received "
                               f"{self.per_frame}, {self.epochs}, {self.patience}, {self.width}")
-        if any(not 0.0 < f < 1.0 for f in self.zoom_out):
-            raise ConfigError(f"zoom_out: expected shares of the frame scale in (0, 1); received {self.zoom_out}")
+        for name in ("zoom_out", "pass_factors"):
+            if any(not 0.0 < f < 1.0 for f in getattr(self, name)):
+                raise ConfigError(f"{name}: expected shares of the frame scale in (0, 1); received {getattr(self, name)}")
         if not self.positive:
             raise ConfigError("--head locate: expected --positive CLASS[,CLASS...] naming the vessel classes")
 
