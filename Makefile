@@ -56,9 +56,10 @@ real-cameras: $(VENV)/.installed-all
 	$(BIN)/edgecam evaluate $(REAL_RUN) $(REAL_DATA) --positive vessel,sea
 
 # The localisation head (README, "A localisation head on the same encoder"): train it on
-# the frozen encoder of the real-cameras run, export float, int8 and ONNX with the head's
-# outputs, evaluate CAM and head boxes side by side on the same held-out frames, and
-# time the combined artifact against the classifier at 1080p. About 15 minutes here.
+# the frozen encoder of the real-cameras run (its threshold and extra scale chosen on the
+# validation frames), export float, int8 and ONNX with the head's outputs, evaluate CAM and
+# head boxes side by side on the validation frames and then on the held-out frames, and
+# time the combined artifact against the classifier at 1080p. About 25 minutes here.
 LOCATE_RUN ?= runs/locate
 locate-head: $(VENV)/.installed-all
 	$(BIN)/edgecam train $(REAL_DATA) --head locate --from-run $(REAL_RUN) --positive vessel,sea \
@@ -66,6 +67,8 @@ locate-head: $(VENV)/.installed-all
 	$(BIN)/edgecam export $(LOCATE_RUN) --formats tflite-fp32,tflite-int8 \
 		--calib $(REAL_RUN)/tiles/train --out $(LOCATE_RUN)/export
 	$(BIN)/edgecam export $(LOCATE_RUN) --formats onnx-fp32 --out $(LOCATE_RUN)/export-onnx
+	$(BIN)/edgecam evaluate $(LOCATE_RUN) $(REAL_DATA) --positive vessel,sea --split $(LOCATE_RUN)/split.json \
+		--split-name val --out $(LOCATE_RUN)/eval-val
 	$(BIN)/edgecam evaluate $(LOCATE_RUN) $(REAL_DATA) --positive vessel,sea --split $(LOCATE_RUN)/split.json
 	$(BIN)/edgecam verify $(LOCATE_RUN)/export --data $(REAL_RUN)/tiles/val --positive vessel --limit 200
 	$(BIN)/edgecam verify $(LOCATE_RUN)/export-onnx --data $(REAL_RUN)/tiles/val --positive vessel --limit 200

@@ -47,6 +47,9 @@ class DetectorOptions:
             size. Each side is rounded to a multiple of 32.
         head_threshold: centre-heatmap level for the localisation head's
             boxes (default: the manifest's, chosen on validation frames).
+        head_passes: also run the head at the manifest's extra scales
+            (``extra.head.scales``, :class:`edge.locate.HeadPass`), on frames
+            resized by a scale only; False: one invoke per frame.
     """
 
     resize: ResizeMode = ResizeMode.STRETCH
@@ -55,6 +58,7 @@ class DetectorOptions:
     warmup: int = 2
     scale: float | None = None
     head_threshold: float | None = None
+    head_passes: bool = True
 
     def __post_init__(self) -> None:
         if self.scale is not None and not 0.05 <= float(self.scale) <= 8.0:
@@ -96,6 +100,8 @@ class Inference:
         infer_ms: invoke time per frame.
         head: the localisation head's ``centres`` (N, h, w, 1) and ``sizes``
             (N, h, w, 2) by role, possibly still quantised; None without a head.
+        head_passes: per frame, one ``(pass, placement, outputs)`` per extra
+            head scale (:meth:`Detector.head_passes`).
     """
 
     prepared: tuple[PreparedFrame, ...]
@@ -103,6 +109,7 @@ class Inference:
     features: np.ndarray
     infer_ms: float
     head: dict[str, np.ndarray] | None = None
+    head_passes: tuple = ()
 
 
 class Detector:
@@ -130,6 +137,7 @@ class Detector:
         self.scale: float | None = None if (fixed and self.options.scale is None) else (float(scale) if scale else None)
         # a manifest-like object without the property (a test double) has no head
         self.has_head = bool(getattr(self.manifest, "has_head", False))
+        self._pass_backends: list[Backend] = []
         self._closed = False
         h, w = self.input_size
         for _ in range(self.options.warmup):
@@ -223,9 +231,10 @@ class Detector:
         batch = prepared[0].input if n == 1 else np.concatenate([p.input for p in prepared])
         t1 = time.perf_counter()
         out = self.backend.infer_prepared(batch, dequantize=False)
-        infer_ms = (time.perf_counter() - t1) * 1e3 / n
         head = {r: out[r] for r in HEAD_ROLES} if self.has_head else None
-        return Inference(tuple(prepared), out["scores"], out["features"], infer_ms, head)
+        passes = tuple(self._run_head_passes(p) for p in prepared) if head is not None and self.head_passes else ()
+        infer_ms = (time.perf_counter() - t1) * 1e3 / n
+        return Inference(tuple(prepared), out["scores"], out["features"], infer_ms, head, passes)
 
     def _detect(self, prepared: list[PreparedFrame]) -> list[FrameResult]:
         return self.finish(self.infer(prepared))
@@ -261,7 +270,7 @@ class Detector:
             timings = dict(preprocess=p.preprocess_ms, infer=infer_ms, cam=(t4 - t3) * 1e3, boxes=(t5 - t4) * 1e3)
             located = None
             if inference.head is not None:
-                located = self._located(inference.head, i, p)
+                located = self._located(inference, i, p)
                 timings["locate"] = (time.perf_counter() - t5) * 1e3
             heatmap = functools.partial(self._frame_heatmap, cam, p.frame.shape[:2], p)
             results.append(FrameResult(scores, self.labels, positive, heatmap, boxes, timings, peak, located))
@@ -315,28 +324,60 @@ class Detector:
             return float(self.options.head_threshold)
         return float(self.manifest.extra["head"]["threshold"])
 
-    def _located(self, head: dict[str, np.ndarray], i: int, prepared: PreparedFrame) -> Boxes:
-        """The head's boxes on one frame: peaks of its centre heatmap, sized by its size map, in frame pixels."""
+    @functools.cached_property
+    def head_passes(self) -> tuple:
+        """The head's extra scales (:class:`edge.locate.HeadPass`) this detector runs: none unless frames are scaled."""
+        from edge.locate import head_passes
+
+        if not (self.has_head and self.options.head_passes and self.scale is not None):
+            return ()
+        return head_passes(self.manifest.extra["head"])
+
+    def _run_head_passes(self, prepared: PreparedFrame) -> tuple:
+        """Invoke the artifact on the frame at each extra head scale, each on its own runtime (no re-planning)."""
+        runs = []
+        for k, hp in enumerate(self.head_passes):
+            if k == len(self._pass_backends):
+                self._pass_backends.append(create_backend(self.manifest, self.backend.key, self.backend.options))
+            image, placement = fit(prepared.frame, scaled_input_size(prepared.frame.shape[:2], self.scale * hp.factor),
+                                   self.options.resize)
+            out = self._pass_backends[k].infer_prepared(self._pass_backends[k].prepare(image[None]), dequantize=False)
+            runs.append((hp, placement, {r: out[r] for r in HEAD_ROLES}))
+        return tuple(runs)
+
+    def _located(self, inference: Inference, i: int, prepared: PreparedFrame) -> Boxes:
+        """The head's boxes on one frame, in frame pixels: its frame-scale peaks and those of its extra passes, merged."""
+        from edge.locate import keep_larger, merge_passes
+
+        frame_hw = prepared.frame.shape[:2]
+        found = [self._decoded(inference.head, i, prepared.placement, frame_hw, self.head_threshold)]
+        for hp, placement, outputs in (inference.head_passes[i] if inference.head_passes else ()):
+            found.append(keep_larger(*self._decoded(outputs, 0, placement, frame_hw, hp.threshold), hp.min_side))
+        xyxy, score = merge_passes(found, float(self.manifest.extra["head"].get("nms_iou", 0.3))) if len(found) > 1 \
+            else found[0]
+        return Boxes(xyxy, score, np.zeros(len(xyxy), np.int32)) if len(xyxy) else Boxes.empty()
+
+    def _decoded(self, head: dict, i: int, p: Placement, frame_hw: tuple[int, int], threshold: float):
+        """(boxes in frame pixels, scores) of one pass: peaks of its centre heatmap, sized by its size map."""
         from edge.locate import decode
 
         spec = self.manifest.extra["head"]
         centres = self.backend.dequantize("centres", head["centres"][i : i + 1])[0, ..., 0]
         sizes = self.backend.dequantize("sizes", head["sizes"][i : i + 1])[0]
-        xyxy, score = decode(centres, sizes, self.head_threshold, int(spec["stride"]), float(spec.get("nms_iou", 0.3)))
-        if not len(xyxy):
-            return Boxes.empty()
-        p = prepared.placement
-        H, W = prepared.frame.shape[:2]
+        xyxy, score = decode(centres, sizes, threshold, int(spec["stride"]), float(spec.get("nms_iou", 0.3)))
+        H, W = frame_hw
         shift = np.array([p.pad_left, p.pad_top, p.pad_left, p.pad_top], np.float32)
         scale = np.array([p.scale_x, p.scale_y, p.scale_x, p.scale_y], np.float32)
         xyxy = np.clip((xyxy - shift) / scale, 0, np.array([W, H, W, H], np.float32))
         ok = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
-        return Boxes(xyxy[ok], score[ok], np.zeros(int(ok.sum()), np.int32))
+        return xyxy[ok], score[ok]
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             self.backend.close()
+            for b in self._pass_backends:
+                b.close()
 
     def __enter__(self) -> "Detector":
         return self

@@ -6,7 +6,9 @@ box size, as in CenterNet) and the box size as ``log(side / stride)``.
 :func:`render_targets` draws these from boxes for training;
 :func:`decode` turns predicted maps back into boxes on the device: 3x3
 max-pool peaks above a threshold, sub-cell refinement, size read at the peak,
-then non-maximum suppression.
+then non-maximum suppression. :class:`HeadPass` and :func:`merge_passes`
+let the runtime run the same artifact again on the frame downscaled, where
+large vessels become head-sized, and join both passes' boxes.
 
 Cell ``(i, j)`` covers input pixels ``[j * stride, (j + 1) * stride)`` and
 its centre is ``((j + 0.5) * stride, (i + 0.5) * stride)``.
@@ -23,6 +25,84 @@ from edge.errors import ConfigError
 STRIDE = 8
 SIGMA_PER_SIDE = 1.0 / 6.0  # a box's Gaussian spread: a sixth of its side, so the bump fades at the box edge
 MIN_SIGMA_CELLS = 0.6  # narrower than this and a vessel's centre lights a single cell, hard to learn
+
+
+@dataclass(frozen=True)
+class HeadPass:
+    """One more scale at which the runtime runs the artifact on the same frame, for the head's boxes only.
+
+    The head learned vessels as large as a training crop shows them; a ferry
+    at the frame scale is larger than that. On the frame downscaled by
+    ``factor`` it is head-sized again. The pass's boxes are mapped back to
+    frame pixels and merged with the frame-scale boxes (:func:`merge_passes`).
+
+    Attributes:
+        factor: share of the frame scale, in (0, 1) (0.5: a quarter of the pixels).
+        threshold: centre-heatmap level for this pass's peaks, in (0, 1).
+        min_side: boxes of this pass whose longer side is shorter (frame
+            pixels) are dropped: the frame-scale pass finds small vessels better.
+    """
+
+    factor: float
+    threshold: float
+    min_side: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.factor < 1.0:
+            raise ConfigError(f"head pass: expected a factor of the frame scale in (0, 1); received {self.factor}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"head pass: expected a threshold in (0, 1); received {self.threshold}")
+        if not 0.0 <= self.min_side < np.inf:
+            raise ConfigError(f"head pass: expected min_side >= 0 frame pixels; received {self.min_side}")
+
+    def to_dict(self) -> dict:
+        return {"factor": float(self.factor), "threshold": float(self.threshold), "min_side": float(self.min_side)}
+
+
+def head_passes(spec: dict) -> tuple[HeadPass, ...]:
+    """The extra passes of a manifest's ``extra.head`` (its ``scales`` list; none when absent).
+
+    Example:
+        >>> head_passes({"stride": 8, "threshold": 0.5, "scales": [{"factor": 0.5, "threshold": 0.4, "min_side": 48}]})
+        (HeadPass(factor=0.5, threshold=0.4, min_side=48.0),)
+    """
+    listed = spec.get("scales", [])
+    if not isinstance(listed, list):
+        raise ConfigError(f"extra.head.scales: expected a list of {{factor, threshold, min_side}}; received {listed!r}")
+    passes = []
+    for item in listed:
+        if not isinstance(item, dict) or not {"factor", "threshold"} <= set(item):
+            raise ConfigError(f"extra.head.scales: expected {{factor, threshold[, min_side]}} items; received {item!r}")
+        passes.append(HeadPass(float(item["factor"]), float(item["threshold"]), float(item.get("min_side", 0.0))))
+    return tuple(passes)
+
+
+def keep_larger(xyxy: np.ndarray, scores: np.ndarray, min_side: float) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes (and scores) whose longer side is at least ``min_side``."""
+    xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    side = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
+    ok = side >= min_side
+    return xyxy[ok], np.asarray(scores, np.float32).reshape(-1)[ok]
+
+
+def merge_passes(found: list[tuple[np.ndarray, np.ndarray]], iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """One set of boxes from several passes over a frame (all in frame pixels): NMS across passes, best first.
+
+    Example:
+        >>> a = (np.array([[0, 0, 10, 10]], np.float32), np.array([0.6], np.float32))
+        >>> b = (np.array([[1, 1, 11, 11], [50, 50, 90, 90]], np.float32), np.array([0.9, 0.5], np.float32))
+        >>> boxes, scores = merge_passes([a, b], 0.3)
+        >>> boxes.tolist(), [round(float(s), 2) for s in scores]
+        ([[1.0, 1.0, 11.0, 11.0], [50.0, 50.0, 90.0, 90.0]], [0.9, 0.5])
+    """
+    boxes = [np.asarray(x, np.float32).reshape(-1, 4) for x, _ in found]
+    scores = [np.asarray(s, np.float32).reshape(-1) for _, s in found]
+    if any(len(b) != len(s) for b, s in zip(boxes, scores)):
+        raise ConfigError("merge_passes: expected one score per box in every pass")
+    xyxy = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32)
+    score = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+    keep = nms(xyxy, score, iou_threshold)
+    return xyxy[keep], score[keep]
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,8 @@ def _export_one(spec: FormatSpec, ctx: ExportContext, run, out: Path) -> tuple[P
     if info.head is not None:
         # how the runtime decodes the head's outputs (edge.locate.decode)
         extra["head"] = {k: info.head[k] for k in ("kind", "stride", "threshold", "nms_iou", "size_encoding")}
+        # the extra scales the runtime also runs the head at (edge.locate.HeadPass), chosen on validation frames
+        extra["head"]["scales"] = list(info.head.get("scales", []))
     extra.update(ctx.options.extra)
     path = _write_pair(out / spec.filename, conv.content, _manifest(spec, conv.content, ctx, inp, outs, exporter, extra))
     return path, len(conv.content), conv.plan

@@ -91,7 +91,7 @@ def val_images(scenes):
 def keras_outputs(tiny_run, val_images):
     """Keras scores (N, 1) and features (N, h, w, K) on the validation images."""
     from training.model import inference_model
-    from training.train import load_run
+    from training.run import load_run
 
     model, info = load_run(tiny_run)
     out = inference_model(model, info.task, input_size=TINY_SIZE).predict(val_images[0].astype(np.float32), verbose=0)

@@ -81,7 +81,7 @@ def keras_pointing_game(run: Path, clip, size: tuple[int, int]) -> tuple[float, 
     from edge.cam import DenseCAM, peak_location
     from edge.preprocess import fit
     from training.model import cam_weights, inference_model
-    from training.train import load_run
+    from training.run import load_run
 
     model, info = load_run(run)
     inf = inference_model(model, info.task, input_size=size)

@@ -4,7 +4,8 @@
 
 * parameters and multiply-accumulates of the classifier alone and of the
   combined model (classifier + head) at a 1080p frame resized by the run's
-  ``frame_scale``;
+  ``frame_scale``, plus the whole combined model again at each of the head's
+  extra scales (``head.scales`` in ``run.json``);
 * for each format both runs exported (``model-fp32.tflite``,
   ``model-int8.tflite``, ...), the median seconds per 1920x1080 held-out frame
   through :class:`edge.detector.Detector` (scores, CAM, CAM boxes and, for
@@ -30,18 +31,24 @@ def model_cost(classifier_run: Path, head_run: Path, frame_hw: tuple[int, int] =
     from export.precision import layer_inventory
     from training.locate import head_macs
     from training.locate_data import load_head
-    from training.train import load_run
+    from training.run import load_run
 
     model, info = load_run(classifier_run)
     head = load_head(head_run)
     if head is None:
         raise DataError(f"{head_run}: expected head.keras (a run of edgecam train --head locate); none")
-    size = scaled_input_size(frame_hw, info.frame_scale or 1.0)
+    scale = float(info.frame_scale or 1.0)
+    size = scaled_input_size(frame_hw, scale)
     classifier_macs = sum(layer.macs for layer in layer_inventory(model, info.task, size))
     extra = head_macs(head, size)
+    passes = 0
+    for p in json.loads((Path(head_run) / "run.json").read_text())["head"].get("scales", []):
+        # the whole artifact runs again on the frame downscaled: its classifier part too
+        small = scaled_input_size(frame_hw, scale * float(p["factor"]))
+        passes += sum(layer.macs for layer in layer_inventory(model, info.task, small)) + head_macs(head, small)
     return {"input": list(size), "classifier_params": int(model.count_params()), "head_params": int(head.count_params()),
-            "classifier_macs": int(classifier_macs), "head_macs": int(extra),
-            "combined_over_classifier_macs": (classifier_macs + extra) / classifier_macs}
+            "classifier_macs": int(classifier_macs), "head_macs": int(extra), "pass_macs": int(passes),
+            "combined_over_classifier_macs": (classifier_macs + extra + passes) / classifier_macs}
 
 
 def time_pair(classifier: Path, combined: Path, frames: list, repeats: int = 1) -> dict:
@@ -75,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     cost = model_cost(c_run, h_run)
     print(f"input {cost['input'][1]}x{cost['input'][0]} (1080p at the run's scale): classifier "
           f"{cost['classifier_params'] / 1e6:.2f} M parameters, {cost['classifier_macs'] / 1e9:.2f} GMAC; head "
-          f"+{cost['head_params'] / 1e3:.0f} k parameters, +{cost['head_macs'] / 1e9:.2f} GMAC; combined / classifier "
+          f"+{cost['head_params'] / 1e3:.0f} k parameters, +{cost['head_macs'] / 1e9:.2f} GMAC; extra head scales "
+          f"+{cost['pass_macs'] / 1e9:.2f} GMAC; combined / classifier "
           f"MACs {cost['combined_over_classifier_macs']:.3f}")
     test = json.loads((h_run / "split.json").read_text())["test"]
     frames = [f for f in test if image_size(f) == (1920, 1080)][: a.frames]

@@ -11,7 +11,9 @@
 3. the decoder trains on that cache, with early stopping on validation crops
    and a wall-time budget;
 4. the peak threshold is chosen on whole validation frames: the lowest that
-   leaves at most ``max_false_per_frame`` false boxes per frame;
+   leaves at most ``max_false_per_frame`` false boxes per frame; then the
+   extra scales of :mod:`training.locate_scales` are searched on the same
+   frames (``pass_factors``), and the best of both is kept;
 5. the run folder gets the classifier (``model.keras``), the head
    (``head.keras``), ``split.json`` and ``run.json`` with a ``head`` entry
    that the exporter reads.
@@ -56,6 +58,10 @@ class LocateOptions:
         lr: AdamW learning rate (weight decay 1e-4).
         max_false_per_frame: false boxes per validation frame the threshold allows.
         threshold_frames: validation frames used to choose the threshold at most.
+        zoom_out: shares of the frame scale at which more training crops are
+            cut (half as many per frame), so large vessels are seen whole.
+        pass_factors: shares of the frame scale tried for an extra head pass
+            at run time (:class:`edge.locate.HeadPass`); empty: one scale.
         seed: crop placement and flips.
     """
 
@@ -75,6 +81,8 @@ class LocateOptions:
     lr: float = 1e-3
     max_false_per_frame: float = 0.3
     threshold_frames: int = 85
+    zoom_out: tuple[float, ...] = (0.5,)  # chosen on the validation frames (README, the head section)
+    pass_factors: tuple[float, ...] = (0.5, 0.375)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -85,6 +93,9 @@ class LocateOptions:
         if self.per_frame < 1 or self.epochs < 1 or self.patience < 1 or self.width < 8:
             raise ConfigError(f"expected per_frame, epochs, patience >= 1 and width >= 8; received "
                               f"{self.per_frame}, {self.epochs}, {self.patience}, {self.width}")
+        for name in ("zoom_out", "pass_factors"):
+            if any(not 0.0 < f < 1.0 for f in getattr(self, name)):
+                raise ConfigError(f"{name}: expected shares of the frame scale in (0, 1); received {getattr(self, name)}")
         if not self.positive:
             raise ConfigError("--head locate: expected --positive CLASS[,CLASS...] naming the vessel classes")
 
@@ -136,29 +147,40 @@ def crop_windows(boxes: np.ndarray, hw: tuple[int, int], crop: int, per_frame: i
 
 
 def cut_crops(frames, positive, scale: float, opts: LocateOptions, rng):
-    """(crops (N, crop, crop, 3) uint8, targets (N, h, w, 4) float32) from whole frames at ``scale``."""
+    """(crops (N, crop, crop, 3) uint8, targets (N, h, w, 4) float32) from whole frames at ``scale``.
+
+    With ``opts.zoom_out``, each frame also gives half as many crops at each
+    of those shares of ``scale``, where large vessels fit a crop whole.
+    """
     crops, targets = [], []
-    c = opts.crop
     for frame in frames:
-        _, fitted, s = scaled_frame(frame, scale)
-        if fitted.shape[0] < c or fitted.shape[1] < c:
-            continue
-        boxes = frame.boxes_of(positive) * s
-        for y, x in crop_windows(boxes, fitted.shape[:2], c, opts.per_frame, opts.background, rng):
-            img = fitted[y:y + c, x:x + c]
-            b = boxes - np.array([x, y, x, y], np.float32)
-            if rng.random() < 0.5:
-                img = img[:, ::-1]
-                b = np.stack([c - b[:, 2], b[:, 1], c - b[:, 0], b[:, 3]], 1) if len(b) else b
-            t = render_targets(b, (c, c))
-            if opts.jitter:
-                # webcams differ in exposure and contrast: vary both so the cache does not repeat one look
-                gain, contrast = rng.uniform(1 - opts.jitter, 1 + opts.jitter, 2)
-                mean = img.mean()
-                img = np.clip((img.astype(np.float32) - mean) * contrast + mean * gain, 0, 255).astype(np.uint8)
-            crops.append(np.ascontiguousarray(img))
-            targets.append(np.concatenate([t.heat[..., None], t.size, t.mask[..., None]], -1))
+        for k, factor in enumerate((1.0, *opts.zoom_out)):
+            _, fitted, s = scaled_frame(frame, scale * factor)
+            per, background = (opts.per_frame, opts.background) if k == 0 else \
+                (max(1, opts.per_frame // 2), opts.background // 2)
+            _cut(fitted, frame.boxes_of(positive) * s, per, background, opts, rng, crops, targets)
     return np.stack(crops), np.stack(targets).astype(np.float32)
+
+
+def _cut(fitted, boxes, per_frame: int, background: int, opts: LocateOptions, rng, crops: list, targets: list) -> None:
+    """Crops of one resized frame and their targets, appended to ``crops`` and ``targets``."""
+    c = opts.crop
+    if fitted.shape[0] < c or fitted.shape[1] < c:
+        return
+    for y, x in crop_windows(boxes, fitted.shape[:2], c, per_frame, background, rng):
+        img = fitted[y:y + c, x:x + c]
+        b = boxes - np.array([x, y, x, y], np.float32)
+        if rng.random() < 0.5:
+            img = img[:, ::-1]
+            b = np.stack([c - b[:, 2], b[:, 1], c - b[:, 0], b[:, 3]], 1) if len(b) else b
+        t = render_targets(b, (c, c))
+        if opts.jitter:
+            # webcams differ in exposure and contrast: vary both so the cache does not repeat one look
+            gain, contrast = rng.uniform(1 - opts.jitter, 1 + opts.jitter, 2)
+            mean = img.mean()
+            img = np.clip((img.astype(np.float32) - mean) * contrast + mean * gain, 0, 255).astype(np.uint8)
+        crops.append(np.ascontiguousarray(img))
+        targets.append(np.concatenate([t.heat[..., None], t.size, t.mask[..., None]], -1))
 
 
 def encode(enc, crops: np.ndarray, batch: int = 32) -> list[np.ndarray]:
@@ -261,7 +283,7 @@ def train_locate(opts: LocateOptions) -> dict:
     import keras
 
     from training.locate import build_head, check_channels, combined_inference, encoder
-    from training.train import load_run
+    from training.run import load_run
 
     t0 = time.monotonic()
     classifier, info = load_run(opts.from_run)
@@ -287,6 +309,12 @@ def train_locate(opts: LocateOptions) -> dict:
     choice = choose_threshold(found, [f.boxes_of(opts.positive) for f in val], opts.max_false_per_frame)
     log.info("peak threshold %.3f on %d validation frames: %.2f false boxes per frame, centre-hit recall %.3f",
              choice["threshold"], choice["frames"], choice["false_per_frame"], choice["recall"])
+    passes = None
+    if opts.pass_factors:
+        from training.locate_scales import choose_passes, decoded_passes
+
+        decoded = {1.0: found, **decoded_passes(inference, val, scale, opts.pass_factors, base=False)}
+        passes = choose_passes(decoded, [f.boxes_of(opts.positive) for f in val], opts.max_false_per_frame)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     head.save(out / "head.keras")
@@ -295,11 +323,15 @@ def train_locate(opts: LocateOptions) -> dict:
     run = info.to_dict()
     run["head"] = {"kind": "locate", "stride": STRIDE, "threshold": choice["threshold"], "nms_iou": 0.3,
                    "size_encoding": "log(side / stride)", "width": opts.width, "crop": opts.crop,
-                   "per_frame": opts.per_frame, "background": opts.background, "jitter": opts.jitter, "dropout": opts.dropout, "lr": opts.lr,
+                   "per_frame": opts.per_frame, "background": opts.background, "zoom_out": list(opts.zoom_out), "jitter": opts.jitter, "dropout": opts.dropout, "lr": opts.lr,
                    "from_run": str(Path(opts.from_run).resolve()), "datasets": list(opts.datasets),
                    "positive": list(opts.positive), "crops": {k: int(len(v[1])) for k, v in data.items()},
                    "fit": fit, "threshold_choice": choice, "seconds_caching": round(cached_s, 1),
                    "seconds": round(time.monotonic() - t0, 1)}
+    if passes is not None:
+        from training.locate_scales import apply_choice
+
+        run["head"] = apply_choice(run["head"], passes)
     atomic.write_text(out / "run.json", json.dumps(run, indent=2) + "\n")
     return run
 

@@ -16,7 +16,6 @@ from edge.errors import ConfigError, DataError
 from edge.manifest import Task
 from training import data as D
 from training.config import TrainConfig
-from training.run import load_run  # re-exported: callers have long imported it from here
 from training.model import BACKBONE, ModelConfig, build_classifier
 
 log = logging.getLogger("edgecam.training")
@@ -483,4 +482,4 @@ def _write_history(run: Path, histories) -> None:
     atomic.write_json(run / "history.json", rows)
 
 
-__all__ = ["TrainConfig", "TrainResult", "train", "load_run", "load_data", "replace"]
+__all__ = ["TrainConfig", "TrainResult", "train", "load_data", "replace"]

@@ -89,3 +89,50 @@ def test_located_boxes_are_drawn_and_recorded_beside_the_cam_boxes():
     plain = np.zeros((40, 60, 3), np.uint8)
     assert LocatedAnnotator().annotate(plain, result(None)).max() == 0
     assert "located" not in result(None).to_record()
+
+
+def test_head_passes_come_from_the_manifest_and_bad_ones_are_refused():
+    from edge.locate import HeadPass, head_passes
+
+    assert head_passes({"stride": 8, "threshold": 0.5}) == ()
+    listed = head_passes({"scales": [{"factor": 0.5, "threshold": 0.4, "min_side": 48}, {"factor": 0.25, "threshold": 0.6}]})
+    assert listed == (HeadPass(0.5, 0.4, 48.0), HeadPass(0.25, 0.6, 0.0))
+    with pytest.raises(ConfigError, match="factor"):
+        head_passes({"scales": [{"factor": 1.5, "threshold": 0.4}]})
+    with pytest.raises(ConfigError, match="threshold"):
+        head_passes({"scales": [{"factor": 0.5}]})
+    with pytest.raises(ConfigError, match="list"):
+        head_passes({"scales": {"factor": 0.5, "threshold": 0.4}})
+
+
+def _head_sees(boxes, input_hw, largest):
+    """A head that finds only the boxes at most ``largest`` input pixels wide: its maps, rendered from them."""
+    boxes = np.asarray(boxes, np.float32)
+    seen = boxes[(boxes[:, 2] - boxes[:, 0]) <= largest]
+    t = render_targets(seen, input_hw)
+    return t.heat, t.size
+
+
+def test_a_downscaled_pass_finds_the_large_vessel_and_the_merge_keeps_one_box_per_vessel():
+    from edge.locate import keep_larger, merge_passes
+
+    frame = np.array([[40, 60, 280, 140], [400, 200, 416, 212]], np.float32)  # a 240-px ferry and a 16-px boat
+    # frame scale: the head misses the ferry (wider than the 128 px it learned)
+    heat, size = _head_sees(frame, (256, 512), 128)
+    base = decode(heat, size, 0.5)
+    assert len(base[0]) == 1
+    # half the frame scale: the ferry is 120 px, the boat 8; both found, mapped back to frame pixels
+    heat, size = _head_sees(frame * 0.5, (128, 256), 128)
+    half_boxes, half_scores = decode(heat, size, 0.5)
+    half = (half_boxes / 0.5, half_scores)
+    assert len(half[0]) == 2
+    merged, scores = merge_passes([base, half], 0.3)
+    assert len(merged) == 2 and len(scores) == 2  # the boat, found twice, is one box
+    for truth in frame:
+        assert np.abs(merged - truth).max(axis=1).min() < 5.0
+    # the pass's small boxes can be dropped before the merge: the boat then comes from the frame scale only
+    kept = keep_larger(*half, 32.0)
+    assert len(kept[0]) == 1 and kept[0][0, 2] - kept[0][0, 0] > 200
+    assert merge_passes([], 0.3)[0].shape == (0, 4)
+    with pytest.raises(ConfigError, match="one score per box"):
+        merge_passes([(frame, np.ones(1))], 0.3)

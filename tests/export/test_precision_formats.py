@@ -27,7 +27,7 @@ def mixed_export(tiny_run, scenes, tmp_path_factory):
 
 def _layers(tiny_run):
     from export.precision import layer_inventory
-    from training.train import load_run
+    from training.run import load_run
 
     model, info = load_run(tiny_run)
     return layer_inventory(model, info.task, info.input_size)
@@ -82,7 +82,7 @@ def test_auto_on_the_tiny_model_is_deterministic(tiny_run, scenes):
     from export.calibration import collect
     from export.onnx_format import OnnxCalibration, OnnxMixed, convert_fp32
     from training.model import cam_weights, inference_model
-    from training.train import load_run
+    from training.run import load_run
 
     model, info = load_run(tiny_run)
     size = info.input_size

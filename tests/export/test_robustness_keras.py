@@ -41,7 +41,7 @@ def test_class_folder_report_matches_a_direct_computation(float_and_int8, tiny_r
     from training.adversarial import fgsm
     from training.data import from_folder, load_rgb
     from training.model import cam_weights, inference_model
-    from training.train import load_run
+    from training.run import load_run
 
     opts = RobustnessOptions(corruptions=("fog", "gaussian_noise"), severities=(1, 4), limit=24, eps=(4.0,), seed=2)
     doc = robustness(float_and_int8, scenes / "val", None, opts, out=tmp_path / "rb")

@@ -38,7 +38,7 @@ def _pearson(a, b):
 def test_artifact_matches_keras(fmt, tiny_export, tiny_run, val_images, keras_outputs):
     from edge.backends import create_backend
     from training.model import cam_weights
-    from training.train import load_run
+    from training.run import load_run
 
     images, _ = val_images
     k_scores, k_feats = keras_outputs

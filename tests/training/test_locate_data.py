@@ -58,3 +58,28 @@ def test_threshold_is_the_lowest_level_within_the_false_box_allowance():
 def test_options_reject_a_crop_off_the_encoder_grid():
     with pytest.raises(ConfigError, match="multiple of 32"):
         LocateOptions(from_run="r", datasets=("d",), positive=("ship",), out="o", crop=200)
+
+
+def test_zoomed_out_crops_show_the_vessel_at_the_smaller_scale(monkeypatch):
+    import cv2
+
+    from edge.datasets import LabeledFrame
+    import training.locate_data as ld
+
+    image = np.zeros((256, 512, 3), np.uint8)
+    image[100:140, 60:260] = 255  # a 200x40 hull
+
+    def scaled(frame, scale):
+        fitted = cv2.resize(image, (int(512 * scale), int(256 * scale)), interpolation=cv2.INTER_AREA)
+        return image, fitted, np.full(4, scale, np.float32)
+
+    monkeypatch.setattr(ld, "scaled_frame", scaled)
+    frame = LabeledFrame("f.png", 512, 256, [[60, 100, 260, 140]], ("ship",), "cam", None)
+    opts = LocateOptions(from_run="r", datasets=("d",), positive=("ship",), out="o", crop=128, per_frame=2,
+                         background=0, zoom_out=(0.5,))
+    _, targets = cut_crops([frame], ("ship",), 1.0, opts, np.random.default_rng(0))
+    assert len(targets) == 2  # one crop per vessel at the frame scale, and one at half of it
+    widths = sorted(float(np.exp(t[..., 1][t[..., 3] == 1][0]) * 8) for t in targets)
+    assert widths == pytest.approx([100.0, 200.0])
+    with pytest.raises(ConfigError, match="pass_factors"):
+        LocateOptions(from_run="r", datasets=("d",), positive=("ship",), out="o", pass_factors=(1.0,))

@@ -45,7 +45,7 @@ def test_evaluate_keras_and_fp32_artifact_agree(tiny_run, tiny_export, scenes):
 
     from training.data import from_folder, load_rgb
     from training.evaluate import predict_artifact, predict_keras
-    from training.train import load_run
+    from training.run import load_run
 
     k = evaluate_path(tiny_run, scenes / "val")
     a = evaluate_path(tiny_export / "model-fp32.onnx.manifest.json", scenes / "val")

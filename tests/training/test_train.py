@@ -63,7 +63,7 @@ def test_sanity_fails_when_probabilities_feed_a_from_logits_loss(scenes):
 def test_cam_reference_equals_hand_computed_sum(tiny_run, val_images):
     from training.cam import cam_reference
     from training.model import BACKBONE, cam_weights
-    from training.train import load_run
+    from training.run import load_run
 
     model, _ = load_run(tiny_run)
     images = val_images[0][:3]
@@ -86,7 +86,7 @@ def test_grad_cam_on_last_conv_equals_cam_for_this_head(tiny_run, val_images):
     so Grad-CAM's channel weights are w_k / (h*w) and its map is the CAM up to a positive factor."""
     from edge.cam import normalise, resize_heatmap
     from training.cam import cam_reference, grad_cam
-    from training.train import load_run
+    from training.run import load_run
 
     model, _ = load_run(tiny_run)
     images = val_images[0][:3]
