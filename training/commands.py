@@ -33,7 +33,8 @@ def alpha_for(alpha: float | None, weights: str | None) -> float:
 
 def _train_head(a) -> int:
     """``edgecam train DATA... --head locate --from-run RUN``: the localisation head on a classifier run's encoder."""
-    from training.locate_data import LocateOptions, train_locate
+    from training.locate_data import LocateOptions
+    from training.locate_train import train_locate
 
     if not a.from_run:
         raise ConfigError("train --head locate: expected --from-run RUN (a classifier trained on box-labelled frames)")

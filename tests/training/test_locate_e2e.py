@@ -46,7 +46,8 @@ def test_head_trains_exports_binds_by_role_and_finds_the_ships(tmp_path, imagene
     from export.exporter import ExportOptions, export_run
     from training.boxtrain import BoxTrainOptions, train_boxes
     from training.config import TrainConfig
-    from training.locate_data import LocateOptions, train_locate
+    from training.locate_data import LocateOptions
+    from training.locate_train import train_locate
 
     data = _scenes(tmp_path / "data")
     classifier = tmp_path / "classifier"
