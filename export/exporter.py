@@ -234,6 +234,7 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
 
 def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size, options: ExportOptions, out: Path):
     """Choose the float layers of one int8 format (see :mod:`export.precision`) and write its report."""
+    import dataclasses
     import json
 
     from edge import atomic
@@ -260,18 +261,26 @@ def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size,
             q = OnnxMixed(cal, layers, options.per_channel, debug_images=calibration.images[:16])
         ref_scores, ref_feats = q.run(q.float_artifact(), held_out)
         ref = precision.reference(cam, ref_scores, ref_feats, info["thresholds"], info["task"])
+        latency = None
+        if targets.max_latency is not None or targets.latency_size is not None:
+            from export.precision_latency import meter_for
+
+            targets = dataclasses.replace(targets, latency_size=targets.latency_size or tuple(options.input_size or size))
+            latency = stack.enter_context(meter_for(key, q, info, cam_weights(model), targets.latency_size)).ratio
         if mode == "auto":
             plan = precision.search(q, layers, ref, cam, held_out, targets, options.int8_candidates,
-                                    ranking=options.int8_ranking)
+                                    ranking=options.int8_ranking, latency=latency)
         else:
-            plan = precision.explicit(q, layers, precision.LayerNames(layers).check(names), ref, cam, held_out, targets)
+            plan = precision.explicit(q, layers, precision.LayerNames(layers).check(names), ref, cam, held_out, targets,
+                                      latency)
             log.info("%s: float layers %s: float share %.1f %%, %s", key, ", ".join(plan.float_layers),
-                     100 * plan.float_share, plan.fidelity.line())
+                     100 * plan.float_share, plan.fidelity.line() + precision.latency_line(plan.latency))
     stem = TABLE[key].filename
     atomic.write_text(out / f"{stem}.precision.md", precision.report_markdown(plan))
     doc = {**plan.to_manifest(), "format": key, "frontier": [
-        {"added": s.added, "float_layers": list(s.float_layers), "float_share": s.float_share, **vars(s.fidelity)}
-        for s in plan.steps], "sensitivity": list(plan.sensitivity)}
+        {"added": s.added, "float_layers": list(s.float_layers), "float_share": s.float_share, "latency": s.latency,
+         **vars(s.fidelity)} for s in plan.steps], "sensitivity": list(plan.sensitivity),
+        "not_taken_over_latency_cap": [{"layer": n, "latency": r} for n, r in plan.rejected]}
     atomic.write_text(out / f"{stem}.precision.json", json.dumps(doc, indent=2, default=float) + "\n")
     return plan
 
