@@ -139,9 +139,6 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
     from training.locate_data import load_head
 
     head = load_head(run)
-    if head is not None and options.mixed:
-        raise ConfigError("--int8-float: mixed precision is not available for a run with a localisation head yet; "
-                          "export it with --int8-float none")
     if head is not None:
         from training.locate import combined_inference
 
@@ -259,8 +256,9 @@ def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size,
 
             cal = stack.enter_context(OnnxCalibration(fp32_onnx, calibration, options.onnx_calibration))
             q = OnnxMixed(cal, layers, options.per_channel, debug_images=calibration.images[:16])
-        ref_scores, ref_feats = q.run(q.float_artifact(), held_out)
-        ref = precision.reference(cam, ref_scores, ref_feats, info["thresholds"], info["task"])
+        ref_out = q.outputs(q.float_artifact(), held_out)  # a head's centres too: its fidelity is reported per step
+        ref = precision.reference(cam, ref_out["scores"], ref_out["features"], info["thresholds"], info["task"],
+                                  ref_out.get("centres"))
         latency = None
         if targets.max_latency is not None or targets.latency_size is not None:
             from export.precision_latency import meter_for

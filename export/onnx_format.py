@@ -260,6 +260,9 @@ class OnnxMixed:
     def run(self, content: bytes, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return run_onnx(content, images)
 
+    def outputs(self, content: bytes, images: np.ndarray) -> dict[str, np.ndarray]:
+        return outputs_onnx(content, images)
+
     def float_layers_in(self, content: bytes) -> frozenset[str]:
         return frozenset(layer for layer, _, precision in node_precisions(content, self.layers) if precision == "float")
 
@@ -349,15 +352,21 @@ def node_precisions(content: bytes, layers) -> list[tuple[str, str, str]]:
 
 def run_onnx(content: bytes, images: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """(scores, features) as float32 from an ONNX graph on raw 0..255 images."""
+    out = outputs_onnx(content, images, batch)
+    return out["scores"], out["features"]
+
+
+def outputs_onnx(content: bytes, images: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
+    """Every named output (scores, features, and a head's centres and sizes) as float32, by role."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.log_severity_level = 3
     sess = ort.InferenceSession(content, sess_options=so, providers=["CPUExecutionProvider"])
-    scores, feats = [], []
+    roles = [o.name for o in sess.get_outputs() if o.name in ("scores", "features", *HEAD_ROLES)]
+    acc: dict[str, list[np.ndarray]] = {role: [] for role in roles}
     for i in range(0, len(images), batch):
-        s, f = sess.run(["scores", "features"], {INPUT_NAME: images[i: i + batch].astype(np.float32)})
-        scores.append(s)
-        feats.append(f)
-    return np.concatenate(scores).astype(np.float32), np.concatenate(feats).astype(np.float32)
+        for role, arr in zip(roles, sess.run(roles, {INPUT_NAME: images[i: i + batch].astype(np.float32)})):
+            acc[role].append(arr)
+    return {role: np.concatenate(parts).astype(np.float32) for role, parts in acc.items()}

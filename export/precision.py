@@ -112,14 +112,17 @@ class Plan:
     def frontier(self) -> str:
         """The steps as a Markdown table: float share (and latency, when timed) against fidelity."""
         timed = any(s.latency is not None for s in self.steps)
+        head = any(s.fidelity.centres_r is not None for s in self.steps)
         rows = ["| step | layer returned to float | float share of MACs | agreement | agreement far from boundary | "
-                "CAM r | CAM r positives |" + (" latency × full int8 |" if timed else ""),
-                "|--:|---|--:|--:|--:|--:|--:|" + ("--:|" if timed else "")]
+                "CAM r | CAM r positives |" + (" head centres r |" if head else "")
+                + (" latency × full int8 |" if timed else ""),
+                "|--:|---|--:|--:|--:|--:|--:|" + ("--:|" if head else "") + ("--:|" if timed else "")]
         for i, s in enumerate(self.steps):
             f = s.fidelity
-            lat = "" if not timed else (f" {s.latency:.2f} |" if s.latency is not None else " |")
+            extra = "" if not head else (f" {f.centres_r:.4f} |" if f.centres_r is not None else " |")
+            extra += "" if not timed else (f" {s.latency:.2f} |" if s.latency is not None else " |")
             rows.append(f"| {i} | {s.added or '(full int8)'} | {100 * s.float_share:.1f} % | {f.agreement:.4f} | "
-                        f"{f.agreement_far:.4f} | {f.cam_r:.4f} | {f.cam_r_positive:.4f} |" + lat)
+                        f"{f.agreement_far:.4f} | {f.cam_r:.4f} | {f.cam_r_positive:.4f} |" + extra)
         return "\n".join(rows)
 
 
@@ -143,6 +146,11 @@ class MixedQuantizer(ABC):
     def run(self, content: bytes, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(scores, features) as float32 on raw 0..255 images."""
 
+    def outputs(self, content: bytes, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output by role as float32 (a localisation head adds ``centres`` and ``sizes``)."""
+        scores, features = self.run(content, images)
+        return {"scores": scores, "features": features}
+
     @abstractmethod
     def float_layers_in(self, content: bytes) -> frozenset[str]:
         """The layers an artifact computes in float, read from its graph."""
@@ -158,8 +166,8 @@ def _evaluate(q: MixedQuantizer, names, ref: Reference, cam: DenseCAM, images, m
     held = q.float_layers_in(content)
     if held != frozenset(names):
         raise ConfigError(f"{q.format}: asked for float layers {sorted(names)}; the artifact holds {sorted(held)} in float")
-    scores, feats = q.run(content, images)
-    return content, fidelity(ref, cam, scores, feats, margin)
+    out = q.outputs(content, images)
+    return content, fidelity(ref, cam, out["scores"], out["features"], margin, out.get("centres"))
 
 
 def latency_line(ratio: float | None) -> str:

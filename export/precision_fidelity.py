@@ -59,6 +59,8 @@ class Fidelity:
     positives: int  # images the float model calls positive
     cam_r_positive: float
     top20_iou: float
+    # a localisation head's centre heatmap against the float model's (mean per-image Pearson r); None without a head
+    centres_r: float | None = None
 
     def meets(self, t: Targets) -> bool:
         return self.agreement >= t.agreement and self.cam_r >= t.cam_r
@@ -70,8 +72,9 @@ class Fidelity:
         return gap_a + gap_c
 
     def line(self) -> str:
+        head = "" if self.centres_r is None else f", head centres r {self.centres_r:.4f}"
         return (f"agreement {self.agreement:.4f} (far {self.agreement_far:.4f}), "
-                f"CAM r {self.cam_r:.4f} (positives {self.cam_r_positive:.4f})")
+                f"CAM r {self.cam_r:.4f} (positives {self.cam_r_positive:.4f}){head}")
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class Reference:
     classes: np.ndarray  # (N,) that class
     thresholds: np.ndarray  # (C,)
     task: str
+    centres: np.ndarray | None = None  # (N, h, w, 1) a localisation head's centre heatmap, when there is one
 
 
 def decisions(scores: np.ndarray, thresholds: np.ndarray, task: str) -> np.ndarray:
@@ -107,14 +111,21 @@ def raw_cams(cam: DenseCAM, features: np.ndarray, classes: np.ndarray) -> np.nda
     return np.stack([cam.raw(f, int(c)) for f, c in zip(features, classes)])
 
 
-def reference(cam: DenseCAM, scores: np.ndarray, features: np.ndarray, thresholds, task: str) -> Reference:
+def reference(cam: DenseCAM, scores: np.ndarray, features: np.ndarray, thresholds, task: str,
+              centres: np.ndarray | None = None) -> Reference:
     scores = np.asarray(scores, np.float32)
     classes = scores.argmax(1)
-    return Reference(scores, raw_cams(cam, features, classes), classes, np.asarray(thresholds, np.float32), task)
+    return Reference(scores, raw_cams(cam, features, classes), classes, np.asarray(thresholds, np.float32), task,
+                     None if centres is None else np.asarray(centres, np.float32))
 
 
-def fidelity(ref: Reference, cam: DenseCAM, scores: np.ndarray, features: np.ndarray, margin: float = 1.0) -> Fidelity:
-    """Decisions and CAM of an artifact against the float reference (the CAM of the reference's class)."""
+def fidelity(ref: Reference, cam: DenseCAM, scores: np.ndarray, features: np.ndarray, margin: float = 1.0,
+             centres: np.ndarray | None = None) -> Fidelity:
+    """Decisions and CAM of an artifact against the float reference (the CAM of the reference's class).
+
+    With a localisation head, ``centres`` (the artifact's centre heatmaps) is
+    correlated with the reference's per image: what a user sees as boxes.
+    """
     from edge.metrics import pearson, top_region_iou
 
     scores = np.asarray(scores, np.float32)
@@ -129,7 +140,18 @@ def fidelity(ref: Reference, cam: DenseCAM, scores: np.ndarray, features: np.nda
         agreement_far=float(same[~near].mean()) if (~near).any() else 1.0,
         cam_r=float(r.mean()), positives=int(pos.sum()),
         cam_r_positive=float(r[pos].mean()) if pos.any() else float("nan"), top20_iou=float(iou.mean()),
+        centres_r=_centres_r(ref, centres),
     )
+
+
+def _centres_r(ref: Reference, centres: np.ndarray | None) -> float | None:
+    from edge.metrics import pearson
+
+    if ref.centres is None or centres is None:
+        return None
+    if centres.shape != ref.centres.shape:
+        raise ConfigError(f"head centres: expected the float model's shape {ref.centres.shape}; received {centres.shape}")
+    return float(np.mean([pearson(a, b) for a, b in zip(centres, ref.centres)]))
 
 
 TARGET_KEYS = {"agreement": "agreement", "cam_r": "cam_r", "max_float": "max_float_share", "margin": "margin",
