@@ -264,7 +264,8 @@ def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size,
             from export.precision_latency import meter_for
 
             targets = dataclasses.replace(targets, latency_size=targets.latency_size or tuple(options.input_size or size))
-            latency = stack.enter_context(meter_for(key, q, info, cam_weights(model), targets.latency_size)).ratio
+            run_fields = {k: info.get(k) for k in ("task", "labels", "thresholds", "negative_label", "head")}
+            latency = stack.enter_context(meter_for(key, q, targets.latency_size, cam_weights(model), **run_fields)).ratio
         if mode == "auto":
             plan = precision.search(q, layers, ref, cam, held_out, targets, options.int8_candidates,
                                     ranking=options.int8_ranking, latency=latency)

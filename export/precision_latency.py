@@ -87,13 +87,15 @@ class LatencyMeter:
         self.close()
 
 
-def backend_opener(fmt: str, folder: Path, describe: Callable[[bytes], tuple], info: dict, cam,
-                   size: tuple[int, int]) -> Callable[[bytes], object]:
+def backend_opener(fmt: str, folder: Path, describe: Callable[[bytes], tuple], size: tuple[int, int], *,
+                   task: str, labels, thresholds, cam, negative_label: str | None = None,
+                   head: dict | None = None) -> Callable[[bytes], object]:
     """``content -> Backend``: the artifact written to ``folder`` with a manifest, opened as ``edgecam run`` would.
 
     ``describe(content)`` gives the artifact's (input, outputs) tensor specs;
-    ``info`` is the run's (task, labels, thresholds, and ``head`` when it has
-    one); ``cam`` is its :class:`edge.manifest.CamSpec`. One thread.
+    ``task``, ``labels``, ``thresholds``, ``negative_label`` and ``head`` (a
+    localisation head's decoding settings) are the run's; ``cam`` is its
+    :class:`edge.manifest.CamSpec`. One thread.
     """
     from edge.backends import backend_class, default_backend
     from edge.backends.base import BackendOptions
@@ -101,7 +103,7 @@ def backend_opener(fmt: str, folder: Path, describe: Callable[[bytes], tuple], i
 
     suffix = ".tflite" if fmt.startswith("tflite") else ".onnx"
     counter = itertools.count()
-    extra = {"head": info["head"]} if "head" in info else {}
+    extra = {"head": dict(head)} if head else {}
 
     def open_backend(content: bytes):
         inp, outs = describe(content)
@@ -109,18 +111,20 @@ def backend_opener(fmt: str, folder: Path, describe: Callable[[bytes], tuple], i
         (folder / name).write_bytes(content)
         manifest = Manifest(
             format=fmt, artifact=name, sha256=hashlib.sha256(content).hexdigest(), size_bytes=len(content),
-            task=info["task"], labels=tuple(info["labels"]), negative_label=info.get("negative_label"),
-            thresholds=tuple(float(t) for t in info["thresholds"]), threshold_rule="fixed", input=inp, outputs=outs,
+            task=task, labels=tuple(labels), negative_label=negative_label,
+            thresholds=tuple(float(t) for t in thresholds), threshold_rule="fixed", input=inp, outputs=outs,
             input_size=tuple(size), preprocessing={}, cam=cam, extra=extra, path=folder / f"{name}.manifest.json")
         return backend_class(default_backend(fmt))(manifest, BackendOptions(threads=1, input_size=tuple(size)))
 
     return open_backend
 
 
-def meter_for(fmt: str, quantizer, info: dict, cam_weights: tuple, size: tuple[int, int]) -> LatencyMeter:
+def meter_for(fmt: str, quantizer, size: tuple[int, int], cam_weights: tuple, **run) -> LatencyMeter:
     """A :class:`LatencyMeter` for one format's mixed artifacts against its full int8 one, at ``size``.
 
-    The artifacts are written to a temporary folder the meter removes when closed.
+    ``run`` is the run's task, labels, thresholds, negative_label and head, as
+    :func:`backend_opener` takes them. The artifacts are written to a
+    temporary folder the meter removes when closed.
     """
     import shutil
     import tempfile
@@ -136,7 +140,7 @@ def meter_for(fmt: str, quantizer, info: dict, cam_weights: tuple, size: tuple[i
         from export.onnx_format import describe
     folder = Path(tempfile.mkdtemp(prefix="edgecam-latency-"))
     try:
-        opener = backend_opener(fmt, folder, describe, info, CamSpec(*cam_weights), size)
+        opener = backend_opener(fmt, folder, describe, size, cam=CamSpec(*cam_weights), **run)
         return LatencyMeter(opener, quantizer.quantize(frozenset()), size,
                             on_close=lambda: shutil.rmtree(folder, ignore_errors=True))
     except BaseException:
