@@ -339,8 +339,8 @@ def report_markdown(plan: Plan) -> str:
     if plan.latency is not None or plan.rejected:
         cap = f", cap {t.max_latency} x" if t.max_latency is not None else ""
         size = "x".join(map(str, t.latency_size)) if t.latency_size else "the manifest's input size"
-        lines += ["", f"Latency: median invoke at {size}, one thread, alternating with the full int8 artifact{cap}. "
-                  f"The plan's: {plan.latency:.2f} x full int8." if plan.latency is not None else ""]
+        plans = f" The plan's: {plan.latency:.2f} x full int8." if plan.latency is not None else ""
+        lines += ["", f"Latency: median invoke at {size}, one thread, alternating with the full int8 artifact{cap}.{plans}"]
         lines += [f"- not taken: {name}, {ratio:.2f} x full int8" for name, ratio in plan.rejected]
     if plan.sensitivity:
         keys = [k for k in plan.sensitivity[0] if k.startswith("tensor_")] or \
