@@ -80,6 +80,17 @@ def quantize_int8(fp32: bytes, calibration, method: str = "minmax", per_channel:
         return cal.quantize(per_channel, nodes_to_exclude, overrides)
 
 
+def _changed_outputs(before: bytes, after: bytes, images: np.ndarray) -> list[str]:
+    """Outputs whose shape differs between two graphs on the same images, as ``name: before -> after``.
+
+    onnxruntime's pre-processing (``quant_pre_process``) has been seen, on some
+    runs and not others, to drop the Squeeze after a localisation head's
+    one-channel centre map, so that the graph gave ``centres`` as (1, 1, h, w, 1).
+    """
+    a, b = outputs_onnx(before, images), outputs_onnx(after, images)
+    return [f"{k}: {a[k].shape} -> {b.get(k, np.empty(0)).shape}" for k in a if a[k].shape != b.get(k, np.empty(0)).shape]
+
+
 class OnnxCalibration:
     """An fp32 graph pre-processed and calibrated once, quantised as often as asked.
 
@@ -110,6 +121,11 @@ class OnnxCalibration:
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         except Exception as exc:  # optional optimisation; quantise the plain graph if it fails
             log.warning("onnx pre-processing skipped: %s", exc)
+            pre = src
+        changed = _changed_outputs(fp32, pre.read_bytes(), images[:1]) if pre != src else []
+        if changed:
+            log.warning("onnx pre-processing changed the outputs' shapes (%s); quantising the plain graph",
+                        "; ".join(changed))
             pre = src
         self.fp32 = fp32
         self.pre = pre
