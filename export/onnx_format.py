@@ -91,6 +91,17 @@ def _changed_outputs(before: bytes, after: bytes, images: np.ndarray) -> list[st
     return [f"{k}: {a[k].shape} -> {b.get(k, np.empty(0)).shape}" for k in a if a[k].shape != b.get(k, np.empty(0)).shape]
 
 
+def _changed_ranks(before: bytes, after: bytes) -> list[str]:
+    """Declared outputs whose rank differs between two graphs, as ``name: rank -> rank`` (no inference run)."""
+    import onnx
+
+    def ranks(content):
+        return {o.name: len(o.type.tensor_type.shape.dim) for o in onnx.load_model_from_string(content).graph.output}
+
+    a, b = ranks(before), ranks(after)
+    return [f"{k}: {a[k]} -> {b.get(k)}" for k in a if b.get(k) not in (a[k], 0)]
+
+
 class OnnxCalibration:
     """An fp32 graph pre-processed and calibrated once, quantised as often as asked.
 
@@ -152,7 +163,12 @@ class OnnxCalibration:
                 nodes_to_exclude=list(nodes_to_exclude or []), calibration_cache_path=str(self.cache),
                 extra_options=extra,
             )
-        return dst.read_bytes()
+        content = dst.read_bytes()
+        changed = _changed_ranks(self.fp32, content)
+        if changed:
+            raise ConfigError(f"onnx-int8: the quantised graph's outputs changed rank ({'; '.join(changed)}); expected "
+                              "the float graph's. onnxruntime's graph pre-processing is not always the same: export again")
+        return content
 
     def close(self) -> None:
         self._tmp.cleanup()
