@@ -31,12 +31,15 @@ test-fast: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # aarch64 (Raspberry Pi / Jetson) proof under qemu: needs root; see devices/ci/arm64-check.sh.
-# It exports a small model with the quick demo, runs it on x86 and on emulated Cortex-A72/A76,
-# and fails on any difference (int8 TFLite must be bit-exact).
-ARM64_MODELS ?= runs/ci-quick/export
+# It exports a small model with the quick demo, full int8 and mixed precision (three layers in
+# float, devices/ci/export-mixed.sh), runs both on x86 and on emulated Cortex-A72/A76 on identical
+# inputs, and fails on any difference (int8 outputs must be bit-exact).
+ARM64_MODELS ?= runs/ci-quick/export runs/ci-quick/export-mixed
 arm64-check: $(VENV)/.installed-all
-	test -f $(ARM64_MODELS)/model-int8.tflite.manifest.json || $(BIN)/edgecam demo --quick --out $(dir $(ARM64_MODELS))
-	EDGECAM_HOST_PYTHON=$(abspath $(BIN)/python) EDGECAM_ARM64_EXACT="$${EDGECAM_ARM64_EXACT-*int8.tflite/model/scores *int8.tflite/model/features}" \
+	test -f runs/ci-quick/export/model-int8.tflite.manifest.json || $(BIN)/edgecam demo --quick --out runs/ci-quick
+	test -f runs/ci-quick/export-mixed/model-int8.tflite.manifest.json || bash devices/ci/export-mixed.sh runs/ci-quick $(BIN)/edgecam
+	EDGECAM_HOST_PYTHON=$(abspath $(BIN)/python) \
+	EDGECAM_ARM64_EXACT="$${EDGECAM_ARM64_EXACT-*int8.tflite/*/scores *int8.tflite/*/features *int8.onnx/*/features}" \
 		bash devices/ci/arm64-check.sh $(ARM64_MODELS)
 
 bench: $(VENV)/.installed-all

@@ -165,9 +165,6 @@ def _inference(run, model, info: RunInfo, options: ExportOptions):
     from training.model import inference_model
 
     head = load_head(run)
-    if head is not None and options.mixed:
-        raise ConfigError("--int8-float: mixed precision is not available for a run with a localisation head yet; "
-                          "export it with --int8-float none")
     if head is not None:
         from training.locate import combined_inference
 
@@ -232,6 +229,7 @@ def _export_one(spec: FormatSpec, ctx: ExportContext, run, out: Path) -> tuple[P
 
 def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size, options: ExportOptions, out: Path):
     """Choose the float layers of one int8 format (see :mod:`export.precision`) and write its report."""
+    import dataclasses
     import json
 
     from edge import atomic
@@ -256,20 +254,30 @@ def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size,
 
             cal = stack.enter_context(OnnxCalibration(fp32_onnx, calibration, options.onnx_calibration))
             q = OnnxMixed(cal, layers, options.per_channel, debug_images=calibration.images[:16])
-        ref_scores, ref_feats = q.run(q.float_artifact(), held_out)
-        ref = precision.reference(cam, ref_scores, ref_feats, list(info.thresholds), info.task)
+        ref_out = q.outputs(q.float_artifact(), held_out)  # a head's centres too: its fidelity is reported per step
+        ref = precision.reference(cam, ref_out["scores"], ref_out["features"], list(info.thresholds), info.task,
+                                  ref_out.get("centres"))
+        latency = None
+        if targets.max_latency is not None or targets.latency_size is not None:
+            from export.precision_latency import meter_for
+
+            targets = dataclasses.replace(targets, latency_size=targets.latency_size or tuple(options.input_size or size))
+            run_fields = {k: getattr(info, k) for k in ("task", "labels", "thresholds", "negative_label", "head")}
+            latency = stack.enter_context(meter_for(key, q, targets.latency_size, cam_weights(model), **run_fields)).ratio
         if mode == "auto":
             plan = precision.search(q, layers, ref, cam, held_out, targets, options.int8_candidates,
-                                    ranking=options.int8_ranking)
+                                    ranking=options.int8_ranking, latency=latency)
         else:
-            plan = precision.explicit(q, layers, precision.LayerNames(layers).check(names), ref, cam, held_out, targets)
+            plan = precision.explicit(q, layers, precision.LayerNames(layers).check(names), ref, cam, held_out, targets,
+                                      latency)
             log.info("%s: float layers %s: float share %.1f %%, %s", key, ", ".join(plan.float_layers),
-                     100 * plan.float_share, plan.fidelity.line())
+                     100 * plan.float_share, plan.fidelity.line() + precision.latency_line(plan.latency))
     stem = format_spec(key).filename
     atomic.write_text(out / f"{stem}.precision.md", precision.report_markdown(plan))
     doc = {**plan.to_manifest(), "format": key, "frontier": [
-        {"added": s.added, "float_layers": list(s.float_layers), "float_share": s.float_share, **vars(s.fidelity)}
-        for s in plan.steps], "sensitivity": list(plan.sensitivity)}
+        {"added": s.added, "float_layers": list(s.float_layers), "float_share": s.float_share, "latency": s.latency,
+         **vars(s.fidelity)} for s in plan.steps], "sensitivity": list(plan.sensitivity),
+        "not_taken_over_latency_cap": [{"layer": n, "latency": r} for n, r in plan.rejected]}
     atomic.write_text(out / f"{stem}.precision.json", json.dumps(doc, indent=2, default=float) + "\n")
     return plan
 

@@ -80,6 +80,28 @@ def quantize_int8(fp32: bytes, calibration, method: str = "minmax", per_channel:
         return cal.quantize(per_channel, nodes_to_exclude, overrides)
 
 
+def _changed_outputs(before: bytes, after: bytes, images: np.ndarray) -> list[str]:
+    """Outputs whose shape differs between two graphs on the same images, as ``name: before -> after``.
+
+    onnxruntime's pre-processing (``quant_pre_process``) has been seen, on some
+    runs and not others, to drop the Squeeze after a localisation head's
+    one-channel centre map, so that the graph gave ``centres`` as (1, 1, h, w, 1).
+    """
+    a, b = outputs_onnx(before, images), outputs_onnx(after, images)
+    return [f"{k}: {a[k].shape} -> {b.get(k, np.empty(0)).shape}" for k in a if a[k].shape != b.get(k, np.empty(0)).shape]
+
+
+def _changed_ranks(before: bytes, after: bytes) -> list[str]:
+    """Declared outputs whose rank differs between two graphs, as ``name: rank -> rank`` (no inference run)."""
+    import onnx
+
+    def ranks(content):
+        return {o.name: len(o.type.tensor_type.shape.dim) for o in onnx.load_model_from_string(content).graph.output}
+
+    a, b = ranks(before), ranks(after)
+    return [f"{k}: {a[k]} -> {b.get(k)}" for k in a if b.get(k) not in (a[k], 0)]
+
+
 class OnnxCalibration:
     """An fp32 graph pre-processed and calibrated once, quantised as often as asked.
 
@@ -111,6 +133,11 @@ class OnnxCalibration:
         except Exception as exc:  # optional optimisation; quantise the plain graph if it fails
             log.warning("onnx pre-processing skipped: %s", exc)
             pre = src
+        changed = _changed_outputs(fp32, pre.read_bytes(), images[:1]) if pre != src else []
+        if changed:
+            log.warning("onnx pre-processing changed the outputs' shapes (%s); quantising the plain graph",
+                        "; ".join(changed))
+            pre = src
         self.fp32 = fp32
         self.pre = pre
         self.cache = tmp / "ranges.json"
@@ -136,7 +163,12 @@ class OnnxCalibration:
                 nodes_to_exclude=list(nodes_to_exclude or []), calibration_cache_path=str(self.cache),
                 extra_options=extra,
             )
-        return dst.read_bytes()
+        content = dst.read_bytes()
+        changed = _changed_ranks(self.fp32, content)
+        if changed:
+            raise ConfigError(f"onnx-int8: the quantised graph's outputs changed rank ({'; '.join(changed)}); expected "
+                              "the float graph's. onnxruntime's graph pre-processing is not always the same: export again")
+        return content
 
     def close(self) -> None:
         self._tmp.cleanup()
@@ -260,6 +292,9 @@ class OnnxMixed:
     def run(self, content: bytes, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return run_onnx(content, images)
 
+    def outputs(self, content: bytes, images: np.ndarray) -> dict[str, np.ndarray]:
+        return outputs_onnx(content, images)
+
     def float_layers_in(self, content: bytes) -> frozenset[str]:
         return frozenset(layer for layer, _, precision in node_precisions(content, self.layers) if precision == "float")
 
@@ -349,15 +384,21 @@ def node_precisions(content: bytes, layers) -> list[tuple[str, str, str]]:
 
 def run_onnx(content: bytes, images: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """(scores, features) as float32 from an ONNX graph on raw 0..255 images."""
+    out = outputs_onnx(content, images, batch)
+    return out["scores"], out["features"]
+
+
+def outputs_onnx(content: bytes, images: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
+    """Every named output (scores, features, and a head's centres and sizes) as float32, by role."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.log_severity_level = 3
     sess = ort.InferenceSession(content, sess_options=so, providers=["CPUExecutionProvider"])
-    scores, feats = [], []
+    roles = [o.name for o in sess.get_outputs() if o.name in ("scores", "features", *HEAD_ROLES)]
+    acc: dict[str, list[np.ndarray]] = {role: [] for role in roles}
     for i in range(0, len(images), batch):
-        s, f = sess.run(["scores", "features"], {INPUT_NAME: images[i: i + batch].astype(np.float32)})
-        scores.append(s)
-        feats.append(f)
-    return np.concatenate(scores).astype(np.float32), np.concatenate(feats).astype(np.float32)
+        for role, arr in zip(roles, sess.run(roles, {INPUT_NAME: images[i: i + batch].astype(np.float32)})):
+            acc[role].append(arr)
+    return {role: np.concatenate(parts).astype(np.float32) for role, parts in acc.items()}

@@ -148,6 +148,9 @@ class TFLiteMixed:
     def run(self, content: bytes, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return run_tflite(content, images)
 
+    def outputs(self, content: bytes, images: np.ndarray) -> dict[str, np.ndarray]:
+        return outputs_tflite(content, images)
+
     def float_layers_in(self, content: bytes) -> frozenset[str]:
         return frozenset(layer for layer, _, dtype in op_precisions(content, self.layers) if dtype == "float32")
 
@@ -208,13 +211,19 @@ def op_precisions(content: bytes, layers) -> list[tuple[str, str, str]]:
 
 def run_tflite(content: bytes, images: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """(scores, features) as float32 from a flatbuffer on raw 0..255 images, through its signature."""
+    out = outputs_tflite(content, images, batch)
+    return out["scores"], out["features"]
+
+
+def outputs_tflite(content: bytes, images: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
+    """Every signature output (scores, features, and a head's centres and sizes) as float32, by role."""
     from edge.backends.litert import interpreter_module
 
     interp = interpreter_module().Interpreter(model_content=content, num_threads=1)
     runner = interp.get_signature_runner(SIGNATURE)
     ins, outs = runner.get_input_details(), runner.get_output_details()
     spec = ins[INPUT_NAME]
-    scores, feats = [], []
+    acc: dict[str, list[np.ndarray]] = {role: [] for role in outs}
     for i in range(0, len(images), batch):
         x = images[i: i + batch].astype(np.float32)
         if spec["dtype"] != np.float32:
@@ -222,8 +231,8 @@ def run_tflite(content: bytes, images: np.ndarray, batch: int = 32) -> tuple[np.
             info = np.iinfo(spec["dtype"])
             x = np.clip(np.round(x / scale) + zp, info.min, info.max).astype(spec["dtype"])
         res = runner(**{INPUT_NAME: x})
-        for role, acc in (("scores", scores), ("features", feats)):
+        for role, parts in acc.items():
             arr = res[role]
             scale, zp = outs[role]["quantization"]
-            acc.append((arr.astype(np.float32) - zp) * scale if scale else arr.astype(np.float32))
-    return np.concatenate(scores), np.concatenate(feats)
+            parts.append((arr.astype(np.float32) - zp) * scale if scale else arr.astype(np.float32))
+    return {role: np.concatenate(parts) for role, parts in acc.items()}

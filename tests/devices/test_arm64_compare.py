@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -105,25 +106,34 @@ def test_compare_table(change, atol, heatmap_atol, exact, fails, reason):
         assert len(result) == 1 and result[0].reason.startswith(reason)
 
 
-def test_scene_arrays_take_their_own_tolerance_and_exact_globs_win():
-    a = {"m_int8.tflite/model/heatmaps": np.zeros(4), "m_int8.tflite/scene/heatmaps": np.zeros(4),
-         "m_fp32.onnx/scene/scores": np.zeros(4)}
-    b = {k: v + 0.03 for k, v in a.items()}
-    # the scenes' inputs differ by OpenCV's rounding: 0.03 passes there, not on identical model inputs
-    result = co.compare_arrays(a, b, atol=1e-4, scene_atol=0.05)
-    assert [m.key for m in result] == ["m_int8.tflite/model/heatmaps"]
-    assert co.compare_arrays(a, b, atol=1e-4, scene_atol=0.01) and len(co.compare_arrays(a, b, atol=1e-4, scene_atol=0.01)) == 3
-    exact = co.compare_arrays(a, b, atol=1.0, scene_atol=1.0, exact=["*int8.tflite/scene/*"])
-    assert [m.key for m in exact] == ["m_int8.tflite/scene/heatmaps"]
-    assert co.tolerance_for("x/scene/scores", 1e-4, 1e-3, (), 0.1) == 0.1
-    assert co.tolerance_for("x/model/heatmaps", 1e-4, 1e-3, (), 0.1) == 1e-3
+def test_input_path_takes_its_own_tolerance_and_exact_globs_win():
+    a = {"m_int8.tflite/scene/heatmaps": np.zeros(4), "m_int8.tflite/input/prepared": np.zeros(4),
+         "scene/frames": np.zeros(4)}
+    b = {k: v + 1.0 for k, v in a.items()}
+    # one grey level in the input path passes under --input-atol 1; the model's outputs are held to atol
+    result = co.compare_arrays(a, b, atol=1e-4, input_atol=1.0)
+    assert [m.key for m in result] == ["m_int8.tflite/scene/heatmaps"]
+    assert len(co.compare_arrays(a, b, atol=1e-4, input_atol=0.5)) == 3
+    exact = co.compare_arrays(a, b, atol=2.0, input_atol=2.0, exact=["*/input/*"])
+    assert [m.key for m in exact] == ["m_int8.tflite/input/prepared"]
+    assert co.tolerance_for("scene/frames", 1e-4, 1e-3, (), 1.0) == 1.0
+    assert co.tolerance_for("x/scene/heatmaps", 1e-4, 1e-3, (), 1.0) == 1e-3
+    assert co.tolerance_for("x/scene/scores", 1e-4, 1e-3, (), 1.0) == 1e-4
+
+
+def test_input_report_counts_differences_within_tolerance():
+    a = {"scene/frames": np.zeros((2, 3, 3)), "m/input/prepared": np.zeros(5), "m/scene/scores": np.zeros(2)}
+    b = {k: v.copy() for k, v in a.items()}
+    b["scene/frames"][1, 2, 0] = 1
+    assert co.input_report(a, b) == ["input path m/input/prepared: 0 of 5 values differ, max |a-b| = 0",
+                                     "input path scene/frames: 1 of 18 values differ, max |a-b| = 1"]
 
 
 def test_negative_tolerance_is_refused():
     with pytest.raises(ValueError, match="tolerances must be >= 0"):
         co.compare_arrays(make_dump(), make_dump(), atol=-1.0)
-    with pytest.raises(ValueError, match="scene_atol=-0.1"):
-        co.compare_arrays(make_dump(), make_dump(), scene_atol=-0.1)
+    with pytest.raises(ValueError, match="input_atol=-0.1"):
+        co.compare_arrays(make_dump(), make_dump(), input_atol=-0.1)
 
 
 def test_unreadable_dump_is_a_usage_error(tmp_path, capsys):
@@ -132,34 +142,60 @@ def test_unreadable_dump_is_a_usage_error(tmp_path, capsys):
     assert "cannot read dump" in capsys.readouterr().err
 
 
-def test_dump_round_trips_through_compare(tmp_path, monkeypatch):
-    """dump with a stand-in Detector and SceneClip: the file it writes is what compare reads."""
+class FakeClip:
+    """Scenes from a seed; ``shift`` moves every pixel, as another machine's drawing would."""
+
+    shift = 0
+
+    def __init__(self, seed, n_frames, width, height):
+        self.rng, self.n, self.shape = np.random.default_rng(seed), n_frames, (height, width, 3)
+
+    def frames(self):
+        for _ in range(self.n):
+            frame = self.rng.integers(0, 250, self.shape, dtype=np.uint8) + np.uint8(self.shift)
+            yield frame, np.zeros((0, 4))
+
+
+@dataclass(frozen=True)
+class FakePrepared:
+    """The fields of edge.detector.PreparedFrame that dump reads and replaces."""
+
+    frame: np.ndarray
+    input: np.ndarray
+
+
+class FakeDetector:
+    """prepare / infer / finish as edge.detector.Detector has them, on a stand-in model."""
+
+    backend = types.SimpleNamespace()
+    input_size = (12, 20)
+
+    def __init__(self, path):
+        self.path = path
+
+    def prepare(self, frame):
+        small = frame[:: max(1, frame.shape[0] // 12), :: max(1, frame.shape[1] // 20)][:12, :20]
+        return FakePrepared(frame, small[None].astype(np.float32))
+
+    def infer(self, prepared):
+        x = prepared[0].input
+        return types.SimpleNamespace(features=x.mean(axis=3, keepdims=True) / 255.0, frame=prepared[0].frame)
+
+    def finish(self, inference):
+        f = inference.features[0, ..., 0]
+        heat = np.repeat(np.repeat(f, 2, 0), 2, 1)
+        return [types.SimpleNamespace(scores=np.array([f.mean(), 1 - f.mean()], np.float32), heatmap=heat)]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+@pytest.fixture
+def fake_runtime(monkeypatch, tmp_path):
     import edge.detector
-
-    class FakeClip:
-        def __init__(self, seed, n_frames, width, height):
-            self.rng, self.n, self.shape = np.random.default_rng(seed), n_frames, (height, width, 3)
-
-        def frames(self):
-            for _ in range(self.n):
-                yield self.rng.integers(0, 256, self.shape, dtype=np.uint8), np.zeros((0, 4))
-
-    class FakeDetector:
-        backend = types.SimpleNamespace()
-        input_size = (12, 20)
-
-        def __init__(self, path):
-            self.path = path
-
-        def detect(self, frame):
-            mean = frame.mean(axis=2, dtype=np.float32) / 255.0
-            return types.SimpleNamespace(scores=np.array([mean.mean(), 1 - mean.mean()], np.float32), heatmap=mean)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            pass
 
     monkeypatch.setattr(edge.detector.Detector, "from_manifest", classmethod(lambda cls, p, **kw: FakeDetector(p)))
     monkeypatch.setitem(sys.modules, "edge.synthetic", types.SimpleNamespace(SceneClip=FakeClip))
@@ -167,16 +203,65 @@ def test_dump_round_trips_through_compare(tmp_path, monkeypatch):
     models.mkdir()
     (models / "m_int8.tflite.manifest.json").write_text("{}")
     (models / "m_fp32.onnx.manifest.json").write_text("{}")
-    assert co.main(["dump", str(models), str(tmp_path / "one.npz"), "--frames", "2", "--width", "16", "--height", "8"]) == 0
-    assert co.main(["dump", str(models), str(tmp_path / "two.npz"), "--frames", "2", "--width", "16", "--height", "8"]) == 0
+    return models
+
+
+def test_dump_round_trips_through_compare(tmp_path, fake_runtime):
+    """dump with a stand-in Detector and SceneClip: the file it writes is what compare reads."""
+    args = ["--frames", "2", "--width", "16", "--height", "8"]
+    assert co.main(["dump", str(fake_runtime), str(tmp_path / "one.npz"), *args]) == 0
+    assert co.main(["dump", str(fake_runtime), str(tmp_path / "two.npz"), *args]) == 0
     arrays, meta = co.load_dump(tmp_path / "one.npz")
-    assert sorted(arrays) == [f"m_{a}/{part}/{out}" for a in ("fp32.onnx", "int8.tflite")
-                              for part in ("model", "scene") for out in ("heatmaps", "scores")]
-    assert arrays["m_int8.tflite/scene/heatmaps"].shape == (2, 8, 16)
+    assert sorted(arrays) == sorted(["scene/frames"] +
+        [f"m_{a}/input/prepared" for a in ("fp32.onnx", "int8.tflite")]
+        + [f"m_{a}/{part}/{out}" for a in ("fp32.onnx", "int8.tflite")
+           for part in ("model", "scene") for out in ("features", "heatmaps", "scores")])
+    assert arrays["scene/frames"].shape == (2, 8, 16, 3)
     # the model part runs frames already at the input size: no resize, identical bytes on every machine
-    assert arrays["m_int8.tflite/model/heatmaps"].shape == (2, 12, 20)
-    assert meta["frames"] == 2 and meta["machine"]
+    assert arrays["m_int8.tflite/model/features"].shape == (2, 12, 20, 1)
+    assert meta["frames"] == 2 and meta["machine"] and meta["inputs"] is None
     assert co.main(["compare", str(tmp_path / "one.npz"), str(tmp_path / "two.npz"), "--atol", "0"]) == 0
+
+
+def test_second_machine_runs_on_the_first_ones_inputs(tmp_path, fake_runtime, monkeypatch, capsys):
+    """Another machine draws its scenes one grey level off: with --inputs its model outputs still match exactly,
+    and only the input path shows the difference."""
+    args = ["--frames", "2", "--width", "16", "--height", "8"]
+    host = tmp_path / "host.npz"
+    assert co.main(["dump", str(fake_runtime), str(host), *args]) == 0
+    monkeypatch.setattr(FakeClip, "shift", 1)
+    assert co.main(["dump", str(fake_runtime), str(tmp_path / "own.npz"), *args]) == 0
+    assert co.main(["dump", str(fake_runtime), str(tmp_path / "shared.npz"), *args, "--inputs", str(host)]) == 0
+    capsys.readouterr()
+    # without the shared inputs, the scenes' outputs differ
+    assert co.main(["compare", str(host), str(tmp_path / "own.npz"), "--atol", "0", "--input-atol", "1"]) == 1
+    assert "MISMATCH m_int8.tflite/scene/scores" in capsys.readouterr().out
+    assert co.main(["compare", str(host), str(tmp_path / "shared.npz"), "--atol", "0", "--input-atol", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "input path scene/frames: 768 of 768 values differ, max |a-b| = 1" in out
+    assert "input path m_int8.tflite/input/prepared: 0 of 768 values differ" in out
+    assert co.main(["compare", str(host), str(tmp_path / "shared.npz"), "--atol", "0"]) == 1
+
+
+def test_inputs_from_other_scenes_are_refused(tmp_path, fake_runtime, capsys):
+    host = tmp_path / "host.npz"
+    assert co.main(["dump", str(fake_runtime), str(host), "--frames", "2", "--width", "16", "--height", "8"]) == 0
+    assert co.main(["dump", str(fake_runtime), str(tmp_path / "x.npz"), "--frames", "3", "--width", "16",
+                    "--height", "8", "--inputs", str(host)]) == 2
+    assert "expected a dump of the scenes" in capsys.readouterr().err
+
+
+def test_several_folders_key_artifacts_by_folder(tmp_path, fake_runtime):
+    other = tmp_path / "mixed"
+    other.mkdir()
+    (other / "m_int8.tflite.manifest.json").write_text("{}")
+    arrays = co.dump([fake_runtime, other], tmp_path / "d.npz", frames=1, width=16, height=8)
+    assert "mixed/m_int8.tflite/scene/features" in arrays and "models/m_fp32.onnx/model/scores" in arrays
+    twin = tmp_path / "twin" / "models"
+    twin.mkdir(parents=True)
+    (twin / "m_int8.tflite.manifest.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="different names"):
+        co.dump([fake_runtime, twin], tmp_path / "e.npz", frames=1)
 
 
 def test_dump_without_manifests_is_a_usage_error(tmp_path):

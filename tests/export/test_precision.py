@@ -354,3 +354,33 @@ def test_export_options_check_the_mixed_precision_settings_at_once(options, mess
     else:
         with pytest.raises(ConfigError, match=message):
             ExportOptions(formats=("tflite-int8",), calib="x", **options)
+
+
+def test_a_pre_processing_that_changes_an_output_shape_is_caught():
+    """The guards on onnxruntime's pre-processing: output shapes run on the same images, and declared ranks."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    from export.onnx_format import _changed_outputs, _changed_ranks
+
+    def graph(extra_axis: bool) -> bytes:
+        image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, None, None, 3])
+        nodes = [helper.make_node("ReduceMean", ["image"], ["scores"], axes=[1, 2, 3], keepdims=0),
+                 helper.make_node("Identity", ["image"], ["features"])]
+        if extra_axis:
+            nodes[1] = helper.make_node("Unsqueeze", ["image", "axis"], ["features"])
+        outs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None]),
+                helper.make_tensor_value_info("features", TensorProto.FLOAT, [None] * (5 if extra_axis else 4))]
+        init = [helper.make_tensor("axis", TensorProto.INT64, [1], [1])] if extra_axis else []
+        model = helper.make_model(helper.make_graph(nodes, "g", [image], outs, init),
+                                  opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        return model.SerializeToString()
+
+    images = np.zeros((1, 4, 6, 3), np.uint8)
+    assert _changed_outputs(graph(False), graph(False), images) == []
+    assert _changed_outputs(graph(False), graph(True), images) == ["features: (1, 4, 6, 3) -> (1, 1, 4, 6, 3)"]
+    # the declared ranks, read without running: what OnnxCalibration.quantize checks on every artifact
+    assert _changed_ranks(graph(False), graph(False)) == []
+    assert _changed_ranks(graph(False), graph(True)) == ["features: 4 -> 5"]

@@ -21,7 +21,8 @@ def mixed_export(tiny_run, scenes, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("mixed")
     export_run(tiny_run, out, ExportOptions(formats=("tflite-int8", "onnx-int8"), calib=str(scenes / "train"),
-                                            calib_size=24, int8_float=",".join(reversed(FLOAT)), int8_holdout=16))
+                                            calib_size=24, int8_float=",".join(reversed(FLOAT)), int8_holdout=16,
+                                            int8_targets="latency_size=96x160"))
     return out
 
 
@@ -61,6 +62,17 @@ def test_onnx_keeps_exactly_the_named_layers_in_float(mixed_export, tiny_run):
     assert m.mixed_precision.float_layers == FLOAT
     report = (mixed_export / "model-int8.onnx.precision.md").read_text()
     assert "block_16_project, Conv_1" in report
+
+
+def test_the_mixed_artifacts_are_timed_through_the_runtime_at_the_size_asked(mixed_export):
+    for name in ("model-int8.tflite", "model-int8.onnx"):
+        record = load_manifest(mixed_export / f"{name}.manifest.json").mixed_precision
+        latency = record.measured_on["latency"]
+        assert latency["input_size"] == [96, 160] and 0.2 < latency["ratio_to_full_int8"] < 10, (name, latency)
+        assert "max_latency" not in record.targets  # timed, not capped
+        doc = json.loads((mixed_export / f"{name}.precision.json").read_text())
+        assert doc["frontier"][0]["latency"] == pytest.approx(latency["ratio_to_full_int8"], abs=1e-4)
+        assert "Latency: median invoke at 96x160" in (mixed_export / f"{name}.precision.md").read_text()
 
 
 def test_the_mixed_artifacts_run_in_the_runtime_close_to_float(mixed_export, val_images, keras_outputs):
