@@ -166,7 +166,8 @@ def test_slow_commands_json_is_alone_on_stdout(command, tiny_export, scenes, tmp
 # modules whose job is to print: the commands themselves (their output is the product)
 # (and the scripts under devices/ci/, run by hand or by CI)
 COMMAND_MODULES = {"edge/cli.py", "edge/cli_args.py", "edge/cli_flags.py", "edge/commands.py", "edge/bench.py", "edge/soak.py", "devices/cli.py",
-                   "training/demo.py", "training/commands.py", "training/locate_cost.py", "export/commands.py"}
+                   "training/demo.py", "training/commands.py", "training/locate_cost.py", "training/locate_scales.py",
+                   "export/commands.py"}
 
 
 def test_library_code_logs_instead_of_printing():

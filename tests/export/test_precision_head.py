@@ -26,9 +26,10 @@ def tiny_head_run(tiny_run, tmp_path_factory):
     import keras
 
     from training.locate import build_head, check_channels
-    from training.train import load_run
+    from training.run import load_run
 
-    model, info = load_run(tiny_run)
+    model, _ = load_run(tiny_run)
+    info = json.loads((tiny_run / "run.json").read_text())
     out = tmp_path_factory.mktemp("head-run")
     keras.utils.set_random_seed(4)
     head = build_head(check_channels(model), width=8)
@@ -53,10 +54,10 @@ def head_export(tiny_head_run, scenes, tmp_path_factory):
 
 def _layers(run):
     from export.precision import layer_inventory
-    from training.train import load_run
+    from training.run import load_run
 
     model, info = load_run(run)
-    return layer_inventory(model, info["task"], tuple(info["input_size"]))
+    return layer_inventory(model, info.task, tuple(info.input_size))
 
 
 def test_the_combined_model_keeps_exactly_the_named_encoder_layers_in_float(head_export, tiny_head_run):
