@@ -41,6 +41,8 @@ class BoxEvalOptions:
         tolerance_px: the pointing game's tolerance around a box.
         backend: force a backend key (default: the manifest format's).
         threads: runtime threads (default: one per physical core).
+        head_passes: a localisation head also runs at the manifest's extra
+            scales (False: one invoke per frame).
     """
 
     positive: tuple[str, ...]
@@ -52,6 +54,7 @@ class BoxEvalOptions:
     tolerance_px: float = 15.0
     backend: str | None = None
     threads: int | None = None
+    head_passes: bool = True
 
     def __post_init__(self) -> None:
         if not self.positive:
@@ -106,7 +109,7 @@ def evaluate_artifact(manifest: Path, frames: list, opts: BoxEvalOptions, keep_f
     report = LocalisationReport(tolerance_px=opts.tolerance_px)
     head_report = None
     seconds, seconds_1080, grid = [], [], []
-    det_opts = DetectorOptions(scale=opts.scale)
+    det_opts = DetectorOptions(scale=opts.scale, head_passes=opts.head_passes)
     with Detector.from_manifest(manifest, backend=opts.backend, threads=opts.threads, options=det_opts) as det:
         if opts.threshold is not None:
             det.thresholds = np.full_like(det.thresholds, opts.threshold)

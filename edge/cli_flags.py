@@ -138,6 +138,8 @@ def add_evaluate_flags(e: argparse.ArgumentParser) -> None:
     e.add_argument("--skip-bad", action="store_true",
                    help="labelled folder: leave out images that do not decode (listed and counted) instead of stopping")
     e.add_argument("--scale", type=float, default=None, help="box-labelled data: frame scale (default: the manifest's)")
+    e.add_argument("--head-passes", action=argparse.BooleanOptionalAction, default=True,
+                   help="box-labelled data: a localisation head also runs at the manifest's extra scales")
     e.add_argument("--grid", type=int, default=12, help="box-labelled data: frames in the picture grid (default 12)")
     e.add_argument("--threshold", type=float, default=None,
                    help="box-labelled data: decision threshold instead of the manifest's (another operating point)")
@@ -209,6 +211,9 @@ def add_run_flags(r: argparse.ArgumentParser) -> None:
                    help="resize each frame by this factor instead of to one input size (default: the manifest's "
                         "frame_scale for models trained on box-labelled frames)")
     r.add_argument("--resize", choices=("stretch", "letterbox"))
+    r.add_argument("--head-passes", action=argparse.BooleanOptionalAction, default=True,
+                   help="a localisation head also runs at the manifest's extra scales (extra.head.scales); "
+                        "--no-head-passes keeps one invoke per frame")
     r.add_argument("--tile", action="store_true", help="overlapping tiles for frames much larger than the model input")
     r.add_argument("--live", metavar="HOST:PORT", help="serve a live view, e.g. 127.0.0.1:8080")
     r.add_argument("--allow-remote", action="store_true", help="allow --live on a non-loopback address")

@@ -134,7 +134,8 @@ def cmd_run(a) -> int:
         print(f"edgecam run: {note}", file=sys.stderr)
     # a profile's backend is used when it runs this artifact's format; else the format's default
     backend = a.backend or (s.backend.value if s.backend and runs_format(s.backend.value, manifest.format) else None)
-    det_opts = DetectorOptions(resize=a.resize or "stretch", box_threshold=a.box_threshold, scale=a.scale)
+    det_opts = DetectorOptions(resize=a.resize or "stretch", box_threshold=a.box_threshold, scale=a.scale,
+                               head_passes=a.head_passes)
     source, mode = _open_source(a, s)
     checked = _check_run_inputs(a, manifest)
     # the TensorRT engine cache lives in the run's folder (--out), so the next run reuses it

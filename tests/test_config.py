@@ -134,3 +134,15 @@ def test_shipped_example_config_is_valid_and_the_unit_reads_it():
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     assert "--config /etc/edgecam/%i.toml" in exec_start
     assert BackoffOptions(**data["reconnect"]).max == data["reconnect"]["max"]
+
+
+def test_head_passes_is_a_flag_and_a_file_key(tmp_path):
+    # on by default; --no-head-passes or head_passes = false keep one invoke per frame for a head artifact
+    assert parsed(["run", "m.json"]).head_passes is True
+    assert parsed(["run", "m.json", "--no-head-passes"]).head_passes is False
+    cfg = write(tmp_path, "cam.toml", 'model = "m.json"\nhead_passes = false\n')
+    assert parsed(["run", "--config", cfg]).head_passes is False
+    assert parsed(["run", "--config", cfg, "--head-passes"]).head_passes is True  # the flag wins over the file
+    with pytest.raises(ConfigError, match="head_passes expects true or false; received 'no'"):
+        parsed(["run", "--config", write(tmp_path, "bad.toml", 'model = "m.json"\nhead_passes = "no"\n')])
+    assert build_parser().parse_args(["evaluate", "run", "data", "--no-head-passes"]).head_passes is False

@@ -135,7 +135,8 @@ def _evaluate_boxes(a) -> int:
     if split is None and Path(a.model).is_dir() and (Path(a.model) / "split.json").is_file():
         split = str(Path(a.model) / "split.json")  # a run folder: judge it on its own held-out frames
     opts = BoxEvalOptions(positive=tuple(p for p in a.positive.split(",") if p), split=split, split_name=a.split_name,
-                          scale=a.scale, grid=a.grid, threshold=a.threshold)
+                          scale=a.scale, grid=a.grid, threshold=a.threshold,
+                          head_passes=a.head_passes)
     out = a.out or str((Path(a.model) if Path(a.model).is_dir() else manifests_of(a.model)[0].parent) / "boxeval")
     doc = evaluate_boxes(a.model, list(a.data), opts, out)
     if a.json:
