@@ -91,9 +91,8 @@ def collect(root: str | Path, size: tuple[int, int], n: int = 300, seed: int = 0
         chosen[name] = [files[i] for i in sorted(idx)]
     paths = [str(p) for files in chosen.values() for p in files]
     images = load_rgb(paths, tuple(size))
-    cal = CalibrationSet(images, {k: len(v) for k, v in chosen.items()}, str(root))
-    log.info(cal.coverage_line())
-    return cal
+    # the caller logs the coverage once it knows how many images it holds out (export_run)
+    return CalibrationSet(images, {k: len(v) for k, v in chosen.items()}, str(root))
 
 
 def _images(folder: Path, recursive: bool = False) -> list[Path]:
