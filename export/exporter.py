@@ -136,8 +136,7 @@ def export_run(run: str | Path, out_dir: str | Path, options: ExportOptions) -> 
     ctx = ExportContext(options=options, info=info, inference=inference, saved=saved,
                         size=tuple(options.input_size or info.input_size), cam=_cam(model), calibration=calibration)
     if options.mixed:
-        ctx.mixed_plan = lambda key, fp32_onnx: _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info,
-                                                            info.input_size, options, out)
+        ctx.mixed_plan = lambda key, fp32_onnx: _mixed_plan(key, ctx, fp32_onnx, held_out, model, out)
     written, unmet = [], []
     try:
         for i, key in enumerate(options.formats, 1):
@@ -199,10 +198,7 @@ def _calibration(info: RunInfo, options: ExportOptions):
 
 def _export_one(spec: FormatSpec, ctx: ExportContext, run, out: Path) -> tuple[Path, int, Any]:
     """Convert one format through its row's exporter and write it with its manifest: (manifest path, bytes, plan)."""
-    exporter = Entry(spec.key, spec.exporter, FORMATS.get(spec.key).dist).load()  # a failure names the distribution
-    if not isinstance(exporter, FormatExporter):
-        raise ConfigError(f"format {spec.key!r}: exporter {spec.exporter} is {exporter!r}, "
-                          "expected an edge.formats.FormatExporter")
+    exporter = _exporter(spec)
     conv = exporter.convert(spec, ctx)
     inp, outs = exporter.describe(conv.content, ctx)
     extra = dict(conv.extra)
@@ -227,7 +223,16 @@ def _export_one(spec: FormatSpec, ctx: ExportContext, run, out: Path) -> tuple[P
     return path, len(conv.content), conv.plan
 
 
-def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size, options: ExportOptions, out: Path):
+def _exporter(spec: FormatSpec) -> FormatExporter:
+    """The :class:`FormatExporter` a format row names (a plugin's too); a failure names the distribution."""
+    exporter = Entry(spec.key, spec.exporter, FORMATS.get(spec.key).dist).load()
+    if not isinstance(exporter, FormatExporter):
+        raise ConfigError(f"format {spec.key!r}: exporter {spec.exporter} is {exporter!r}, "
+                          "expected an edge.formats.FormatExporter")
+    return exporter
+
+
+def _mixed_plan(key, ctx: ExportContext, fp32_onnx, held_out, model, out: Path):
     """Choose the float layers of one int8 format (see :mod:`export.precision`) and write its report."""
     import dataclasses
     import json
@@ -235,20 +240,21 @@ def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size,
     from edge import atomic
     from edge.cam import DenseCAM
     from export import precision
-    from training.model import cam_weights
 
+    options, info, calibration = ctx.options, ctx.info, ctx.calibration
+    size = tuple(info.input_size)  # the trained size: layer MACs, and the default timing size
+    spec = format_spec(key)
     mode, names = precision.parse_float_option(options.int8_float)
     targets = precision.parse_targets(options.int8_targets)
     layers = precision.layer_inventory(model, info.task, size)
-    w, b, _ = cam_weights(model)
-    cam = DenseCAM(w, b)
+    cam = DenseCAM(ctx.cam.weights, ctx.cam.bias)
     with contextlib.ExitStack() as stack:
-        if key == "tflite-int8":
+        if spec.family == "tflite":
             from export.tflite_format import TFLiteMixed
 
             if options.io != "float":
                 log.info("tflite-int8 with float layers keeps float input and output (--io %s does not apply)", options.io)
-            q = TFLiteMixed(saved, calibration.images, layers)
+            q = TFLiteMixed(ctx.saved, calibration.images, layers)
         else:
             from export.onnx_format import OnnxCalibration, OnnxMixed
 
@@ -263,7 +269,11 @@ def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size,
 
             targets = dataclasses.replace(targets, latency_size=targets.latency_size or tuple(options.input_size or size))
             run_fields = {k: getattr(info, k) for k in ("task", "labels", "thresholds", "negative_label", "head")}
-            latency = stack.enter_context(meter_for(key, q, targets.latency_size, cam_weights(model), **run_fields)).ratio
+            describe = _exporter(spec).describe  # the row's own describer, at the timing size
+            timing_ctx = dataclasses.replace(ctx, size=targets.latency_size)
+            meter = meter_for(key, q, targets.latency_size, ctx.cam, lambda content: describe(content, timing_ctx),
+                              **run_fields)
+            latency = stack.enter_context(meter).ratio
         if mode == "auto":
             plan = precision.search(q, layers, ref, cam, held_out, targets, options.int8_candidates,
                                     ranking=options.int8_ranking, latency=latency)
@@ -272,7 +282,7 @@ def _mixed_plan(key, saved, fp32_onnx, calibration, held_out, model, info, size,
                                       latency)
             log.info("%s: float layers %s: float share %.1f %%, %s", key, ", ".join(plan.float_layers),
                      100 * plan.float_share, plan.fidelity.line() + precision.latency_line(plan.latency))
-    stem = format_spec(key).filename
+    stem = spec.filename
     atomic.write_text(out / f"{stem}.precision.md", precision.report_markdown(plan))
     doc = {**plan.to_manifest(), "format": key, "frontier": [
         {"added": s.added, "float_layers": list(s.float_layers), "float_share": s.float_share, "latency": s.latency,

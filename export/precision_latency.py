@@ -99,9 +99,8 @@ def backend_opener(fmt: str, folder: Path, describe: Callable[[bytes], tuple], s
     """
     from edge.backends import backend_class, default_backend
     from edge.backends.base import BackendOptions
-    from edge.manifest import Manifest
-
     from edge.formats import format_spec
+    from edge.manifest import Manifest
 
     suffix = Path(format_spec(fmt).filename).suffix  # .tflite or .onnx: the runtime picks its loader by it
     counter = itertools.count()
@@ -121,30 +120,21 @@ def backend_opener(fmt: str, folder: Path, describe: Callable[[bytes], tuple], s
     return open_backend
 
 
-def meter_for(fmt: str, quantizer, size: tuple[int, int], cam_weights: tuple, **run) -> LatencyMeter:
+def meter_for(fmt: str, quantizer, size: tuple[int, int], cam, describe: Callable[[bytes], tuple], **run) -> LatencyMeter:
     """A :class:`LatencyMeter` for one format's mixed artifacts against its full int8 one, at ``size``.
 
-    ``run`` is the run's task, labels, thresholds, negative_label and head, as
-    :func:`backend_opener` takes them. The artifacts are written to a
-    temporary folder the meter removes when closed.
+    ``cam`` is the run's :class:`edge.manifest.CamSpec`; ``describe(content)``
+    reads an artifact's (input, outputs) specs at ``size`` (the format row's
+    describer); ``run`` is the run's task, labels, thresholds, negative_label
+    and head, as :func:`backend_opener` takes them. The artifacts are written
+    to a temporary folder the meter removes when closed.
     """
     import shutil
     import tempfile
 
-    from edge.manifest import CamSpec
-
-    from edge.formats import format_spec
-
-    if format_spec(fmt).family == "tflite":
-        from export.tflite_format import describe as describe_tflite
-
-        def describe(content):
-            return describe_tflite(content, size)
-    else:
-        from export.onnx_format import describe
     folder = Path(tempfile.mkdtemp(prefix="edgecam-latency-"))
     try:
-        opener = backend_opener(fmt, folder, describe, size, cam=CamSpec(*cam_weights), **run)
+        opener = backend_opener(fmt, folder, describe, size, cam=cam, **run)
         return LatencyMeter(opener, quantizer.quantize(frozenset()), size,
                             on_close=lambda: shutil.rmtree(folder, ignore_errors=True))
     except BaseException:
