@@ -241,26 +241,6 @@ def frame_boxes(inference, frame, scale: float, floor: float = 0.05):
     return boxes / s, scores
 
 
-def choose_threshold(found, gts, max_false_per_frame: float) -> dict:
-    """The lowest peak threshold with at most ``max_false_per_frame`` false boxes per frame (centre-hit or IoU 0.1)."""
-    from edge.locmetrics import match
-
-    levels = np.round(np.arange(0.05, 0.96, 0.025), 3)
-    rows = []
-    for t in levels:
-        false = hit = total = 0
-        for (boxes, scores), gt in zip(found, gts):
-            keep = scores >= t
-            m = match(boxes[keep], gt, 0.1, scores[keep])
-            false += int(m["pred_false"].sum())
-            hit += int(m["gt_found_centre"].sum())
-            total += len(gt)
-        rows.append({"threshold": float(t), "false_per_frame": false / len(gts), "recall": hit / max(total, 1)})
-    ok = [r for r in rows if r["false_per_frame"] <= max_false_per_frame]
-    best = ok[0] if ok else rows[-1]
-    return {**best, "frames": len(gts), "max_false_per_frame": max_false_per_frame, "met": bool(ok), "levels": rows}
-
-
 def load_head(run: str | Path):
     """The decoder of a head run, or None for a plain classifier run."""
     import keras

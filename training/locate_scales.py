@@ -31,7 +31,7 @@ log = logging.getLogger("edgecam.training")
 
 FACTORS = (0.5, 0.375)  # a quarter and a seventh of the frame-scale pixels: within the 1.5x time allowance
 MIN_SIDES = (0.0, 32.0, 64.0, 96.0)
-BASE_LEVELS = tuple(np.round(np.arange(0.05, 0.951, 0.025), 3))  # those of training.locate_data.choose_threshold
+BASE_LEVELS = tuple(np.round(np.arange(0.05, 0.951, 0.025), 3))  # frame-scale peak thresholds tried
 PASS_LEVELS = tuple(np.round(np.arange(0.2, 0.951, 0.05), 3))
 FLOOR = 0.05
 
@@ -77,6 +77,20 @@ def _merged(base: list, extra: list, iou: float) -> list:
 def _objective(row: dict) -> float:
     """Recall of small and of wide vessels, equally weighted: the head must keep the one while it gains the other."""
     return row["recall_small"] + row["recall_wide"]
+
+
+def choose_threshold(found, gts, max_false_per_frame: float) -> dict:
+    """The lowest peak threshold with at most ``max_false_per_frame`` false boxes per frame (centre-hit or IoU 0.1).
+
+    ``found`` is each frame's (boxes, scores) at a low floor; the levels tried are ``BASE_LEVELS``.
+    """
+    rows = []
+    for t in BASE_LEVELS:
+        f = figures(_above(found, t), gts)
+        rows.append({"threshold": float(t), "false_per_frame": float(f["false_per_frame"]), "recall": float(f["recall"])})
+    ok = [r for r in rows if r["false_per_frame"] <= max_false_per_frame]
+    best = ok[0] if ok else rows[-1]
+    return {**best, "frames": len(gts), "max_false_per_frame": max_false_per_frame, "met": bool(ok), "levels": rows}
 
 
 def choose_passes(decoded: dict[float, list], gts: list, max_false_per_frame: float, iou: float = 0.3) -> dict:

@@ -33,7 +33,8 @@ import numpy as np
 
 from edge import atomic
 from edge.locate import STRIDE
-from training.locate_data import LocateOptions, choose_threshold, cut_crops, encode, fit_head, frame_boxes, run_frames
+from training.locate_data import LocateOptions, cut_crops, encode, fit_head, frame_boxes, run_frames
+from training.locate_scales import apply_choice, choose_passes, choose_threshold, decoded_passes
 
 log = logging.getLogger("edgecam.training")
 
@@ -67,16 +68,14 @@ def train_locate(opts: LocateOptions) -> dict:
     log.info("head: %s epochs in %s s, best validation loss %.4f", fit["epochs"], fit["seconds"], fit["best_val_loss"])
     inference = combined_inference(classifier, head)
     val = frames["val"][:opts.threshold_frames]
-    found = [frame_boxes(inference, f, scale) for f in val]
-    choice = choose_threshold(found, [f.boxes_of(opts.positive) for f in val], opts.max_false_per_frame)
+    found, gts = [frame_boxes(inference, f, scale) for f in val], [f.boxes_of(opts.positive) for f in val]
+    choice = choose_threshold(found, gts, opts.max_false_per_frame)
     log.info("peak threshold %.3f on %d validation frames: %.2f false boxes per frame, centre-hit recall %.3f",
              choice["threshold"], choice["frames"], choice["false_per_frame"], choice["recall"])
     passes = None
     if opts.pass_factors:
-        from training.locate_scales import choose_passes, decoded_passes
-
         decoded = {1.0: found, **decoded_passes(inference, val, scale, opts.pass_factors, base=False)}
-        passes = choose_passes(decoded, [f.boxes_of(opts.positive) for f in val], opts.max_false_per_frame)
+        passes = choose_passes(decoded, gts, opts.max_false_per_frame)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     head.save(out / "head.keras")
@@ -85,14 +84,13 @@ def train_locate(opts: LocateOptions) -> dict:
     run = info.to_dict()
     run["head"] = {"kind": "locate", "stride": STRIDE, "threshold": choice["threshold"], "nms_iou": 0.3,
                    "size_encoding": "log(side / stride)", "width": opts.width, "crop": opts.crop,
-                   "per_frame": opts.per_frame, "background": opts.background, "zoom_out": list(opts.zoom_out), "jitter": opts.jitter, "dropout": opts.dropout, "lr": opts.lr,
+                   "per_frame": opts.per_frame, "background": opts.background, "zoom_out": list(opts.zoom_out),
+                   "jitter": opts.jitter, "dropout": opts.dropout, "lr": opts.lr,
                    "from_run": str(Path(opts.from_run).resolve()), "datasets": list(opts.datasets),
                    "positive": list(opts.positive), "crops": {k: int(len(v[1])) for k, v in data.items()},
                    "fit": fit, "threshold_choice": choice, "seconds_caching": round(cached_s, 1),
                    "seconds": round(time.monotonic() - t0, 1)}
     if passes is not None:
-        from training.locate_scales import apply_choice
-
         run["head"] = apply_choice(run["head"], passes)
     atomic.write_text(out / "run.json", json.dumps(run, indent=2) + "\n")
     return run

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from edge.errors import ConfigError
-from training.locate_data import LocateOptions, choose_threshold, crop_windows, cut_crops
+from training.locate_data import LocateOptions, crop_windows, cut_crops
+from training.locate_scales import choose_threshold
 
 
 def test_vessel_crops_hold_the_vessel_centre_and_background_crops_stay_inside():
