@@ -164,7 +164,9 @@ def _preferred_formats(device: str | None, s) -> list[str]:
     preferred = [f.value for f in ([s.artifact_format] if s.artifact_format else [])]
     if device:  # the profile's fallbacks, in its order, where they fit the backend in use
         preferred += [f.value for f in load_profile(device).fallback_formats if s.backend is None or runs_format(s.backend.value, f.value)]
-    return preferred + ["tflite-int8", "tflite-fp32", "onnx-fp32", "onnx-int8", "tflite-fp16", "tflite-dynamic"]
+    from edge.formats import run_preference
+
+    return preferred + [f for f in run_preference() if f not in preferred]
 
 
 def _open_source(a, s):

@@ -30,7 +30,8 @@ from typing import Any, Callable, Mapping
 from edge.errors import ConfigError
 from edge.plugins import GROUPS, Entry, ExtensionTable
 
-__all__ = ["Gates", "FormatSpec", "FormatExporter", "FORMATS", "format_keys", "format_spec", "format_specs"]
+__all__ = ["Gates", "FormatSpec", "FormatExporter", "FORMATS", "RUN_PREFERENCE", "format_keys", "format_spec", "format_specs",
+           "run_preference"]
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,17 @@ FORMATS = ExtensionTable("format", GROUPS["formats"], _BUILTIN, _check)
 def format_keys() -> list[str]:
     """Every format's key, edgecam's own first (plugins are listed, not imported)."""
     return FORMATS.names()
+
+
+# which of edgecam's formats `edgecam run` takes from an export folder first, when neither the device profile nor
+# the user names one: int8 TFLite is the fastest on the CPUs edgecam targets, the float formats follow
+RUN_PREFERENCE = ("tflite-int8", "tflite-fp32", "onnx-fp32", "onnx-int8", "tflite-fp16", "tflite-dynamic")
+
+
+def run_preference() -> list[str]:
+    """Every format's key in the order ``edgecam run`` picks one from a folder: ``RUN_PREFERENCE``, then the rest
+    of the table (plugins' formats) in its order, so a folder holding only a plugin's artifact is still run."""
+    return [*RUN_PREFERENCE, *(k for k in format_keys() if k not in RUN_PREFERENCE)]
 
 
 def format_spec(key: str) -> FormatSpec:

@@ -17,7 +17,7 @@ import pytest
 
 from edge import backends
 from edge.errors import ConfigError
-from edge.formats import FORMATS, format_keys, format_spec
+from edge.formats import FORMATS, RUN_PREFERENCE, format_keys, format_spec, run_preference
 from edge.plugins import ExtensionTable, PluginError
 from edge.sink_kinds import SINKS, make_sinks
 from edge.sources import PLUGIN_SOURCES, SOURCE_KINDS, open_source
@@ -121,6 +121,8 @@ def test_the_format_table_agrees_with_the_backends_the_manifest_and_verify():
     assert [f.value for f in ArtifactFormat] == format_keys()
     assert {k: g.to_dict() for k, g in load_gates(None).items()} == {k: format_spec(k).gates.to_dict() for k in format_keys()}
     assert [k for k in format_keys() if format_spec(k).needs_calibration] == ["tflite-int8", "onnx-int8"]
+    # edgecam run's order for picking from a folder ranks every one of edgecam's formats, each once
+    assert sorted(RUN_PREFERENCE) == sorted(format_keys()) and run_preference() == list(RUN_PREFERENCE)
 
 
 def test_a_plugin_format_joins_export_verify_and_the_backends(plugged):
@@ -128,6 +130,8 @@ def test_a_plugin_format_joins_export_verify_and_the_backends(plugged):
     from export.verify import load_gates
 
     assert format_keys()[-2:] == ["onnx-ort-basic", "onnx-wrong-key"]
+    # edgecam run picks from a folder in its own order first, then the plugins' formats: none is left out
+    assert run_preference() == [*RUN_PREFERENCE, "onnx-ort-basic", "onnx-wrong-key"]
     assert ExportOptions(formats=("onnx-ort-basic",)).formats == ("onnx-ort-basic",)
     assert "onnx-ort-basic" in ExportOptions(formats=("all",), calib="unused").formats
     assert load_gates(None)["onnx-ort-basic"].max_abs_score_diff == 1e-4
