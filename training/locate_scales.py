@@ -144,16 +144,15 @@ def search_run(run: Path, factors: tuple[float, ...] = FACTORS, frames_at_most: 
     from training.locate_data import LocateOptions, load_head, run_frames
     from training.run import load_run
 
-    info = json.loads((run / "run.json").read_text())
-    if "head" not in info:
+    classifier, info = load_run(run)
+    if info.head is None:
         raise DataError(f"{run}: expected a run of edgecam train --head locate (run.json with head); none")
-    classifier, _ = load_run(run)
     head = load_head(run)
-    spec = info["head"]
+    spec = info.head
     opts = LocateOptions(from_run=str(run), datasets=tuple(spec["datasets"]), positive=tuple(spec["positive"]),
                          out=str(run))
     val = run_frames(opts)["val"][:frames_at_most or spec["threshold_choice"]["frames"]]
-    decoded = decoded_passes(combined_inference(classifier, head), val, float(info.get("frame_scale") or 1.0), factors)
+    decoded = decoded_passes(combined_inference(classifier, head), val, info.frame_scale or 1.0, factors)
     return choose_passes(decoded, [f.boxes_of(opts.positive) for f in val], float(spec["threshold_choice"]
                                                                                  ["max_false_per_frame"]),
                          float(spec.get("nms_iou", 0.3)))
