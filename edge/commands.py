@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,7 @@ def cmd_run(a) -> int:
     from edge.cli_args import gpu_settings
     from edge.detector import Detector, DetectorOptions
     from edge.manifest import load_manifest
+    from edge.pipeline import report_after_stop
     from edge.recording import RunFolder
     from edge.sink_kinds import parse_sink_spec
 
@@ -141,19 +143,26 @@ def cmd_run(a) -> int:
     # the TensorRT engine cache lives in the run's folder (--out), so the next run reuses it
     bopts = BackendOptions(threads=s.threads, providers=tuple(s.execution_providers) or ("CPUExecutionProvider",),
                            input_size=size, gpu=s.gpu, run_dir=Path(a.out))
-    with _load_detector(Detector, lambda: create_backend(manifest, backend, bopts), det_opts, size) as det:
-        folder = RunFolder.create(a.out)  # a folder of its own: a restart never overwrites an earlier run
-        opts = _run_options(a, checked, folder, mode, size)
-        sinks = _run_sinks(a, checked, folder, manifest)
-        at = f"{det.scale:g}x each frame's size" if det.scale else f"{size[0]}x{size[1]}"
-        print(f"edgecam run: {manifest.format} via {det.backend.key} at {at}, source {source!r}, mode {mode.value}")
-        print(f"edgecam run: recording into {folder.path} ({folder.root / 'latest'} points at it)", flush=True)
-        summary = _run_with_progress(a, det, source, opts, sinks)
+    stop = threading.Event()  # set by the run on SIGINT/SIGTERM: from then on a repeat waits for the report below
+    with report_after_stop(stop):
+        with _load_detector(Detector, lambda: create_backend(manifest, backend, bopts), det_opts, size) as det:
+            folder = RunFolder.create(a.out)  # a folder of its own: a restart never overwrites an earlier run
+            opts = _run_options(a, checked, folder, mode, size)
+            sinks = _run_sinks(a, checked, folder, manifest)
+            at = f"{det.scale:g}x each frame's size" if det.scale else f"{size[0]}x{size[1]}"
+            print(f"edgecam run: {manifest.format} via {det.backend.key} at {at}, source {source!r}, mode {mode.value}")
+            print(f"edgecam run: recording into {folder.path} ({folder.root / 'latest'} points at it)", flush=True)
+            summary = _run_with_progress(a, det, source, opts, sinks, stop)
+        _report_run(summary)
+    return int(summary["exit_code"])
+
+
+def _report_run(summary: dict) -> None:
+    """The run's summary as JSON (stdout with --json) and the line saying how it ended."""
     shown = ("run", "frames", "dropped", "corrupt", "reconnects", "seconds", "fps", "events", "p50_ms", "p95_ms", "ended_by",
              "signal", "errors", "sink_errors", "source_error", "recording", "mqtt", "exit_code", "exit_reasons")
     print_json({k: summary[k] for k in shown if k in summary})
     print(f"edgecam run: {run_ending(summary)}")
-    return int(summary["exit_code"])
 
 
 def _preferred_formats(device: str | None, s) -> list[str]:
@@ -244,7 +253,7 @@ def _run_sinks(a, checked: _RunInputs, folder, manifest) -> list:
     return sinks
 
 
-def _run_with_progress(a, det, source, opts, sinks) -> dict:
+def _run_with_progress(a, det, source, opts, sinks, stop: threading.Event | None = None) -> dict:
     """``edge.pipeline.run`` with the status line of --progress-seconds."""
     from edge.pipeline import run
 
@@ -254,7 +263,7 @@ def _run_with_progress(a, det, source, opts, sinks) -> dict:
 
         progress = Progress(total=known_length(source, a.stride, a.max_frames), interval_s=a.progress_seconds)
     try:
-        return run(det, source, opts, sinks=sinks, on_frame=progress)
+        return run(det, source, opts, sinks=sinks, on_frame=progress, stop_event=stop)
     finally:
         if progress is not None:
             progress.close()

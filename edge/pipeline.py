@@ -14,11 +14,13 @@ loop at once but not that flush. Writes the disk refuses follow the policy of
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import signal
 import threading
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from edge.annotate import Annotator, default_annotator
 from edge.atomic import write_json
@@ -38,6 +40,41 @@ from edge.watchdog import Watchdog
 __all__ = ["RunOptions", "FrameDetector", "run"]
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def report_after_stop(stop: threading.Event) -> Iterator[None]:
+    """Around a run and its caller's report: once ``stop`` is set, a repeated SIGINT/SIGTERM is logged and ignored.
+
+    :func:`run` restores the caller's handlers when it returns; a second Ctrl-C
+    that lands after that would otherwise interrupt the caller while it prints
+    how the run ended. Inside this block a signal before ``stop`` is set goes to
+    the handler that was in place (Python's KeyboardInterrupt, or the default
+    action), so nothing changes until a run has been stopped.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal.signal only works on the main thread
+        return
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            log.warning("received %s after the run stopped; finishing its report first", signal.Signals(signum).name)
+            return
+        old = previous[signum]
+        if callable(old):
+            old(signum, frame)
+        elif old != signal.SIG_IGN:  # the default action: end the process by this signal, as before the block
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _install_signal_handlers(stop: threading.Event, state: dict) -> Callable[[], None]:

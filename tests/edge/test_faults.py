@@ -19,7 +19,7 @@ import edge.segments as segments
 import edge.sinks as sinks_module
 from edge.errors import ConfigError
 from edge.events import HysteresisOptions
-from edge.pipeline import RunOptions, _install_signal_handlers, run
+from edge.pipeline import RunOptions, _install_signal_handlers, report_after_stop, run
 from edge.recording import RecordingOptions, RunFolder, json_safe, outcome
 from edge.results import Boxes, FrameResult
 from edge.segments import SegmentedVideoSink, mp4_complete
@@ -426,6 +426,22 @@ def test_a_signal_during_the_flush_does_not_interrupt_it():
     finally:
         restore()
     assert state["signal"] == "SIGTERM"
+
+
+def test_after_a_stop_a_repeated_signal_waits_for_the_report():
+    # edgecam run: a second Ctrl-C after the run restored its handlers must not cut the line saying how it ended
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are installed on the main thread only")
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stop = threading.Event()
+    with report_after_stop(stop):
+        with pytest.raises(KeyboardInterrupt):  # no run stopped yet: Ctrl-C interrupts as it always does
+            signal.raise_signal(signal.SIGINT)
+        stop.set()
+        signal.raise_signal(signal.SIGINT)  # ignored (logged): the report comes first
+        signal.raise_signal(signal.SIGTERM)
+        reported = True
+    assert reported and {sig: signal.getsignal(sig) for sig in before} == before
 
 
 @pytest.mark.parametrize(
